@@ -1,0 +1,114 @@
+/* zltk — version, error table, clock, small system helpers. */
+#include "zl-internal.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *zl_version(void)
+{
+    return ZLTK_VERSION;
+}
+
+/* ------------------------------------------------------------ errors */
+
+static const char *const err_msgs[] = {
+#define ZL__ERR_MSG(name, msg) msg,
+    ZL_ERRNO_MAP(ZL__ERR_MSG)
+#undef ZL__ERR_MSG
+};
+
+static const char *const err_names[] = {
+#define ZL__ERR_NAME(name, msg) "ZL_E" #name,
+    ZL_ERRNO_MAP(ZL__ERR_NAME)
+#undef ZL__ERR_NAME
+};
+
+static int zl_err_index(int err)
+{
+    int idx = ZL__ERR_BASE - err;
+    return (idx >= 0 && idx < ZL__ERR_IDX_MAX) ? idx : -1;
+}
+
+const char *zl_strerror(int err)
+{
+    int idx;
+
+    if (err == 0)
+        return "success";
+    idx = zl_err_index(err);
+    if (idx >= 0)
+        return err_msgs[idx];
+    if (err < 0 && err > -4000) {
+        /* strerror() is not thread-safe in general; glibc's table is, and
+         * g_strerror() caches a copy per code, which is. */
+        return g_strerror(-err);
+    }
+    return "unknown error";
+}
+
+const char *zl_err_name(int err)
+{
+    int idx;
+
+    if (err == 0)
+        return "OK";
+    idx = zl_err_index(err);
+    if (idx >= 0)
+        return err_names[idx];
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+    if (err < 0 && err > -4000) {
+        const char *n = strerrorname_np(-err);
+        if (n)
+            return n;
+    }
+#endif
+    return "UNKNOWN";
+}
+
+/* ------------------------------------------------------------ clock */
+
+uint64_t zl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t zl_now_us(void)
+{
+    return zl_now_ns() / 1000u;
+}
+
+uint64_t zl_now_ms(void)
+{
+    return zl_now_ns() / 1000000u;
+}
+
+/* ------------------------------------------------------------ system */
+
+int zl__ncpu(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int zl__thread_pin(int cpu)
+{
+#ifdef HAVE_PTHREAD_SETAFFINITY_NP
+    cpu_set_t set;
+    int rc;
+
+    if (cpu < 0 || cpu >= CPU_SETSIZE)
+        return -EINVAL;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    return -rc;
+#else
+    (void)cpu;
+    return -ENOTSUP;
+#endif
+}

@@ -1,0 +1,841 @@
+/* zltk — the event poller: thread, loop, fd registry, task queue, load. */
+#define G_LOG_DOMAIN "zltk-poller"
+#include "poller-internal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+#ifdef HAVE_SYS_EVENTFD_H
+#include <sys/eventfd.h>
+#endif
+
+static _Thread_local zl_poller_t *tls_current;
+
+/* ------------------------------------------------------------ backends */
+
+static const zl__backend_ops_t *const backends[] = {
+#ifdef HAVE_EPOLL_CREATE1
+    &zl__backend_epoll,
+#endif
+#ifdef HAVE_KQUEUE
+    &zl__backend_kqueue,
+#endif
+    &zl__backend_poll,
+};
+
+static const char *const backend_names[] = {
+#ifdef HAVE_EPOLL_CREATE1
+    "epoll",
+#endif
+#ifdef HAVE_KQUEUE
+    "kqueue",
+#endif
+    "poll",
+    NULL,
+};
+
+const char *const *zl_poller_backends(void)
+{
+    return backend_names;
+}
+
+static const zl__backend_ops_t *backend_find(const char *name)
+{
+    if (!name || !*name)
+        return backends[0];
+    for (size_t i = 0; i < ZL__ARRAY_SIZE(backends); i++)
+        if (!strcmp(backends[i]->name, name))
+            return backends[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ ring */
+
+static int ring_grow(zl__ring_t *r)
+{
+    size_t ncap = r->cap ? r->cap * 2 : 64;
+    zl__task_ent_t *nb = malloc(ncap * sizeof(*nb));
+
+    if (!nb)
+        return -ENOMEM;
+    for (size_t i = 0; i < r->len; i++)
+        nb[i] = r->buf[(r->head + i) % r->cap];
+    free(r->buf);
+    r->buf = nb;
+    r->cap = ncap;
+    r->head = 0;
+    return 0;
+}
+
+static int ring_push(zl__ring_t *r, zl_task_fn fn, void *arg, bool front)
+{
+    if (r->len == r->cap && ring_grow(r) < 0)
+        return -ENOMEM;
+    if (front) {
+        r->head = (r->head + r->cap - 1) % r->cap;
+        r->buf[r->head] = (zl__task_ent_t){fn, arg};
+    } else {
+        r->buf[(r->head + r->len) % r->cap] = (zl__task_ent_t){fn, arg};
+    }
+    r->len++;
+    return 0;
+}
+
+/* ------------------------------------------------------------ refs */
+
+void zl__poller_ref(zl_poller_t *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void zl__poller_unref(zl_poller_t *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&p->qlock);
+    free(p->queue.buf);
+    free(p->batch.buf);
+    free(p);
+}
+
+/* ------------------------------------------------------------ wake-up */
+
+static void wake(zl_poller_t *p)
+{
+    atomic_fetch_add_explicit(&p->st_wakeups, 1, memory_order_relaxed);
+#ifdef HAVE_EVENTFD
+    uint64_t one = 1;
+    while (write(p->wake_wfd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+#else
+    char c = 0;
+    while (write(p->wake_wfd, &c, 1) < 0 && errno == EINTR)
+        ;
+#endif
+    /* EAGAIN means the counter/pipe is already signalled: fine. */
+}
+
+static void wake_drain(zl_poller_t *p)
+{
+#ifdef HAVE_EVENTFD
+    uint64_t v;
+    while (read(p->wake_rfd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+#else
+    char buf[256];
+    while (read(p->wake_rfd, buf, sizeof(buf)) > 0)
+        ;
+#endif
+}
+
+static int wake_open(zl_poller_t *p)
+{
+#ifdef HAVE_EVENTFD
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    p->wake_rfd = p->wake_wfd = fd;
+#else
+    int fds[2];
+#ifdef HAVE_PIPE2
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+#else
+    if (pipe(fds) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+#endif
+    p->wake_rfd = fds[0];
+    p->wake_wfd = fds[1];
+#endif
+    return 0;
+}
+
+static void wake_close(zl_poller_t *p)
+{
+    if (p->wake_rfd >= 0)
+        close(p->wake_rfd);
+    if (p->wake_wfd >= 0 && p->wake_wfd != p->wake_rfd)
+        close(p->wake_wfd);
+    p->wake_rfd = p->wake_wfd = -1;
+}
+
+/* ------------------------------------------------------------ tasks */
+
+bool zl__poller_closing(zl_poller_t *p)
+{
+    bool c;
+    pthread_mutex_lock(&p->qlock);
+    c = p->closing;
+    pthread_mutex_unlock(&p->qlock);
+    return c;
+}
+
+/* Queue fn(arg).  The loop is woken only on the empty → non-empty edge; a
+ * post from the loop's own thread needs no wake-up at all. */
+static int enqueue(zl_poller_t *p, zl_task_fn fn, void *arg, bool front)
+{
+    bool was_empty, own = tls_current == p;
+    int rc;
+
+    pthread_mutex_lock(&p->qlock);
+    if (ZL__UNLIKELY(p->closing)) {
+        pthread_mutex_unlock(&p->qlock);
+        return ZL_ESHUTDOWN;
+    }
+    was_empty = p->queue.len == 0;
+    rc = ring_push(&p->queue, fn, arg, front);
+    pthread_mutex_unlock(&p->qlock);
+    if (rc < 0)
+        return rc;
+    if (own)
+        p->own_pending = true;
+    else if (was_empty)
+        wake(p);
+    return 0;
+}
+
+enum { TASK_PENDING, TASK_DONE, TASK_CANCELLED };
+
+struct zl_task {
+    atomic_int refs;
+    atomic_int state;
+    zl_task_fn fn;
+    void *arg;
+};
+
+static void task_unref(zl_task_t *t)
+{
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        free(t);
+}
+
+static void task_trampoline(void *arg)
+{
+    zl_task_t *t = arg;
+    int expect = TASK_PENDING;
+
+    if (atomic_compare_exchange_strong(&t->state, &expect, TASK_DONE))
+        t->fn(t->arg);
+    task_unref(t);
+}
+
+int zl_poller_post(zl_poller_t *p, unsigned flags, zl_task_fn fn, void *arg,
+                   zl_task_t **handle)
+{
+    zl_task_t *t;
+    int rc;
+
+    if (handle)
+        *handle = NULL;
+    if (!p || !fn)
+        return -EINVAL;
+    if ((flags & ZL_TASK_INLINE) && tls_current == p) {
+        fn(arg);
+        return 0;
+    }
+    if (!handle)
+        return enqueue(p, fn, arg, flags & ZL_TASK_FIRST);
+
+    t = malloc(sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    atomic_init(&t->refs, 2); /* queue + handle */
+    atomic_init(&t->state, TASK_PENDING);
+    t->fn = fn;
+    t->arg = arg;
+    rc = enqueue(p, task_trampoline, t, flags & ZL_TASK_FIRST);
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    *handle = t;
+    return 0;
+}
+
+int zl_poller_async(zl_poller_t *p, zl_task_fn fn, void *arg)
+{
+    return zl_poller_post(p, 0, fn, arg, NULL);
+}
+
+int zl_poller_async_first(zl_poller_t *p, zl_task_fn fn, void *arg)
+{
+    return zl_poller_post(p, ZL_TASK_FIRST, fn, arg, NULL);
+}
+
+int zl_poller_run(zl_poller_t *p, zl_task_fn fn, void *arg)
+{
+    return zl_poller_post(p, ZL_TASK_INLINE, fn, arg, NULL);
+}
+
+bool zl_task_cancel(zl_task_t *t)
+{
+    int expect = TASK_PENDING;
+    bool ok;
+
+    if (!t)
+        return false;
+    ok = atomic_compare_exchange_strong(&t->state, &expect, TASK_CANCELLED);
+    task_unref(t);
+    return ok;
+}
+
+void zl_task_release(zl_task_t *t)
+{
+    if (t)
+        task_unref(t);
+}
+
+typedef struct sync_call {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    zl_task_fn fn;
+    void *arg;
+} sync_call_t;
+
+static void sync_trampoline(void *arg)
+{
+    sync_call_t *s = arg;
+
+    s->fn(s->arg);
+    pthread_mutex_lock(&s->lock);
+    s->done = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int zl_poller_sync(zl_poller_t *p, zl_task_fn fn, void *arg)
+{
+    sync_call_t s = {.fn = fn, .arg = arg};
+    int rc;
+
+    if (!p || !fn)
+        return -EINVAL;
+    if (tls_current == p) {
+        fn(arg);
+        return 0;
+    }
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.cond, NULL);
+    rc = enqueue(p, sync_trampoline, &s, false);
+    if (rc == 0) {
+        pthread_mutex_lock(&s.lock);
+        while (!s.done)
+            pthread_cond_wait(&s.cond, &s.lock);
+        pthread_mutex_unlock(&s.lock);
+    }
+    pthread_cond_destroy(&s.cond);
+    pthread_mutex_destroy(&s.lock);
+    return rc;
+}
+
+/* Run everything queued so far.  Tasks posted meanwhile wait for the next
+ * round, so a task that keeps re-posting itself cannot starve fds. */
+static void drain_tasks(zl_poller_t *p)
+{
+    zl__ring_t tmp;
+    size_t n;
+
+    p->own_pending = false;
+    pthread_mutex_lock(&p->qlock);
+    tmp = p->queue;
+    p->queue = p->batch; /* empty, keeps its capacity */
+    pthread_mutex_unlock(&p->qlock);
+    p->batch = tmp;
+
+    n = p->batch.len;
+    for (size_t i = 0; i < n; i++) {
+        zl__task_ent_t *e = &p->batch.buf[(p->batch.head + i) % p->batch.cap];
+        e->fn(e->arg);
+    }
+    p->batch.head = 0;
+    p->batch.len = 0;
+    atomic_fetch_add_explicit(&p->st_tasks, n, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ fds */
+
+static zl__reg_t *reg_get(zl_poller_t *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->nregs || !p->regs[fd].gen)
+        return NULL;
+    return &p->regs[fd];
+}
+
+static int reg_reserve(zl_poller_t *p, int fd)
+{
+    size_t n;
+    zl__reg_t *nr;
+
+    if ((size_t)fd < p->nregs)
+        return 0;
+    n = p->nregs ? p->nregs : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    nr = realloc(p->regs, n * sizeof(*nr));
+    if (!nr)
+        return -ENOMEM;
+    memset(nr + p->nregs, 0, (n - p->nregs) * sizeof(*nr));
+    p->regs = nr;
+    p->nregs = n;
+    return 0;
+}
+
+static int fd_add_local(zl_poller_t *p, int fd, unsigned events, zl_io_fn cb,
+                        void *udata)
+{
+    uint32_t gen;
+    int rc;
+
+    if (fd < 0 || !cb)
+        return fd < 0 ? -EBADF : -EINVAL;
+    if (reg_get(p, fd))
+        return -EEXIST;
+    rc = reg_reserve(p, fd);
+    if (rc < 0)
+        return rc;
+    gen = p->gen_next++;
+    if (!gen) /* 0 marks a free slot */
+        gen = p->gen_next++;
+    rc = p->ops->add(p, fd, gen, events);
+    if (rc < 0)
+        return rc;
+    p->regs[fd] = (zl__reg_t){cb, udata, events, gen};
+    atomic_fetch_add_explicit(&p->nfds, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int fd_mod_local(zl_poller_t *p, int fd, unsigned events)
+{
+    zl__reg_t *r = reg_get(p, fd);
+    int rc;
+
+    if (!r)
+        return -ENOENT;
+    rc = p->ops->mod(p, fd, r->gen, events);
+    if (rc == 0)
+        r->events = events;
+    return rc;
+}
+
+static int fd_del_local(zl_poller_t *p, int fd)
+{
+    zl__reg_t *r = reg_get(p, fd);
+
+    if (!r)
+        return -ENOENT;
+    p->ops->del(p, fd);
+    /* Clearing gen makes any event of this registration still in the
+     * current batch stale (TK#201: fd reused inside one batch). */
+    memset(r, 0, sizeof(*r));
+    atomic_fetch_sub_explicit(&p->nfds, 1, memory_order_relaxed);
+    return 0;
+}
+
+enum { FDOP_ADD, FDOP_MOD, FDOP_DEL };
+
+typedef struct fd_op {
+    zl_poller_t *p;
+    int kind, fd;
+    unsigned events;
+    zl_io_fn cb;
+    void *udata;
+    void (*done)(void *);
+    void *arg;
+} fd_op_t;
+
+static void fd_op_run(void *arg)
+{
+    fd_op_t *op = arg;
+    int rc = 0;
+
+    switch (op->kind) {
+    case FDOP_ADD:
+        rc = fd_add_local(op->p, op->fd, op->events, op->cb, op->udata);
+        break;
+    case FDOP_MOD:
+        rc = fd_mod_local(op->p, op->fd, op->events);
+        break;
+    case FDOP_DEL:
+        rc = fd_del_local(op->p, op->fd);
+        if (op->done)
+            op->done(op->arg);
+        break;
+    }
+    if (rc < 0)
+        g_warning("%s: %s of fd %d failed: %s", op->p->name,
+                  op->kind == FDOP_ADD   ? "adding"
+                  : op->kind == FDOP_MOD ? "modifying"
+                                         : "removing",
+                  op->fd, zl_strerror(rc));
+    free(op);
+}
+
+static int fd_op_post(zl_poller_t *p, const fd_op_t *tmpl)
+{
+    fd_op_t *op = malloc(sizeof(*op));
+    int rc;
+
+    if (!op)
+        return -ENOMEM;
+    *op = *tmpl;
+    rc = enqueue(p, fd_op_run, op, false);
+    if (rc < 0)
+        free(op);
+    return rc;
+}
+
+int zl_poller_add_fd(zl_poller_t *p, int fd, unsigned events, zl_io_fn cb,
+                     void *udata)
+{
+    if (!p)
+        return -EINVAL;
+    if (tls_current == p)
+        return fd_add_local(p, fd, events, cb, udata);
+    if (fd < 0 || !cb)
+        return fd < 0 ? -EBADF : -EINVAL;
+    return fd_op_post(p, &(fd_op_t){.p = p, .kind = FDOP_ADD, .fd = fd,
+                                    .events = events, .cb = cb,
+                                    .udata = udata});
+}
+
+int zl_poller_mod_fd(zl_poller_t *p, int fd, unsigned events)
+{
+    if (!p)
+        return -EINVAL;
+    if (tls_current == p)
+        return fd_mod_local(p, fd, events);
+    return fd_op_post(p, &(fd_op_t){.p = p, .kind = FDOP_MOD, .fd = fd,
+                                    .events = events});
+}
+
+int zl_poller_del_fd(zl_poller_t *p, int fd, void (*done)(void *), void *arg)
+{
+    int rc;
+
+    if (!p)
+        return -EINVAL;
+    if (tls_current == p) {
+        rc = fd_del_local(p, fd);
+        if (rc == 0 && done)
+            done(arg);
+        return rc;
+    }
+    return fd_op_post(p, &(fd_op_t){.p = p, .kind = FDOP_DEL, .fd = fd,
+                                    .done = done, .arg = arg});
+}
+
+size_t zl_poller_fd_count(const zl_poller_t *p)
+{
+    return atomic_load_explicit(&p->nfds, memory_order_relaxed);
+}
+
+static void dispatch(zl_poller_t *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const zl__bev_t *ev = &p->events[i];
+        zl__reg_t *r;
+        unsigned mask;
+
+        if (ev->fd == p->wake_rfd) {
+            wake_drain(p);
+            drain_tasks(p);
+            continue;
+        }
+        r = reg_get(p, ev->fd);
+        if (!r || r->gen != ev->gen)
+            continue; /* removed, or a new registration of a reused fd */
+        mask = ev->events & (r->events | ZL_EV_ERROR | ZL_EV_HUP);
+        if (!mask)
+            continue;
+        atomic_fetch_add_explicit(&p->st_io, 1, memory_order_relaxed);
+        r->cb(p, ev->fd, mask, r->udata);
+    }
+}
+
+/* ------------------------------------------------------------ load */
+
+static void load_publish(zl_poller_t *p, bool sleeping, uint64_t now)
+{
+    atomic_store_explicit(&p->a_since, now, memory_order_relaxed);
+    atomic_store_explicit(&p->a_sleeping, sleeping, memory_order_relaxed);
+}
+
+/* Record one wake-up: busy_ns spent working, then idle_ns asleep. */
+static void load_record(zl_poller_t *p, uint64_t busy_ns, uint64_t idle_ns,
+                        uint64_t now)
+{
+    zl__load_sample_t *s;
+
+    /* Evict samples outside the window, then the oldest if full. */
+    while (p->sample_len) {
+        unsigned oldest = (p->sample_pos + ZL__LOAD_SAMPLES - p->sample_len) %
+                          ZL__LOAD_SAMPLES;
+        s = &p->samples[oldest];
+        if (p->sample_len < ZL__LOAD_SAMPLES &&
+            now - s->end_ns <= ZL__LOAD_WINDOW_NS)
+            break;
+        p->busy_sum -= s->busy_ns;
+        p->idle_sum -= s->idle_ns;
+        p->sample_len--;
+    }
+    s = &p->samples[p->sample_pos];
+    *s = (zl__load_sample_t){busy_ns, idle_ns, now};
+    p->sample_pos = (p->sample_pos + 1) % ZL__LOAD_SAMPLES;
+    p->sample_len++;
+    p->busy_sum += busy_ns;
+    p->idle_sum += idle_ns;
+    atomic_store_explicit(&p->a_busy, p->busy_sum, memory_order_relaxed);
+    atomic_store_explicit(&p->a_idle, p->idle_sum, memory_order_relaxed);
+}
+
+unsigned zl_poller_load(const zl_poller_t *p)
+{
+    uint64_t now = zl_now_ns();
+    uint64_t busy = atomic_load_explicit(&p->a_busy, memory_order_relaxed);
+    uint64_t idle = atomic_load_explicit(&p->a_idle, memory_order_relaxed);
+    uint64_t since = atomic_load_explicit(&p->a_since, memory_order_relaxed);
+    bool sleeping = atomic_load_explicit(&p->a_sleeping, memory_order_relaxed);
+    uint64_t cur = now > since ? now - since : 0;
+
+    /* The current stretch counts too: a loop stuck in a long task is busy
+     * now, and one asleep for seconds is idle now. */
+    if (cur >= ZL__LOAD_WINDOW_NS)
+        return sleeping ? 0 : 100;
+    if (sleeping)
+        idle += cur;
+    else
+        busy += cur;
+    if (busy + idle == 0)
+        return 0;
+    return (unsigned)(busy * 100 / (busy + idle));
+}
+
+typedef struct probe {
+    zl_poller_t *p;
+    uint64_t t0;
+    zl_delay_fn cb;
+    void *arg;
+} probe_t;
+
+static void probe_run(void *arg)
+{
+    probe_t *pr = arg;
+    uint64_t now = zl_now_us();
+
+    pr->cb(pr->p, now > pr->t0 ? now - pr->t0 : 0, pr->arg);
+    free(pr);
+}
+
+int zl_poller_probe_delay(zl_poller_t *p, zl_delay_fn cb, void *arg)
+{
+    probe_t *pr;
+    int rc;
+
+    if (!p || !cb)
+        return -EINVAL;
+    pr = malloc(sizeof(*pr));
+    if (!pr)
+        return -ENOMEM;
+    *pr = (probe_t){p, zl_now_us(), cb, arg};
+    rc = enqueue(p, probe_run, pr, false);
+    if (rc < 0)
+        free(pr);
+    return rc;
+}
+
+void zl_poller_get_stats(const zl_poller_t *p, zl_poller_stats_t *out)
+{
+    out->loops = atomic_load_explicit(&p->st_loops, memory_order_relaxed);
+    out->tasks = atomic_load_explicit(&p->st_tasks, memory_order_relaxed);
+    out->wakeups = atomic_load_explicit(&p->st_wakeups, memory_order_relaxed);
+    out->timers = atomic_load_explicit(&p->st_timers, memory_order_relaxed);
+    out->io_events = atomic_load_explicit(&p->st_io, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ loop */
+
+static void *loop_main(void *arg)
+{
+    zl_poller_t *p = arg;
+    uint64_t t_wake = zl_now_ns(), t_sleep, idle_ns = 0;
+
+    tls_current = p;
+    zl_thread_set_name(p->name);
+    load_publish(p, false, t_wake);
+
+    while (atomic_load_explicit(&p->running, memory_order_acquire)) {
+        int timeout, n;
+
+        p->now_ms = t_wake / 1000000u;
+        zl__timers_run(p);
+        if (p->own_pending)
+            drain_tasks(p);
+
+        timeout = p->own_pending ? 0 : zl__timers_timeout(p);
+        t_sleep = zl_now_ns();
+        load_record(p, t_sleep - t_wake, idle_ns, t_sleep);
+        load_publish(p, true, t_sleep);
+        n = p->ops->wait(p, p->events, ZL__MAX_EVENTS, timeout);
+        t_wake = zl_now_ns();
+        idle_ns = t_wake - t_sleep;
+        load_publish(p, false, t_wake);
+        atomic_fetch_add_explicit(&p->st_loops, 1, memory_order_relaxed);
+        if (n < 0) {
+            if (n != -EINTR) {
+                g_critical("%s: %s wait failed: %s", p->name, p->ops->name,
+                           zl_strerror(n));
+                usleep(10000); /* never spin on a broken backend */
+            }
+            continue;
+        }
+        dispatch(p, n);
+    }
+
+    /* Stopping: posts are refused already (closing); run what was queued,
+     * including what those tasks' own fds and timers no longer need. */
+    for (;;) {
+        bool empty;
+        pthread_mutex_lock(&p->qlock);
+        empty = p->queue.len == 0;
+        pthread_mutex_unlock(&p->qlock);
+        if (empty)
+            break;
+        drain_tasks(p);
+    }
+    zl__timers_shutdown(p);
+    tls_current = NULL;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ life */
+
+int zl_poller_new(zl_poller_t **out, const zl_poller_options_t *opts)
+{
+    zl_poller_options_t dflt = {0};
+    const char *bname;
+    zl_poller_t *p;
+    int rc;
+
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!opts)
+        opts = &dflt;
+    bname = opts->backend ? opts->backend : getenv("ZLTK_POLLER_BACKEND");
+    if (!backend_find(bname)) {
+        g_warning("unknown poller backend '%s' (this build has: %s%s%s)",
+                  bname, backend_names[0],
+                  backend_names[1] ? ", " : "",
+                  backend_names[1] ? backend_names[1] : "");
+        return -EINVAL;
+    }
+
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    atomic_init(&p->refs, 1);
+    p->ops = backend_find(bname);
+    p->wake_rfd = p->wake_wfd = -1;
+    p->gen_next = 1;
+    g_strlcpy(p->name, opts->name ? opts->name : "zl-poller", sizeof(p->name));
+    rc = pthread_mutex_init(&p->qlock, NULL);
+    if (rc) {
+        free(p);
+        return -rc;
+    }
+    rc = p->ops->init(p);
+    if (rc < 0)
+        goto fail_mutex;
+    rc = wake_open(p);
+    if (rc < 0)
+        goto fail_backend;
+    /* The wake-up fd is level-triggered and handled by dispatch() itself. */
+    rc = p->ops->add(p, p->wake_rfd, 0, ZL_EV_READ | ZL_EV_LT);
+    if (rc < 0)
+        goto fail_wake;
+    atomic_store(&p->running, true);
+    rc = -pthread_create(&p->thread, NULL, loop_main, p);
+    if (rc < 0)
+        goto fail_wake;
+    if (opts->pin_cpu && opts->cpu >= 0) {
+#ifdef HAVE_PTHREAD_SETAFFINITY_NP
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(opts->cpu, &set);
+        int e = pthread_setaffinity_np(p->thread, sizeof(set), &set);
+        if (e)
+            g_warning("%s: cannot pin to CPU %d: %s", p->name, opts->cpu,
+                      g_strerror(e));
+#endif
+    }
+    *out = p;
+    return 0;
+
+fail_wake:
+    wake_close(p);
+fail_backend:
+    p->ops->destroy(p);
+fail_mutex:
+    pthread_mutex_destroy(&p->qlock);
+    free(p);
+    return rc;
+}
+
+void zl_poller_free(zl_poller_t *p)
+{
+    if (!p)
+        return;
+    if (tls_current == p) {
+        g_critical("zl_poller_free(%s) called from the poller's own thread; "
+                   "free it from another thread",
+                   p->name);
+        return;
+    }
+    pthread_mutex_lock(&p->qlock);
+    p->closing = true;
+    pthread_mutex_unlock(&p->qlock);
+    atomic_store_explicit(&p->running, false, memory_order_release);
+    wake(p);
+    pthread_join(p->thread, NULL);
+
+    wake_close(p);
+    p->ops->destroy(p);
+    free(p->regs);
+    p->regs = NULL;
+    p->nregs = 0;
+    free(p->heap);
+    p->heap = NULL;
+    zl__poller_unref(p);
+}
+
+/* ------------------------------------------------------------ identity */
+
+zl_poller_t *zl_poller_current(void)
+{
+    return tls_current;
+}
+
+bool zl_poller_is_current(const zl_poller_t *p)
+{
+    return p && tls_current == p;
+}
+
+const char *zl_poller_name(const zl_poller_t *p)
+{
+    return p->name;
+}
+
+const char *zl_poller_backend(const zl_poller_t *p)
+{
+    return p->ops->name;
+}
+
+bool zl_poller_has_edge(const zl_poller_t *p)
+{
+    return p->ops->edge;
+}

@@ -1,0 +1,1 @@
+#include "zl-internal.h"

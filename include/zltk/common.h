@@ -1,0 +1,39 @@
+/* zltk — common definitions for every public header.
+ *
+ * This header is self-contained and installed.  It defines the export
+ * macro and the C++ guards; it includes nothing but the C library.
+ */
+#ifndef ZLTK_COMMON_H
+#define ZLTK_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define ZL_BEGIN_DECLS extern "C" {
+#define ZL_END_DECLS }
+#else
+#define ZL_BEGIN_DECLS
+#define ZL_END_DECLS
+#endif
+
+/* libzltk is built with -fvisibility=hidden: only ZL_API names are exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ZL_API __attribute__((visibility("default")))
+#define ZL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define ZL_WARN_UNUSED __attribute__((warn_unused_result))
+#else
+#define ZL_API
+#define ZL_PRINTF(f, a)
+#define ZL_WARN_UNUSED
+#endif
+
+ZL_BEGIN_DECLS
+
+/* Called when an object that holds a user pointer no longer needs it. */
+typedef void (*zl_destroy_fn)(void *arg);
+
+ZL_END_DECLS
+
+#endif

@@ -1,0 +1,135 @@
+/* zltk tests — the one CUnit runner.
+ *
+ *   zltk-tests              run every suite
+ *   zltk-tests SUITE...     run only these suites
+ *   zltk-tests --list       list the suites
+ *
+ * The poller backend under test is chosen with ZLTK_POLLER_BACKEND
+ * (epoll, poll).  Exit status: 0 if every test passed, 1 otherwise.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <CUnit/Basic.h>
+
+#include "test.h"
+
+static const struct {
+    const char *name;
+    int (*reg)(void);
+} suites[] = {
+    {"error", zl_test_register_error},
+    {"poller", zl_test_register_poller},
+    {"task", zl_test_register_task},
+    {"timer", zl_test_register_timer},
+    {"pool", zl_test_register_pool},
+    {"worker", zl_test_register_worker},
+    {"runtime", zl_test_register_runtime},
+    {"log", zl_test_register_log},
+};
+#define N_SUITES (sizeof(suites) / sizeof(suites[0]))
+
+int zl_test_add_suite(const char *name, CU_InitializeFunc init,
+                      CU_CleanupFunc cleanup, const zl_test_case_t *cases)
+{
+    CU_pSuite s = CU_add_suite(name, init, cleanup);
+    if (!s)
+        return CU_get_error();
+    for (; cases->name; cases++)
+        if (!CU_add_test(s, cases->name, cases->fn))
+            return CU_get_error();
+    return 0;
+}
+
+void zl_test_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+unsigned zl_test_slow(void)
+{
+    const char *s = getenv("ZLTK_TEST_SLOW");
+    unsigned v = s ? (unsigned)strtoul(s, NULL, 10) : 1;
+    return v ? v : 1;
+}
+
+int zl_test_wait_flag(atomic_int *flag, unsigned timeout_ms)
+{
+    uint64_t end = zl_now_ms() + (uint64_t)timeout_ms * zl_test_slow();
+    int v;
+    while (!(v = atomic_load(flag)) && zl_now_ms() < end)
+        zl_test_sleep_ms(1);
+    return v;
+}
+
+long zl_test_wait_count(atomic_long *counter, long target, unsigned timeout_ms)
+{
+    uint64_t end = zl_now_ms() + (uint64_t)timeout_ms * zl_test_slow();
+    long v;
+    while ((v = atomic_load(counter)) < target && zl_now_ms() < end)
+        zl_test_sleep_ms(1);
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    int only = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && (!strcmp(argv[1], "--list") || !strcmp(argv[1], "-l"))) {
+        for (size_t i = 0; i < N_SUITES; i++)
+            puts(suites[i].name);
+        return 0;
+    }
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: %s [--list] [SUITE...]\n"
+               "Runs the zltk CUnit suites (all of them by default).\n"
+               "ZLTK_POLLER_BACKEND=epoll|poll selects the poller backend;\n"
+               "ZLTK_TEST_SLOW=N stretches time limits (sanitizer builds).\n",
+               argv[0]);
+        return 0;
+    }
+    for (int a = 1; a < argc; a++) {
+        size_t i;
+        for (i = 0; i < N_SUITES; i++)
+            if (!strcmp(argv[a], suites[i].name))
+                break;
+        if (i == N_SUITES) {
+            fprintf(stderr, "%s: no suite named '%s' (try --list)\n", argv[0],
+                    argv[a]);
+            return 2;
+        }
+        only = 1;
+    }
+
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    for (size_t i = 0; i < N_SUITES; i++) {
+        int want = !only;
+        for (int a = 1; a < argc && !want; a++)
+            want = !strcmp(argv[a], suites[i].name);
+        if (want && suites[i].reg() != 0) {
+            fprintf(stderr, "cannot register suite %s: %s\n", suites[i].name,
+                    CU_get_error_msg());
+            CU_cleanup_registry();
+            return 2;
+        }
+    }
+    printf("zltk tests, poller backend: %s\n",
+           getenv("ZLTK_POLLER_BACKEND") ? getenv("ZLTK_POLLER_BACKEND")
+                                         : "default");
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() +
+                      CU_get_number_of_tests_failed();
+    CU_pRunSummary sum = CU_get_run_summary();
+    int rc = (failed || sum->nSuitesFailed) ? 1 : 0;
+    CU_cleanup_registry();
+    return rc;
+}

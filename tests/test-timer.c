@@ -1,0 +1,3 @@
+/* placeholder: replaced by the real suite */
+#include "test.h"
+int zl_test_register_timer(void) { return 0; }

@@ -1,0 +1,44 @@
+/* zltk tests — shared helpers for the CUnit suites. */
+#ifndef ZLTK_TEST_H
+#define ZLTK_TEST_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <CUnit/CUnit.h>
+
+#include <zltk/zltk.h>
+
+/* Each test-*.c defines one registration function, listed in runner.c.
+ * It adds one suite with CU_add_suite() and its tests, and returns 0 or a
+ * CUnit error.  Suite names: error, poller, task, timer, pool, worker,
+ * runtime, log. */
+int zl_test_register_error(void);
+int zl_test_register_poller(void);
+int zl_test_register_task(void);
+int zl_test_register_timer(void);
+int zl_test_register_pool(void);
+int zl_test_register_worker(void);
+int zl_test_register_runtime(void);
+int zl_test_register_log(void);
+
+/* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
+ * value.  Polls every millisecond. */
+int zl_test_wait_flag(atomic_int *flag, unsigned timeout_ms);
+/* Wait until *counter >= target or timeout_ms passes; returns the value. */
+long zl_test_wait_count(atomic_long *counter, long target, unsigned timeout_ms);
+/* Sleep for ms milliseconds. */
+void zl_test_sleep_ms(unsigned ms);
+/* Scale factor for time limits: 1 normally, larger under sanitizers
+ * ($ZLTK_TEST_SLOW, default 1). */
+unsigned zl_test_slow(void);
+
+/* Register a suite's tests from a NULL-terminated table. */
+typedef struct {
+    const char *name;
+    CU_TestFunc fn;
+} zl_test_case_t;
+int zl_test_add_suite(const char *name, CU_InitializeFunc init,
+                      CU_CleanupFunc cleanup, const zl_test_case_t *cases);
+
+#endif

@@ -1,0 +1,96 @@
+#!/bin/sh
+# zltk developer entry point.
+#
+#   tools/quickstart.sh host [ARGS]   install build deps, build, run zltk-host
+#   tools/quickstart.sh check         install build deps, build, run every test
+#   tools/quickstart.sh sanitize LIST build with -fsanitize=LIST in _build-LIST
+#                                     and run every test (address,undefined |
+#                                     thread)
+#   tools/quickstart.sh deps          only install the build dependencies
+#
+# Builds go to _build*/ (out of tree).  Installing packages needs root and
+# Debian's package archive; if everything is already installed nothing is
+# fetched.
+set -eu
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+DEPS="build-essential autoconf automake libtool pkg-config libglib2.0-dev \
+libcunit1-dev libssl-dev"
+
+deps() {
+    missing=""
+    for p in $DEPS; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "quickstart: missing packages:$missing (install them as root)" >&2
+        exit 1
+    fi
+    echo "quickstart: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+}
+
+# build DIR [configure args...]
+build() {
+    dir=$1; shift
+    [ -x configure ] || ./autogen.sh
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Makefile" ]; then
+        (cd "$dir" && "$top/configure" -q "$@")
+    fi
+    make -C "$dir" -s -j"$(nproc)"
+}
+
+# check DIR [make args]: run the suites, show every CUnit summary.
+check() {
+    dir=$1; shift
+    rc=0
+    make -C "$dir" -s -j1 check "$@" >"$dir/check.out" 2>&1 || rc=$?
+    for log in "$dir"/tests/check-*.log; do
+        echo "=== $(basename "$log" .log)"
+        # The per-test lines are in the log; show failures and summaries.
+        grep -E 'FAILED|Assertion|Suite .*(setup|cleanup)|Run Summary|^ +(suites|tests|asserts) |Elapsed|passed,|FAIL:|poller backend' "$log" || true
+    done
+    grep -E '^(# |PASS|FAIL|ERROR|SKIP|XFAIL)' "$dir/check.out" || cat "$dir/check.out"
+    if [ "$rc" != 0 ]; then
+        echo "quickstart: tests FAILED in $dir; full logs:" >&2
+        cat "$dir"/tests/*.log >&2 || true
+    fi
+    return "$rc"
+}
+
+cmd=${1:-check}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+deps)
+    deps ;;
+host)
+    deps
+    build _build
+    exec "_build/zltk-host" "$@" ;;
+check)
+    deps
+    build _build
+    check _build ;;
+sanitize)
+    list=${1:?usage: quickstart.sh sanitize address,undefined|thread}
+    deps
+    build "_build-$list" --enable-sanitizers="$list"
+    case "$list" in
+    *thread*)
+        # Older TSan runtimes cannot map their shadow with high ASLR entropy.
+        check "_build-$list" ZLTK_TEST_SLOW=4 \
+            SH_LOG_COMPILER="setarch $(uname -m) -R" \
+            TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ;;
+    *)
+        check "_build-$list" ZLTK_TEST_SLOW=3 \
+            ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
+            UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ;;
+    esac ;;
+*)
+    sed -n '2,16p' "$0" >&2
+    exit 2 ;;
+esac
