@@ -21,15 +21,17 @@ static const char *const err_msgs[] = {
 };
 
 static const char *const err_names[] = {
-#define ZL__ERR_NAME(name, msg) "ZL_E" #name,
+#define ZL__ERR_NAME(name, msg) "ZL_" #name,
     ZL_ERRNO_MAP(ZL__ERR_NAME)
 #undef ZL__ERR_NAME
 };
 
 static int zl_err_index(int err)
 {
-    int idx = ZL__ERR_BASE - err;
-    return (idx >= 0 && idx < ZL__ERR_IDX_MAX) ? idx : -1;
+    /* Range check first: subtracting from an arbitrary int may overflow. */
+    if (err > ZL__ERR_BASE || err <= ZL__ERR_BASE - ZL__ERR_IDX_MAX)
+        return -1;
+    return ZL__ERR_BASE - err;
 }
 
 const char *zl_strerror(int err)

@@ -103,6 +103,7 @@ struct zl_poller {
     zl__load_sample_t samples[ZL__LOAD_SAMPLES];
     unsigned sample_pos, sample_len;
     uint64_t busy_sum, idle_sum;
+    uint64_t busy_since; /* loop thread: start of the current busy stretch */
     atomic_uint_fast64_t a_busy, a_idle, a_since;
     atomic_bool a_sleeping;
 

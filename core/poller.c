@@ -662,10 +662,11 @@ void zl_poller_get_stats(const zl_poller_t *p, zl_poller_stats_t *out)
 static void *loop_main(void *arg)
 {
     zl_poller_t *p = arg;
-    uint64_t t_wake = zl_now_ns(), t_sleep, idle_ns = 0;
+    uint64_t t_wake = zl_now_ns(), t_sleep;
 
     tls_current = p;
     zl_thread_set_name(p->name);
+    p->busy_since = t_wake;
     load_publish(p, false, t_wake);
 
     while (atomic_load_explicit(&p->running, memory_order_acquire)) {
@@ -678,11 +679,14 @@ static void *loop_main(void *arg)
 
         timeout = p->own_pending ? 0 : zl__timers_timeout(p);
         t_sleep = zl_now_ns();
-        load_record(p, t_sleep - t_wake, idle_ns, t_sleep);
         load_publish(p, true, t_sleep);
         n = p->ops->wait(p, p->events, ZL__MAX_EVENTS, timeout);
+        /* Record the busy stretch and the sleep that followed it as soon as
+         * both are complete, so readers never see a stale window. */
         t_wake = zl_now_ns();
-        idle_ns = t_wake - t_sleep;
+        load_record(p, t_sleep - (p->busy_since ? p->busy_since : t_sleep),
+                    t_wake - t_sleep, t_wake);
+        p->busy_since = t_wake;
         load_publish(p, false, t_wake);
         atomic_fetch_add_explicit(&p->st_loops, 1, memory_order_relaxed);
         if (n < 0) {

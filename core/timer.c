@@ -194,6 +194,10 @@ static int timer_add(zl_poller_t *p, uint64_t delay_ms, zl_timer_fn fn,
     t->arg = arg;
     t->destroy = destroy;
     t->deadline = deadline_after(delay_ms);
+    if (handle) {
+        zl__poller_ref(p);
+        t->holds_poller = true;
+    }
 
     if (zl_poller_is_current(p)) {
         if (!atomic_load_explicit(&p->running, memory_order_acquire))
@@ -205,14 +209,13 @@ static int timer_add(zl_poller_t *p, uint64_t delay_ms, zl_timer_fn fn,
         rc = zl_poller_post(p, 0, insert_task, t, NULL);
     }
     if (rc < 0) {
+        if (t->holds_poller)
+            zl__poller_unref(p);
         free(t);
         return rc;
     }
-    if (handle) {
-        zl__poller_ref(p);
-        t->holds_poller = true;
+    if (handle)
         *handle = t;
-    }
     return 0;
 }
 

@@ -1,3 +1,210 @@
-/* placeholder: replaced by the real suite */
+/* zltk tests — error codes: zl_strerror() and zl_err_name() (zltk/error.h). */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "test.h"
-int zl_test_register_error(void) { return 0; }
+
+/* The table as the header defines it: code, expected name, expected message. */
+static const struct {
+    int code;
+    const char *name;
+    const char *msg;
+} codes[] = {
+#define XX(n, m) {ZL_##n, "ZL_" #n, m},
+    ZL_ERRNO_MAP(XX)
+#undef XX
+};
+#define N_CODES (sizeof(codes) / sizeof(codes[0]))
+
+static void test_codes_range_distinct(void)
+{
+    CU_ASSERT_EQUAL(N_CODES, (size_t)ZL__ERR_IDX_MAX);
+    for (size_t i = 0; i < N_CODES; i++) {
+        CU_ASSERT(codes[i].code < 0);
+        CU_ASSERT(codes[i].code >= -4095 && codes[i].code <= -4000);
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT_NOT_EQUAL(codes[i].code, codes[j].code);
+    }
+}
+
+static void test_names(void)
+{
+    for (size_t i = 0; i < N_CODES; i++) {
+        const char *n = zl_err_name(codes[i].code);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+        CU_ASSERT_STRING_EQUAL(n, codes[i].name);
+        CU_ASSERT_EQUAL(strncmp(n, "ZL_E", 4), 0);
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT_STRING_NOT_EQUAL(n, zl_err_name(codes[j].code));
+    }
+    CU_ASSERT_STRING_EQUAL(zl_err_name(ZL_ETIMEOUT), "ZL_ETIMEOUT");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(ZL_ESHUTDOWN), "ZL_ESHUTDOWN");
+}
+
+static void test_messages(void)
+{
+    for (size_t i = 0; i < N_CODES; i++) {
+        const char *m = zl_strerror(codes[i].code);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT(m[0] != '\0');
+        CU_ASSERT_STRING_EQUAL(m, codes[i].msg);
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT_STRING_NOT_EQUAL(m, zl_strerror(codes[j].code));
+        /* A zltk code must not read as some unrelated errno text. */
+        CU_ASSERT_STRING_NOT_EQUAL(m, zl_strerror(-EINVAL));
+    }
+    CU_ASSERT_STRING_EQUAL(zl_strerror(ZL_ETIMEOUT), "timed out");
+    CU_ASSERT_STRING_EQUAL(zl_strerror(ZL_EOF), "end of stream");
+}
+
+static void test_errno_passthrough(void)
+{
+    static const int errs[] = {ECONNREFUSED, ECONNRESET, EINVAL, ENOMEM,
+                               EAGAIN,       EBADF,      ENOENT, EEXIST,
+                               EPIPE,        ETIMEDOUT,  EMFILE};
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        const char *m = zl_strerror(-errs[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT_STRING_EQUAL(m, strerror(errs[i]));
+    }
+    CU_ASSERT_STRING_EQUAL(zl_strerror(-ECONNREFUSED), strerror(ECONNREFUSED));
+
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-ECONNRESET), "ECONNRESET");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-ECONNREFUSED), "ECONNREFUSED");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-EINVAL), "EINVAL");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-ENOENT), "ENOENT");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-EEXIST), "EEXIST");
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-EPIPE), "EPIPE");
+
+    /* errno passthrough never collides with zltk's own codes. */
+    for (size_t i = 0; i < N_CODES; i++)
+        CU_ASSERT_STRING_NOT_EQUAL(zl_strerror(-ECONNREFUSED), codes[i].msg);
+}
+
+static bool is_zl_name(const char *s)
+{
+    for (size_t i = 0; i < N_CODES; i++)
+        if (!strcmp(s, codes[i].name))
+            return true;
+    return false;
+}
+
+static bool is_zl_msg(const char *s)
+{
+    for (size_t i = 0; i < N_CODES; i++)
+        if (!strcmp(s, codes[i].msg))
+            return true;
+    return false;
+}
+
+static void test_zero(void)
+{
+    const char *m = zl_strerror(0), *n = zl_err_name(0);
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+    CU_ASSERT(m[0] != '\0');
+    CU_ASSERT(n[0] != '\0');
+    /* 0 is success: it must not read as an error of ours. */
+    CU_ASSERT_FALSE(is_zl_msg(m));
+    CU_ASSERT_FALSE(is_zl_name(n));
+    CU_ASSERT_STRING_NOT_EQUAL(n, "UNKNOWN");
+}
+
+static void check_unknown(int code)
+{
+    const char *m = zl_strerror(code);
+    const char *n = zl_err_name(code);
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+    CU_ASSERT(m[0] != '\0');
+    CU_ASSERT_FALSE(is_zl_msg(m));
+    CU_ASSERT_FALSE(is_zl_name(n));
+    if (code < 0)
+        CU_ASSERT_STRING_EQUAL(n, "UNKNOWN");
+}
+
+static void test_unknown(void)
+{
+    /* Just past the table, the end of the reserved range, beyond it, and
+     * positive values. */
+    static const int unknown[] = {ZL__ERR_BASE - ZL__ERR_IDX_MAX,
+                                  -4095,
+                                  -4096,
+                                  -5000,
+                                  -100000,
+                                  1,
+                                  42,
+                                  4000};
+
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
+        check_unknown(unknown[i]);
+    /* An errno value the system does not know: still a valid string. */
+    CU_ASSERT_PTR_NOT_NULL(zl_strerror(-3999));
+    CU_ASSERT_STRING_EQUAL(zl_err_name(-3999), "UNKNOWN");
+}
+
+/* Any int is a valid argument, including the extremes (a naive
+ * "base - err" index computation overflows here: UBSan catches it). */
+static void test_extreme(void)
+{
+    static const int extreme[] = {INT_MIN, INT_MIN + 1, INT_MAX - 1, INT_MAX};
+
+    for (size_t i = 0; i < sizeof(extreme) / sizeof(extreme[0]); i++)
+        check_unknown(extreme[i]);
+}
+
+/* "Any thread": hammer both functions from several threads and check they
+ * keep returning the same text (ThreadSanitizer watches for races). */
+#define ERR_THREADS 4
+static atomic_int thread_mismatch;
+
+static void *err_thread(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 2000; round++) {
+        for (size_t i = 0; i < N_CODES; i++) {
+            if (strcmp(zl_strerror(codes[i].code), codes[i].msg) ||
+                strcmp(zl_err_name(codes[i].code), codes[i].name))
+                atomic_fetch_add(&thread_mismatch, 1);
+        }
+        if (strcmp(zl_err_name(-ECONNRESET), "ECONNRESET") ||
+            !zl_strerror(-ECONNREFUSED) || !zl_strerror(-(round % 200 + 1)))
+            atomic_fetch_add(&thread_mismatch, 1);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t th[ERR_THREADS];
+
+    atomic_store(&thread_mismatch, 0);
+    for (int i = 0; i < ERR_THREADS; i++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, err_thread, NULL),
+                              0);
+    for (int i = 0; i < ERR_THREADS; i++)
+        pthread_join(th[i], NULL);
+    CU_ASSERT_EQUAL(atomic_load(&thread_mismatch), 0);
+}
+
+int zl_test_register_error(void)
+{
+    static const zl_test_case_t cases[] = {
+        {"codes_in_range_and_distinct", test_codes_range_distinct},
+        {"names_are_ZL_E_and_distinct", test_names},
+        {"messages_distinct", test_messages},
+        {"errno_passthrough", test_errno_passthrough},
+        {"zero", test_zero},
+        {"unknown_codes", test_unknown},
+        {"any_thread", test_threads},
+        /* last: under UBSan a failure here aborts the run */
+        {"extreme_codes", test_extreme},
+        {NULL, NULL},
+    };
+    return zl_test_add_suite("error", NULL, NULL, cases);
+}

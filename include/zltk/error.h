@@ -12,17 +12,17 @@
 
 ZL_BEGIN_DECLS
 
-/* XX(NAME, "message").  Codes live in [-4095, -4000], far from errno values. */
+/* XX(NAME, "message") defines ZL_NAME.  Codes live in [-4095, -4000], far from errno values. */
 #define ZL_ERRNO_MAP(XX)                                              \
     XX(EOF, "end of stream")                                          \
-    XX(TIMEOUT, "timed out")                                          \
-    XX(REFUSED, "connection refused")                                 \
-    XX(RESET, "connection reset by peer")                             \
-    XX(DNS, "name resolution failed")                                 \
-    XX(SHUTDOWN, "shut down")                                         \
-    XX(TLS, "TLS error")                                              \
-    XX(CANCELED, "operation canceled")                                \
-    XX(OTHER, "other error")
+    XX(ETIMEOUT, "timed out")                                         \
+    XX(EREFUSED, "connection refused")                                \
+    XX(ERESET, "connection reset by peer")                            \
+    XX(EDNS, "name resolution failed")                                \
+    XX(ESHUTDOWN, "shut down")                                        \
+    XX(ETLS, "TLS error")                                             \
+    XX(ECANCELED, "operation canceled")                               \
+    XX(EOTHER, "other error")
 
 #define ZL__ERR_BASE (-4000)
 
@@ -34,7 +34,7 @@ typedef enum {
 } zl__err_idx_t;
 
 typedef enum {
-#define ZL__ERR_CODE(name, msg) ZL_E##name = ZL__ERR_BASE - ZL__ERR_IDX_##name,
+#define ZL__ERR_CODE(name, msg) ZL_##name = ZL__ERR_BASE - ZL__ERR_IDX_##name,
     ZL_ERRNO_MAP(ZL__ERR_CODE)
 #undef ZL__ERR_CODE
 } zl_errno_t;
@@ -43,7 +43,7 @@ typedef enum {
  * Returns a static string, never NULL. */
 ZL_API const char *zl_strerror(int err);
 
-/* Symbolic name ("ZL_ETIMEOUT", "ECONNRESET").  Any thread.  Static string,
+/* Symbolic name ("ZL_ETIMEOUT", "ZL_EOF", "ECONNRESET").  Any thread.  Static string,
  * "UNKNOWN" for codes it does not know. */
 ZL_API const char *zl_err_name(int err);
 

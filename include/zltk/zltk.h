@@ -11,5 +11,9 @@
 #include <zltk/pool.h>
 #include <zltk/worker.h>
 #include <zltk/runtime.h>
+#include <zltk/net.h>
+#include <zltk/conn.h>
+#include <zltk/client.h>
+#include <zltk/server.h>
 
 #endif

@@ -1,0 +1,61 @@
+#!/bin/sh
+# bench/run-echo.sh [ROUNDS] [SECONDS] — echo figures of the zltk server
+# against the plain epoll baseline, in one run, on loopback.
+#
+# Each round runs the load generator against the baseline, then against
+# bench/echo-server (1 poller, like the single-threaded baseline); the last
+# lines give per-figure medians and the zltk/baseline ratio.  Build first
+# with "make bench" in the build directory; run from there.
+set -eu
+rounds=${1:-3}
+secs=${2:-2}
+dir=${ZLTK_BENCH_DIR:-./bench}   # the built programs (run from the build dir)
+out=$(mktemp -d)
+trap 'kill $spid 2>/dev/null || true; rm -rf "$out"' EXIT INT TERM
+port=$((20000 + $$ % 20000))
+
+run_server() { # name cmd...
+    name=$1; shift
+    "$@" --port "$port" >"$out/$name.srv" 2>&1 &
+    spid=$!
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        grep -q listening "$out/$name.srv" 2>/dev/null && break
+        sleep 0.2
+    done
+}
+
+for r in $(seq 1 "$rounds"); do
+    for name in baseline zltk; do
+        case $name in
+        baseline) run_server baseline "$dir/baseline-echo" ;;
+        zltk) run_server zltk "$dir/echo-server" --pollers 1 ;;
+        esac
+        "$dir/loadgen" --port "$port" --server-pid "$spid" --seconds "$secs" \
+            >"$out/$name.$r" || { echo "loadgen failed against $name"; cat "$out/$name.$r"; exit 1; }
+        kill "$spid"; wait "$spid" 2>/dev/null || true
+        port=$((port + 1))
+        sed "s/^/round $r $name: /" "$out/$name.$r"
+    done
+done
+
+# Medians per figure: first number on each line, and the server CPU figure.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+printf '%-10s %14s %14s %8s\n' figure baseline zltk ratio
+for fig in pingpong msgs100 stream16k cps idle; do
+    for name in baseline zltk; do
+        cat "$out"/$name.* | grep "^$fig:" | awk -v f="$fig" '{
+            if (f == "idle") { for (i = 1; i <= NF; i++) if ($i == "bytes") print $(i-1) }
+            else print $2 }' | median > "$out/m.$name"
+    done
+    b=$(cat "$out/m.baseline"); z=$(cat "$out/m.zltk")
+    printf '%-10s %14s %14s %8s\n' "$fig" "$b" "$z" \
+        "$(awk -v b="$b" -v z="$z" 'BEGIN { if (b > 0) printf "%.2f", z / b; else print "-" }')"
+done
+for name in baseline zltk; do
+    cat "$out"/$name.* | grep -o 'p50 [0-9.]* us' | awk '{print $2}' | median > "$out/p50.$name"
+    cat "$out"/$name.* | grep '^msgs100' | grep -o 'cpu [0-9.]*' | awk '{print $2}' | median > "$out/cpu.$name"
+done
+printf '%-10s %14s %14s\n' "p50 us" "$(cat "$out/p50.baseline")" "$(cat "$out/p50.zltk")"
+printf '%-10s %14s %14s\n' "cpu us/msg" "$(cat "$out/cpu.baseline")" "$(cat "$out/cpu.zltk")"
+echo "(ratio = zltk / baseline; for idle, bytes per connection: lower is better)"

@@ -1,0 +1,569 @@
+/* zltk — TCP client: resolve off-loop, try every address within one
+ * timeout, reconnect with backoff.  All state changes on the owner poller.
+ *
+ * Each attempt has an epoch; a resolution or timer that belongs to an older
+ * attempt (or to a closed client) finds a different epoch and is dropped.
+ */
+#define G_LOG_DOMAIN "zltk-client"
+#include "conn-internal.h"
+
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+
+typedef struct zl__client {
+    zl__conn_cfg_t cfg;
+    zl__group_t group;
+    char *host;
+    uint16_t port;
+    bool numeric;
+    zl_addr_t local;
+    bool has_local;
+    uint64_t timeout_ms;
+    bool reconnect;
+    uint64_t rmin, rmax;
+    unsigned max_attempts, failures;
+    zl_worker_pool_t *workers;
+    zl_addr_t *addrs;
+    size_t naddrs, idx;
+    uint32_t epoch;
+    bool resolving;
+    zl_timer_t *deadline;
+    zl_timer_t *retry;
+    zl_work_t *job;
+    /* The most telling failure of this attempt, reported if all fail. */
+    int err_code, err_sys;
+    zl_stage_t err_stage;
+    char err_msg[200];
+} zl__client_t;
+
+static _Atomic(zl_resolve_fn) resolver;
+
+void zl_client_set_resolver(zl_resolve_fn fn)
+{
+    atomic_store(&resolver, fn);
+}
+
+static void begin_attempt(zl_conn_t *c);
+static void try_next(zl_conn_t *c);
+
+static const char *peer_text(zl__client_t *cl, char *buf, size_t len)
+{
+    if (strchr(cl->host, ':'))
+        snprintf(buf, len, "[%s]:%u", cl->host, cl->port);
+    else
+        snprintf(buf, len, "%s:%u", cl->host, cl->port);
+    return buf;
+}
+
+static void record(zl__client_t *cl, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+static void record(zl__client_t *cl, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...)
+{
+    va_list ap;
+
+    /* Keep the first refusal/connect error over later socket errors only
+     * if nothing better came: the last address tried usually explains it. */
+    cl->err_code = code;
+    cl->err_sys = sys;
+    cl->err_stage = stage;
+    va_start(ap, fmt);
+    vsnprintf(cl->err_msg, sizeof(cl->err_msg), fmt, ap);
+    va_end(ap);
+}
+
+/* "connect to HOST:PORT: why", naming the address tried for names. */
+static void record_connect(zl__client_t *cl, int err, const char *at)
+{
+    char peer[300];
+
+    peer_text(cl, peer, sizeof(peer));
+    if (cl->numeric)
+        record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s: %s", peer,
+               g_strerror(err));
+    else
+        record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s (%s): %s",
+               peer, at, g_strerror(err));
+}
+
+void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                           const char *msg)
+{
+    zl_error_t err = {zl_err_kind(code), sys, stage, msg};
+
+    if (!c->cfg->h.on_connect)
+        return;
+    c->in_cb++;
+    c->cfg->h.on_connect(c, code ? &err : NULL);
+    c->in_cb--;
+}
+
+static void stop_timers(zl__client_t *cl)
+{
+    if (cl->deadline)
+        zl_timer_cancel(cl->deadline);
+    cl->deadline = NULL;
+    if (cl->retry)
+        zl_timer_cancel(cl->retry);
+    cl->retry = NULL;
+    if (cl->job)
+        zl_work_cancel(cl->job);
+    cl->job = NULL;
+    cl->resolving = false;
+}
+
+/* Close the attempt's fd without touching the handler. */
+static void drop_attempt_fd(zl_conn_t *c)
+{
+    zl__conn_drop_fd(c, false);
+}
+
+static uint64_t retry_fire(void *arg);
+
+static void schedule_retry(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+    unsigned shift = cl->failures > 16 ? 16 : cl->failures;
+    uint64_t d = cl->rmin << (shift ? shift - 1 : 0);
+    int64_t jitter;
+
+    if (d > cl->rmax || d < cl->rmin)
+        d = cl->rmax;
+    /* ±25 % so that a fleet of clients does not reconnect in lockstep. */
+    jitter = (int64_t)(d / 4);
+    if (jitter > 0)
+        d = (uint64_t)((int64_t)d + g_random_int_range(-(gint32)jitter,
+                                                       (gint32)jitter + 1));
+    c->state = ZL__CS_WAIT;
+    g_info("%s: reconnecting to %s:%u in %llu ms (attempt %u)", c->name,
+           cl->host, cl->port, (unsigned long long)d, cl->failures + 1);
+    if (zl_poller_add_timer(c->poller, d, retry_fire, c, NULL, &cl->retry) < 0)
+        zl__conn_finish(c);
+}
+
+static uint64_t retry_fire(void *arg)
+{
+    zl_conn_t *c = arg;
+    zl__client_t *cl = c->client;
+
+    zl_timer_release(cl->retry);
+    cl->retry = NULL;
+    if (c->state == ZL__CS_WAIT)
+        begin_attempt(c);
+    return 0;
+}
+
+/* The attempt failed: tell the handler, then retry or close. */
+static void fail_attempt(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+
+    stop_timers(cl);
+    drop_attempt_fd(c);
+    cl->epoch++; /* anything still in flight for this attempt is stale */
+    zl__conn_emit_connect(c, cl->err_code, cl->err_sys, cl->err_stage,
+                          cl->err_msg);
+    if (c->state != ZL__CS_CONNECTING)
+        return; /* the handler closed it */
+    cl->failures++;
+    if (cl->reconnect && (!cl->max_attempts || cl->failures < cl->max_attempts)) {
+        schedule_retry(c);
+        return;
+    }
+    zl__conn_finish(c);
+}
+
+static void connected(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+    int fd = c->fd;
+
+    stop_timers(cl);
+    cl->failures = 0;
+    if (zl__conn_attach(c, fd) < 0) {
+        record(cl, ZL_EOTHER, 0, ZL_STAGE_CONNECT,
+               "cannot watch the connection to %s",
+               peer_text(cl, (char[300]){0}, 300));
+        fail_attempt(c);
+        return;
+    }
+    zl__conn_emit_connect(c, 0, 0, ZL_STAGE_NONE, NULL);
+}
+
+void zl__client_io(zl_conn_t *c, unsigned events)
+{
+    zl__client_t *cl = c->client;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    char at[ZL_ADDR_STRLEN];
+
+    if (!(events & (ZL_EV_WRITE | ZL_EV_ERROR | ZL_EV_HUP)))
+        return;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (!err) {
+        connected(c);
+        return;
+    }
+    record_connect(cl, err, zl_addr_format(&cl->addrs[cl->idx], at,
+                                           sizeof(at)));
+    drop_attempt_fd(c);
+    cl->idx++;
+    try_next(c);
+}
+
+/* Try addresses from cl->idx on until one is in progress or all failed. */
+static void try_next(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+    char at[ZL_ADDR_STRLEN];
+
+    for (; cl->idx < cl->naddrs; cl->idx++) {
+        const zl_addr_t *a = &cl->addrs[cl->idx];
+        int fd, rc;
+
+        zl_addr_format(a, at, sizeof(at));
+        fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+        if (fd < 0) {
+            record(cl, -errno, errno, ZL_STAGE_SOCKET,
+                   "socket for %s: %s", at, g_strerror(errno));
+            continue;
+        }
+        zl__sock_setup(fd, &cl->cfg);
+        if (cl->has_local) {
+            int one = 1;
+            char lt[ZL_ADDR_STRLEN];
+            /* Reuse of a local port is allowed; SO_REUSEPORT is not set on
+             * client sockets (TK#244). */
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (cl->local.u.sa.sa_family != a->u.sa.sa_family ||
+                bind(fd, &cl->local.u.sa, cl->local.len) < 0) {
+                int e = cl->local.u.sa.sa_family != a->u.sa.sa_family
+                            ? EAFNOSUPPORT
+                            : errno;
+                record(cl, -e, e, ZL_STAGE_BIND, "bind to %s for %s: %s",
+                       zl_addr_format(&cl->local, lt, sizeof(lt)), at,
+                       g_strerror(e));
+                close(fd);
+                continue;
+            }
+        }
+        do
+            rc = connect(fd, &a->u.sa, a->len);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0 && errno != EINPROGRESS) {
+            record_connect(cl, errno, at);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        if (rc == 0) {
+            connected(c);
+            return;
+        }
+        rc = zl_poller_add_fd(c->poller, fd, ZL_EV_WRITE, zl__conn_io, c);
+        if (rc < 0) {
+            record(cl, rc, -rc, ZL_STAGE_CONNECT, "cannot watch %s: %s", at,
+                   zl_strerror(rc));
+            close(fd);
+            c->fd = -1;
+            continue;
+        }
+        c->flags |= ZL__CF_REGISTERED;
+        return;
+    }
+    fail_attempt(c);
+}
+
+/* ------------------------------------------------------------ resolve */
+
+typedef struct resolve_job {
+    zl_conn_t *c;
+    uint32_t epoch;
+    char *host;
+    uint16_t port;
+    zl_addr_t *addrs;
+    size_t n;
+    int gai, sys;
+} resolve_job_t;
+
+static void resolve_work(void *arg)
+{
+    resolve_job_t *j = arg;
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    zl_resolve_fn fn = atomic_load(&resolver);
+    size_t n = 0;
+
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    snprintf(port, sizeof(port), "%u", j->port);
+    j->gai = fn ? fn(j->host, port, &hints, &res)
+                : getaddrinfo(j->host, port, &hints, &res);
+    j->sys = errno;
+    if (j->gai)
+        return;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        n++;
+    j->addrs = calloc(n ? n : 1, sizeof(*j->addrs));
+    if (j->addrs) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+            if (zl_addr_from_sockaddr(&j->addrs[j->n], ai->ai_addr,
+                                      ai->ai_addrlen) == 0)
+                j->n++;
+    } else {
+        j->gai = EAI_MEMORY;
+    }
+    freeaddrinfo(res);
+}
+
+static void resolve_done(void *arg)
+{
+    resolve_job_t *j = arg;
+    zl_conn_t *c = j->c;
+    zl__client_t *cl = c->client;
+
+    if (c->state != ZL__CS_CONNECTING || j->epoch != cl->epoch)
+        return; /* timed out, closed, or a newer attempt: drop it */
+    zl_work_release(cl->job);
+    cl->job = NULL;
+    cl->resolving = false;
+    if (j->gai || !j->n) {
+        const char *why = !j->gai          ? "no usable address"
+                          : j->gai == EAI_SYSTEM ? g_strerror(j->sys)
+                                                 : gai_strerror(j->gai);
+        record(cl, ZL_EDNS, j->gai == EAI_SYSTEM ? j->sys : 0,
+               ZL_STAGE_RESOLVE, "resolve %s: %s", cl->host, why);
+        fail_attempt(c);
+        return;
+    }
+    free(cl->addrs);
+    cl->addrs = j->addrs;
+    cl->naddrs = j->n;
+    cl->idx = 0;
+    j->addrs = NULL;
+    try_next(c);
+}
+
+static void resolve_free(void *arg)
+{
+    resolve_job_t *j = arg;
+
+    zl_conn_unref(j->c);
+    free(j->addrs);
+    g_free(j->host);
+    free(j);
+}
+
+/* ------------------------------------------------------------ attempts */
+
+static uint64_t deadline_fire(void *arg)
+{
+    zl_conn_t *c = arg;
+    zl__client_t *cl = c->client;
+
+    zl_timer_release(cl->deadline);
+    cl->deadline = NULL;
+    if (c->state != ZL__CS_CONNECTING)
+        return 0;
+    record(cl, ZL_ETIMEOUT, ETIMEDOUT,
+           cl->resolving ? ZL_STAGE_RESOLVE : ZL_STAGE_CONNECT,
+           "%s %s timed out after %llu ms",
+           cl->resolving ? "resolving" : "connecting to",
+           peer_text(cl, (char[300]){0}, 300),
+           (unsigned long long)cl->timeout_ms);
+    fail_attempt(c);
+    return 0;
+}
+
+static void begin_attempt(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+    int rc;
+
+    cl->epoch++;
+    c->state = ZL__CS_CONNECTING;
+    c->flags &= (uint16_t)~(ZL__CF_ERRED | ZL__CF_READ_EOF | ZL__CF_BUSY |
+                            ZL__CF_SHUT_WR | ZL__CF_SHUT_DONE |
+                            ZL__CF_FLUSH_NOTE);
+    memset(&c->peer, 0, sizeof(c->peer));
+    memset(&c->local, 0, sizeof(c->local));
+    record(cl, ZL_EOTHER, 0, ZL_STAGE_CONNECT, "connect to %s failed",
+           peer_text(cl, (char[300]){0}, 300));
+    if (zl_poller_add_timer(c->poller, cl->timeout_ms, deadline_fire, c, NULL,
+                            &cl->deadline) < 0) {
+        zl__conn_finish(c);
+        return;
+    }
+    if (cl->numeric) {
+        cl->idx = 0;
+        try_next(c);
+        return;
+    }
+    resolve_job_t *j = calloc(1, sizeof(*j));
+    if (!j || !(j->host = g_strdup(cl->host))) {
+        free(j);
+        record(cl, -ENOMEM, ENOMEM, ZL_STAGE_RESOLVE, "out of memory");
+        fail_attempt(c);
+        return;
+    }
+    j->c = zl_conn_ref(c);
+    j->epoch = cl->epoch;
+    j->port = cl->port;
+    cl->resolving = true;
+    rc = zl_worker_submit(cl->workers, c->poller, resolve_work, resolve_done,
+                          resolve_free, j, &cl->job);
+    if (rc < 0) {
+        resolve_free(j);
+        cl->resolving = false;
+        record(cl, rc, 0, ZL_STAGE_RESOLVE, "resolve %s: %s", cl->host,
+               zl_strerror(rc));
+        fail_attempt(c);
+    }
+}
+
+bool zl__client_on_lost(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+    size_t dropped;
+
+    if (!cl->reconnect)
+        return false;
+    dropped = zl__conn_clear_queue(c);
+    if (dropped)
+        g_message("%s: connection lost with %zu bytes unsent", c->name,
+                  dropped);
+    zl__conn_drop_fd(c, !(c->flags & ZL__CF_READ_EOF));
+    cl->failures++;
+    if (cl->max_attempts && cl->failures >= cl->max_attempts)
+        return false;
+    schedule_retry(c);
+    return true;
+}
+
+void zl__client_on_closed(zl_conn_t *c)
+{
+    zl__client_t *cl = c->client;
+
+    stop_timers(cl);
+    zl__group_stop(&cl->group);
+    free(cl->addrs);
+    g_free(cl->host);
+    free(cl);
+    c->client = NULL;
+}
+
+static void client_start(void *arg)
+{
+    zl_conn_t *c = arg;
+    zl__client_t *cl = c->client;
+
+    zl__group_add(&cl->group, c);
+    if (zl__group_start(&cl->group) < 0) {
+        zl__conn_finish(c);
+        return;
+    }
+    begin_attempt(c);
+}
+
+int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
+                      const zl_conn_handler_t *h, void *data)
+{
+    zl__client_t *cl;
+    zl_conn_t *c;
+    zl_poller_t *p;
+    zl_addr_t tmp;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (!o || !h || !h->on_recv || !o->host || !*o->host || !o->port) {
+        g_warning("zl_client_connect: %s",
+                  !h || !h->on_recv ? "the handler needs on_recv"
+                                    : "host and a port 1..65535 are required");
+        return -EINVAL;
+    }
+    p = o->poller ? o->poller : zl_runtime_get_poller(true);
+    if (!p) {
+        g_warning("zl_client_connect: no poller given and the runtime is "
+                  "not running (call zl_runtime_init first)");
+        return -EINVAL;
+    }
+    cl = calloc(1, sizeof(*cl));
+    if (!cl)
+        return -ENOMEM;
+    zl__conn_cfg_init(&cl->cfg, &o->conn, h, data, "client");
+    cl->host = g_strdup(o->host);
+    cl->port = o->port;
+    cl->timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    cl->reconnect = o->reconnect;
+    cl->rmin = o->reconnect_min_ms ? o->reconnect_min_ms : 500;
+    cl->rmax = o->reconnect_max_ms ? o->reconnect_max_ms : 30000;
+    if (cl->rmax < cl->rmin)
+        cl->rmax = cl->rmin;
+    cl->max_attempts = o->max_attempts;
+    cl->workers = o->workers ? o->workers : zl_runtime_workers();
+    if (zl_addr_from_ip(&tmp, o->host, o->port) == 0) {
+        cl->numeric = true;
+        cl->addrs = malloc(sizeof(*cl->addrs));
+        if (cl->addrs) {
+            cl->addrs[0] = tmp;
+            cl->naddrs = 1;
+        }
+    } else if (!cl->workers) {
+        g_warning("zl_client_connect: '%s' is a name and no worker pool is "
+                  "available to resolve it",
+                  o->host);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (o->local_ip || o->local_port) {
+        const char *lip = o->local_ip;
+        if (!lip)
+            lip = cl->numeric && tmp.u.sa.sa_family == AF_INET6 ? "::"
+                                                                : "0.0.0.0";
+        if (zl_addr_from_ip(&cl->local, lip, o->local_port) < 0) {
+            g_warning("zl_client_connect: local address '%s' is not an IP "
+                      "literal",
+                      lip);
+            rc = -EINVAL;
+            goto fail;
+        }
+        cl->has_local = true;
+    }
+    if ((cl->numeric && !cl->addrs) || !cl->host) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    c = zl__conn_new(p, &cl->cfg, "client");
+    if (!c) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    c->client = cl;
+    c->state = ZL__CS_CONNECTING;
+    cl->group.poller = p;
+    cl->group.cfg = &cl->cfg;
+    if (out)
+        *out = zl_conn_ref(c);
+    rc = zl_poller_post(p, ZL_TASK_INLINE, client_start, c, NULL);
+    if (rc < 0) {
+        if (out) {
+            zl_conn_unref(c);
+            *out = NULL;
+        }
+        free(c);
+        goto fail;
+    }
+    return 0;
+
+fail:
+    free(cl->addrs);
+    g_free(cl->host);
+    free(cl);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* zltk — connection internals shared by conn.c, client.c and server.c. */
+#ifndef ZLTK_CONN_INTERNAL_H
+#define ZLTK_CONN_INTERNAL_H
+
+#include "zl-internal.h"
+
+#include <zltk/client.h>
+#include <zltk/conn.h>
+#include <zltk/net.h>
+#include <zltk/server.h>
+
+/* Resolved options, shared by all connections of one client or server. */
+typedef struct zl__conn_cfg {
+    zl_conn_handler_t h;
+    size_t high_water, low_water;
+    uint64_t send_timeout_ms; /* 0: none */
+    uint64_t manager_ms;
+    int sndbuf, rcvbuf;
+    bool keepalive;
+    void *data; /* initial zl_conn_get_data() */
+    const char *kind; /* "client" / "session" */
+} zl__conn_cfg_t;
+
+void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
+                       const zl_conn_handler_t *h, void *data,
+                       const char *kind);
+
+/* A send-queue segment: bytes [off, buf->len) of buf are still to go. */
+typedef struct zl__seg {
+    struct zl__seg *next;
+    zl_buf_t *buf;
+    size_t off;
+    bool own; /* our copy buffer: later sends may append to it */
+} zl__seg_t;
+
+/* A group: the connections of one server (or one client) on one poller,
+ * with one manager timer for all of them, so an idle connection costs no
+ * timer of its own.  Poller thread only. */
+typedef struct zl__group {
+    zl_poller_t *poller;
+    const zl__conn_cfg_t *cfg;
+    struct zl_conn *head;
+    zl_timer_t *timer;
+    size_t count;
+} zl__group_t;
+
+enum {
+    ZL__CS_CONNECTING, /* client: resolving or connecting */
+    ZL__CS_OPEN,       /* connected / accepted */
+    ZL__CS_WAIT,       /* client: waiting to reconnect */
+    ZL__CS_CLOSING,    /* graceful close: flushing the queue */
+    ZL__CS_CLOSED      /* fd closed, on_closed posted or delivered */
+};
+
+enum {
+    ZL__CF_PAUSED = 1u << 0,   /* reading paused by the handler */
+    ZL__CF_WANT_W = 1u << 1,   /* ZL_EV_WRITE registered */
+    ZL__CF_BUSY = 1u << 2,     /* above the high watermark */
+    ZL__CF_ERRED = 1u << 3,    /* on_err delivered */
+    ZL__CF_SHUT_WR = 1u << 4,  /* half-close requested */
+    ZL__CF_SHUT_DONE = 1u << 5,/* shutdown(SHUT_WR) done */
+    ZL__CF_READ_EOF = 1u << 6, /* peer sent end of stream */
+    ZL__CF_USER_CLOSE = 1u << 7, /* close/abort requested by the user */
+    ZL__CF_REGISTERED = 1u << 8, /* fd is in the poller */
+    ZL__CF_FLUSH_NOTE = 1u << 9  /* queue was non-empty: on_flush due */
+};
+
+struct zl__client;
+
+struct zl_conn {
+    atomic_int refs;
+    int fd;
+    uint16_t flags;
+    uint8_t state;
+    uint8_t in_cb; /* depth of handler callbacks on the stack */
+    zl_poller_t *poller;
+    const zl__conn_cfg_t *cfg;
+    void *data;
+    zl__group_t *group;
+    struct zl_conn *prev, *next; /* in group */
+    zl__seg_t *sq_head, *sq_tail;
+    size_t queued;
+    uint64_t sent, received;
+    uint64_t progress_ms; /* last time the queue moved (or was empty) */
+    zl_addr_t peer, local;
+    struct zl__client *client;   /* clients only */
+    struct zl_server *server;    /* server sessions only */
+    char name[24];
+};
+
+/* conn.c */
+void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata);
+zl_conn_t *zl__conn_new(zl_poller_t *p, const zl__conn_cfg_t *cfg,
+                        const char *kind);
+/* Adopt a connected fd: set options, register for reading. */
+int zl__conn_attach(zl_conn_t *c, int fd);
+/* Set the usual socket options on a fresh TCP fd. */
+void zl__sock_setup(int fd, const zl__conn_cfg_t *cfg);
+/* Report an error once (on_err) and close: gracefully for ZL_EOF, else
+ * abortively. */
+void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+/* Close the fd now (no callbacks). abortive: RST. */
+void zl__conn_drop_fd(zl_conn_t *c, bool abortive);
+/* Drop the queue, return bytes dropped. */
+size_t zl__conn_clear_queue(zl_conn_t *c);
+/* Final stage: post on_closed and release. */
+void zl__conn_finish(zl_conn_t *c);
+void zl__group_add(zl__group_t *g, zl_conn_t *c);
+void zl__group_remove(zl__group_t *g, zl_conn_t *c);
+int zl__group_start(zl__group_t *g); /* arm the manager timer (any thread) */
+void zl__group_stop(zl__group_t *g); /* poller thread */
+/* Build a zl_error_t and call h->on_err / on_connect. */
+void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                           const char *msg);
+
+/* client.c: called by conn.c when the connection fails while open, or when
+ * the final close of a client connection happens.  Returns true if the
+ * client took over (it will reconnect). */
+bool zl__client_on_lost(zl_conn_t *c);
+void zl__client_on_closed(zl_conn_t *c);
+void zl__client_io(zl_conn_t *c, unsigned events);
+/* server.c */
+void zl__session_on_closed(zl_conn_t *c);
+
+#endif

@@ -1,0 +1,849 @@
+/* zltk — TCP connection: read path, send queue, watermarks, lifecycle. */
+#define G_LOG_DOMAIN "zltk-conn"
+#include "conn-internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+#define ZL__IOV_BATCH (IOV_MAX < 1024 ? IOV_MAX : 1024)
+#define ZL__RBUF_SIZE (128 * 1024)
+#define ZL__READS_PER_EVENT 64
+#define ZL__SEG_MIN (16 * 1024)
+
+static atomic_uint conn_serial;
+
+/* ------------------------------------------------------------ config */
+
+void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
+                       const zl_conn_handler_t *h, void *data,
+                       const char *kind)
+{
+    zl_conn_options_t d = {0};
+
+    if (!o)
+        o = &d;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->h = *h;
+    cfg->high_water = o->high_water ? o->high_water : 1024 * 1024;
+    cfg->low_water = o->low_water ? o->low_water : cfg->high_water / 4;
+    if (cfg->low_water > cfg->high_water)
+        cfg->low_water = cfg->high_water;
+    cfg->send_timeout_ms =
+        o->no_send_timeout ? 0 : (o->send_timeout_ms ? o->send_timeout_ms : 10000);
+    cfg->manager_ms = o->manager_ms ? o->manager_ms : 2000;
+    cfg->sndbuf = o->sndbuf;
+    cfg->rcvbuf = o->rcvbuf;
+    cfg->keepalive = o->keepalive;
+    cfg->data = data;
+    cfg->kind = kind;
+}
+
+void zl__sock_setup(int fd, const zl__conn_cfg_t *cfg)
+{
+    int one = 1;
+    struct linger lg = {0, 0};
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    if (cfg->sndbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg->sndbuf, sizeof(int));
+    if (cfg->rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg->rcvbuf, sizeof(int));
+    if (cfg->keepalive) {
+        int idle = 30, intvl = 10, cnt = 9;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+#ifdef TCP_KEEPIDLE
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+#else
+        (void)idle, (void)intvl, (void)cnt;
+#endif
+    }
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+}
+
+/* ------------------------------------------------------------ recv buffer */
+
+/* One receive buffer per poller thread, shared by all its connections.  A
+ * handler that keeps it (zl_buf_ref) makes the next read take a fresh one. */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+
+static void rbuf_free(void *b)
+{
+    zl_buf_unref(b);
+}
+
+static void rbuf_key_init(void)
+{
+    pthread_key_create(&rbuf_key, rbuf_free);
+}
+
+static zl_buf_t *rbuf_get(void)
+{
+    zl_buf_t *b;
+
+    pthread_once(&rbuf_once, rbuf_key_init);
+    b = pthread_getspecific(rbuf_key);
+    if (b && zl_buf_refcount(b) == 1)
+        return b;
+    if (b) {
+        zl_buf_unref(b); /* a handler kept it: leave it to them */
+        pthread_setspecific(rbuf_key, NULL);
+    }
+    b = zl_buf_new(ZL__RBUF_SIZE);
+    if (b)
+        pthread_setspecific(rbuf_key, b);
+    return b;
+}
+
+/* ------------------------------------------------------------ basics */
+
+zl_conn_t *zl__conn_new(zl_poller_t *p, const zl__conn_cfg_t *cfg,
+                        const char *kind)
+{
+    zl_conn_t *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    atomic_init(&c->refs, 1); /* the "alive" reference, dropped after on_closed */
+    c->fd = -1;
+    c->poller = p;
+    c->cfg = cfg;
+    c->data = cfg->data;
+    snprintf(c->name, sizeof(c->name), "%s#%u", kind,
+             atomic_fetch_add_explicit(&conn_serial, 1, memory_order_relaxed) + 1);
+    return c;
+}
+
+zl_conn_t *zl_conn_ref(zl_conn_t *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void zl_conn_unref(zl_conn_t *c)
+{
+    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    zl__conn_clear_queue(c);
+    free(c);
+}
+
+static bool on_owner(const zl_conn_t *c)
+{
+    return zl_poller_is_current(c->poller);
+}
+
+static void set_write_interest(zl_conn_t *c, bool on)
+{
+    unsigned ev;
+
+    if (!(c->flags & ZL__CF_REGISTERED) || !!(c->flags & ZL__CF_WANT_W) == on)
+        return;
+    ev = ZL_EV_READ | (on ? ZL_EV_WRITE : 0);
+    if (zl_poller_mod_fd(c->poller, c->fd, ev) == 0) {
+        if (on)
+            c->flags |= ZL__CF_WANT_W;
+        else
+            c->flags &= (uint16_t)~ZL__CF_WANT_W;
+    }
+}
+
+int zl__conn_attach(zl_conn_t *c, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc;
+
+    c->fd = fd;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        zl_addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss, len);
+    len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
+    c->state = ZL__CS_OPEN;
+    c->progress_ms = zl_now_ms();
+    if (c->flags & ZL__CF_REGISTERED) {
+        /* A client's fd was registered for the connect; now read too. */
+        c->flags &= (uint16_t)~ZL__CF_WANT_W;
+        rc = zl_poller_mod_fd(c->poller, fd, ZL_EV_READ);
+    } else {
+        rc = zl_poller_add_fd(c->poller, fd, ZL_EV_READ, zl__conn_io, c);
+        if (rc == 0)
+            c->flags |= ZL__CF_REGISTERED;
+    }
+    if (c->queued) /* sent while connecting */
+        set_write_interest(c, true);
+    return rc;
+}
+
+size_t zl__conn_clear_queue(zl_conn_t *c)
+{
+    size_t n = c->queued;
+    zl__seg_t *s = c->sq_head;
+
+    while (s) {
+        zl__seg_t *next = s->next;
+        zl_buf_unref(s->buf);
+        free(s);
+        s = next;
+    }
+    c->sq_head = c->sq_tail = NULL;
+    c->queued = 0;
+    return n;
+}
+
+void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
+{
+    if (c->fd < 0)
+        return;
+    if (c->flags & ZL__CF_REGISTERED)
+        zl_poller_del_fd(c->poller, c->fd, NULL, NULL);
+    if (abortive) {
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(c->fd);
+    c->fd = -1;
+    c->flags &= (uint16_t)~(ZL__CF_REGISTERED | ZL__CF_WANT_W);
+}
+
+/* ------------------------------------------------------------ closing */
+
+static void deliver_closed(void *arg)
+{
+    zl_conn_t *c = arg;
+
+    if (c->group)
+        zl__group_remove(c->group, c);
+    if (c->cfg->h.on_closed)
+        c->cfg->h.on_closed(c);
+    if (c->client)
+        zl__client_on_closed(c);
+    if (c->server)
+        zl__session_on_closed(c);
+    zl_conn_unref(c); /* the alive reference */
+}
+
+void zl__conn_finish(zl_conn_t *c)
+{
+    size_t dropped;
+
+    if (c->state == ZL__CS_CLOSED)
+        return;
+    c->state = ZL__CS_CLOSED;
+    zl__conn_drop_fd(c, false);
+    dropped = zl__conn_clear_queue(c);
+    if (dropped)
+        g_message("%s: closed with %zu bytes unsent", c->name, dropped);
+    /* Posted, so that closing from inside a callback never re-enters the
+     * handler: on_closed is always the last thing it sees. */
+    if (zl_poller_post(c->poller, 0, deliver_closed, c, NULL) < 0)
+        deliver_closed(c); /* poller stopping: still say goodbye */
+}
+
+static void abort_local(zl_conn_t *c, const char *why)
+{
+    size_t dropped;
+
+    if (c->state == ZL__CS_CLOSED)
+        return;
+    dropped = zl__conn_clear_queue(c);
+    if (dropped)
+        g_message("%s: %s: dropped %zu queued bytes", c->name, why, dropped);
+    zl__conn_drop_fd(c, true);
+    zl__conn_finish(c);
+}
+
+static void close_local(zl_conn_t *c)
+{
+    if (c->state >= ZL__CS_CLOSING)
+        return;
+    if (c->state != ZL__CS_OPEN || !c->queued || c->fd < 0) {
+        zl__conn_finish(c);
+        return;
+    }
+    c->state = ZL__CS_CLOSING;
+    c->progress_ms = zl_now_ms(); /* the send timeout bounds the flush */
+    set_write_interest(c, true);
+}
+
+void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    zl_error_t err;
+
+    if (c->state == ZL__CS_CLOSED || (c->flags & ZL__CF_ERRED))
+        return;
+    c->flags |= ZL__CF_ERRED;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    err = (zl_error_t){zl_err_kind(code), sys, stage, msg};
+
+    if (!(c->flags & ZL__CF_USER_CLOSE) && c->cfg->h.on_err) {
+        c->in_cb++;
+        c->cfg->h.on_err(c, &err);
+        c->in_cb--;
+    } else if (c->flags & ZL__CF_USER_CLOSE) {
+        g_debug("%s: %s (after close)", c->name, msg);
+    }
+    if (c->state == ZL__CS_CLOSED)
+        return; /* the handler aborted it */
+    if (c->client && !(c->flags & ZL__CF_USER_CLOSE) && zl__client_on_lost(c))
+        return; /* reconnecting */
+    if (err.code == ZL_EOF)
+        close_local(c); /* still send what is queued: echo, then close */
+    else
+        abort_local(c, msg);
+}
+
+/* ------------------------------------------------------------ busy */
+
+static void check_busy(zl_conn_t *c)
+{
+    if (!(c->flags & ZL__CF_BUSY) && c->queued > c->cfg->high_water) {
+        c->flags |= ZL__CF_BUSY;
+        if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
+            c->in_cb++;
+            c->cfg->h.on_busy(c, true);
+            c->in_cb--;
+        }
+    } else if ((c->flags & ZL__CF_BUSY) && c->queued <= c->cfg->low_water) {
+        c->flags &= (uint16_t)~ZL__CF_BUSY;
+        if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
+            c->in_cb++;
+            c->cfg->h.on_busy(c, false);
+            c->in_cb--;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ flush */
+
+static void do_shutdown_wr(zl_conn_t *c)
+{
+    if ((c->flags & ZL__CF_SHUT_WR) && !(c->flags & ZL__CF_SHUT_DONE) &&
+        !c->queued && c->fd >= 0) {
+        c->flags |= ZL__CF_SHUT_DONE;
+        shutdown(c->fd, SHUT_WR);
+    }
+}
+
+static void consume(zl_conn_t *c, size_t n)
+{
+    c->sent += n;
+    c->queued -= n;
+    while (n) {
+        zl__seg_t *s = c->sq_head;
+        size_t avail = s->buf->len - s->off;
+        if (n < avail) {
+            s->off += n;
+            break;
+        }
+        n -= avail;
+        c->sq_head = s->next;
+        if (!c->sq_head)
+            c->sq_tail = NULL;
+        zl_buf_unref(s->buf);
+        free(s);
+    }
+}
+
+/* Write the queue with writev batches until EAGAIN or empty. */
+static void do_flush(zl_conn_t *c)
+{
+    struct iovec iov[ZL__IOV_BATCH];
+
+    while (c->sq_head && c->fd >= 0) {
+        struct msghdr mh = {0};
+        int n = 0;
+        ssize_t w;
+
+        for (zl__seg_t *s = c->sq_head; s && n < ZL__IOV_BATCH; s = s->next) {
+            iov[n].iov_base = s->buf->data + s->off;
+            iov[n].iov_len = s->buf->len - s->off;
+            n++;
+        }
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_write_interest(c, true);
+                return;
+            }
+            zl__conn_fail(c, -errno, errno, ZL_STAGE_WRITE, "write to %s: %s",
+                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
+                                         ZL_ADDR_STRLEN),
+                          g_strerror(errno));
+            return;
+        }
+        consume(c, (size_t)w);
+        c->progress_ms = zl_now_ms();
+    }
+    if (c->fd < 0)
+        return;
+    set_write_interest(c, false);
+    check_busy(c);
+    if (c->state == ZL__CS_CLOSED)
+        return;
+    if ((c->flags & ZL__CF_FLUSH_NOTE) && c->state == ZL__CS_OPEN) {
+        c->flags &= (uint16_t)~ZL__CF_FLUSH_NOTE;
+        if (c->cfg->h.on_flush) {
+            c->in_cb++;
+            c->cfg->h.on_flush(c);
+            c->in_cb--;
+        }
+    }
+    if (c->state == ZL__CS_CLOSED || c->queued)
+        return;
+    do_shutdown_wr(c);
+    if (c->state == ZL__CS_CLOSING)
+        zl__conn_finish(c);
+}
+
+/* Append bytes to the queue, reusing the tail copy-buffer when it fits. */
+static int queue_copy(zl_conn_t *c, const uint8_t *p, size_t len)
+{
+    zl__seg_t *t = c->sq_tail, *s;
+
+    if (t && t->own && t->buf->cap - t->buf->len >= len) {
+        memcpy(t->buf->data + t->buf->len, p, len);
+        t->buf->len += len;
+        c->queued += len;
+        return 0;
+    }
+    s = malloc(sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->buf = zl_buf_new(len > ZL__SEG_MIN ? len : ZL__SEG_MIN);
+    if (!s->buf) {
+        free(s);
+        return -ENOMEM;
+    }
+    memcpy(s->buf->data, p, len);
+    s->buf->len = len;
+    s->off = 0;
+    s->own = true;
+    s->next = NULL;
+    if (t)
+        t->next = s;
+    else
+        c->sq_head = s;
+    c->sq_tail = s;
+    c->queued += len;
+    return 0;
+}
+
+static int queue_buf(zl_conn_t *c, zl_buf_t *buf, size_t off)
+{
+    zl__seg_t *s = malloc(sizeof(*s));
+
+    if (!s) {
+        zl_buf_unref(buf);
+        return -ENOMEM;
+    }
+    *s = (zl__seg_t){NULL, buf, off, false};
+    if (c->sq_tail)
+        c->sq_tail->next = s;
+    else
+        c->sq_head = s;
+    c->sq_tail = s;
+    c->queued += buf->len - off;
+    return 0;
+}
+
+/* Owner thread.  Takes over buf's reference if buf is not NULL. */
+static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
+                      zl_buf_t *buf)
+{
+    size_t done = 0;
+    int rc;
+
+    if (c->state > ZL__CS_OPEN || c->state == ZL__CS_WAIT ||
+        (c->flags & ZL__CF_SHUT_WR)) {
+        zl_buf_unref(buf);
+        return ZL_ESHUTDOWN;
+    }
+    if (buf) {
+        data = buf->data;
+        len = buf->len;
+    }
+    if (!len) {
+        zl_buf_unref(buf);
+        return 0;
+    }
+    if (!c->queued && c->state == ZL__CS_OPEN) {
+        ssize_t w;
+        do
+            w = send(c->fd, data, len, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            int e = errno;
+            zl_buf_unref(buf);
+            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s",
+                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
+                                         ZL_ADDR_STRLEN),
+                          g_strerror(e));
+            return ZL_ESHUTDOWN;
+        }
+        if (w > 0) {
+            done = (size_t)w;
+            c->sent += done;
+            c->progress_ms = zl_now_ms();
+        }
+        if (done == len) {
+            zl_buf_unref(buf);
+            return 0;
+        }
+    }
+    if (!c->queued)
+        c->progress_ms = zl_now_ms(); /* the send timeout starts now */
+    if (buf && len - done > ZL__SEG_MIN)
+        rc = queue_buf(c, buf, done);
+    else {
+        rc = queue_copy(c, data + done, len - done);
+        zl_buf_unref(buf);
+    }
+    if (rc < 0)
+        return rc;
+    c->flags |= ZL__CF_FLUSH_NOTE;
+    if (c->state == ZL__CS_OPEN)
+        set_write_interest(c, true);
+    check_busy(c);
+    return (c->flags & ZL__CF_BUSY) ? ZL_CONN_BUSY : 0;
+}
+
+/* ------------------------------------------------------------ read */
+
+static void continue_read(void *arg);
+
+static void do_read(zl_conn_t *c)
+{
+    for (int i = 0; i < ZL__READS_PER_EVENT; i++) {
+        zl_buf_t *b;
+        ssize_t n;
+
+        if (c->state != ZL__CS_OPEN || (c->flags & ZL__CF_PAUSED) ||
+            (c->flags & ZL__CF_READ_EOF))
+            return;
+        b = rbuf_get();
+        if (!b) {
+            zl__conn_fail(c, -ENOMEM, ENOMEM, ZL_STAGE_READ,
+                          "out of memory for the receive buffer");
+            return;
+        }
+        n = recv(c->fd, b->data, b->cap, 0);
+        if (n > 0) {
+            b->len = (size_t)n;
+            c->received += (uint64_t)n;
+            c->in_cb++;
+            c->cfg->h.on_recv(c, b);
+            c->in_cb--;
+            /* A short read means the kernel had no more: a new arrival
+             * raises a new edge, so no extra recv() to see EAGAIN. */
+            if ((size_t)n < b->cap)
+                return;
+            continue;
+        }
+        if (n == 0) {
+            c->flags |= ZL__CF_READ_EOF;
+            zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
+                          "%s closed the connection",
+                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
+                                         ZL_ADDR_STRLEN));
+            return;
+        }
+        if (errno == EINTR) {
+            i--;
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        {
+            int e = errno;
+            zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s",
+                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
+                                         ZL_ADDR_STRLEN),
+                          g_strerror(e));
+        }
+        return;
+    }
+    /* Fairness: other connections get their turn; this one resumes from a
+     * task (an edge-triggered fd would not report the rest again). */
+    zl_conn_ref(c);
+    if (zl_poller_post(c->poller, 0, continue_read, c, NULL) < 0)
+        zl_conn_unref(c);
+}
+
+static void continue_read(void *arg)
+{
+    zl_conn_t *c = arg;
+    do_read(c);
+    zl_conn_unref(c);
+}
+
+void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
+{
+    zl_conn_t *c = udata;
+
+    (void)p;
+    (void)fd;
+    if (c->state == ZL__CS_CONNECTING) {
+        zl__client_io(c, events);
+        return;
+    }
+    if (events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR))
+        do_read(c);
+    if (c->state == ZL__CS_CLOSED || c->fd < 0)
+        return;
+    if (events & ZL_EV_ERROR && (c->flags & ZL__CF_PAUSED)) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s", c->name,
+                          g_strerror(err));
+            return;
+        }
+    }
+    if ((events & (ZL_EV_WRITE | ZL_EV_ERROR)) && c->queued)
+        do_flush(c);
+    else if ((c->flags & ZL__CF_READ_EOF) && c->state == ZL__CS_CLOSING &&
+             !c->queued)
+        zl__conn_finish(c);
+}
+
+/* ------------------------------------------------------------ groups */
+
+static bool group_tick(void *arg)
+{
+    zl__group_t *g = arg;
+    uint64_t now = zl_now_ms();
+    const zl__conn_cfg_t *cfg = g->cfg;
+
+    for (zl_conn_t *c = g->head, *next; c; c = next) {
+        next = c->next;
+        if (c->state == ZL__CS_CLOSED)
+            continue;
+        zl_conn_ref(c);
+        if (c->queued && cfg->send_timeout_ms &&
+            now - c->progress_ms >= cfg->send_timeout_ms &&
+            (c->state == ZL__CS_OPEN || c->state == ZL__CS_CLOSING)) {
+            char msg[128];
+            snprintf(msg, sizeof(msg),
+                     "send timed out: %zu bytes queued, no progress for %llu ms",
+                     c->queued, (unsigned long long)(now - c->progress_ms));
+            if (c->state == ZL__CS_CLOSING)
+                abort_local(c, msg);
+            else
+                zl__conn_fail(c, ZL_ETIMEOUT, 0, ZL_STAGE_WRITE, "%s", msg);
+        }
+        if ((c->state == ZL__CS_OPEN || c->state == ZL__CS_CONNECTING) &&
+            cfg->h.on_manager) {
+            c->in_cb++;
+            cfg->h.on_manager(c);
+            c->in_cb--;
+        }
+        next = c->next;
+        zl_conn_unref(c);
+    }
+    return true;
+}
+
+void zl__group_add(zl__group_t *g, zl_conn_t *c)
+{
+    c->group = g;
+    c->prev = NULL;
+    c->next = g->head;
+    if (g->head)
+        g->head->prev = c;
+    g->head = c;
+    g->count++;
+}
+
+void zl__group_remove(zl__group_t *g, zl_conn_t *c)
+{
+    if (c->group != g)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->group = NULL;
+    g->count--;
+}
+
+int zl__group_start(zl__group_t *g)
+{
+    return zl_poller_add_repeat(g->poller, g->cfg->manager_ms, group_tick, g,
+                                NULL, &g->timer);
+}
+
+void zl__group_stop(zl__group_t *g)
+{
+    if (g->timer)
+        zl_timer_cancel(g->timer);
+    g->timer = NULL;
+}
+
+/* ------------------------------------------------------------ public */
+
+typedef enum { OP_SEND, OP_CLOSE, OP_ABORT, OP_SHUTDOWN, OP_PAUSE, OP_RESUME } op_kind_t;
+
+typedef struct conn_op {
+    zl_conn_t *c;
+    op_kind_t kind;
+    zl_buf_t *buf;
+} conn_op_t;
+
+static void op_local(zl_conn_t *c, op_kind_t kind)
+{
+    switch (kind) {
+    case OP_CLOSE:
+        if (c->state == ZL__CS_CLOSED)
+            break;
+        c->flags |= ZL__CF_USER_CLOSE;
+        if (c->client && c->state != ZL__CS_OPEN) {
+            zl__conn_finish(c); /* connecting or waiting: nothing to flush */
+            break;
+        }
+        close_local(c);
+        break;
+    case OP_ABORT:
+        c->flags |= ZL__CF_USER_CLOSE;
+        abort_local(c, "aborted");
+        break;
+    case OP_SHUTDOWN:
+        if (c->state > ZL__CS_CLOSING)
+            break;
+        c->flags |= ZL__CF_SHUT_WR;
+        do_shutdown_wr(c);
+        break;
+    case OP_PAUSE:
+        c->flags |= ZL__CF_PAUSED;
+        break;
+    case OP_RESUME:
+        if (!(c->flags & ZL__CF_PAUSED))
+            break;
+        c->flags &= (uint16_t)~ZL__CF_PAUSED;
+        /* Under edge triggering the kernel will not repeat what it already
+         * reported: drain now. */
+        zl_conn_ref(c);
+        if (zl_poller_post(c->poller, 0, continue_read, c, NULL) < 0)
+            zl_conn_unref(c);
+        break;
+    case OP_SEND:
+        break;
+    }
+}
+
+static void op_run(void *arg)
+{
+    conn_op_t *op = arg;
+
+    if (op->kind == OP_SEND)
+        send_local(op->c, NULL, 0, op->buf);
+    else
+        op_local(op->c, op->kind);
+    zl_conn_unref(op->c);
+    free(op);
+}
+
+static int op_post(zl_conn_t *c, op_kind_t kind, zl_buf_t *buf)
+{
+    conn_op_t *op = malloc(sizeof(*op));
+    int rc;
+
+    if (!op) {
+        zl_buf_unref(buf);
+        return -ENOMEM;
+    }
+    *op = (conn_op_t){zl_conn_ref(c), kind, buf};
+    rc = zl_poller_post(c->poller, 0, op_run, op, NULL);
+    if (rc < 0) {
+        zl_conn_unref(c);
+        zl_buf_unref(buf);
+        free(op);
+    }
+    return rc;
+}
+
+int zl_conn_send(zl_conn_t *c, const void *data, size_t len)
+{
+    zl_buf_t *b;
+
+    if (!c || (!data && len))
+        return -EINVAL;
+    if (on_owner(c))
+        return send_local(c, data, len, NULL);
+    if (c->state >= ZL__CS_CLOSING) /* racy hint; the task re-checks */
+        return ZL_ESHUTDOWN;
+    b = zl_buf_new_copy(data, len);
+    if (!b)
+        return -ENOMEM;
+    return op_post(c, OP_SEND, b);
+}
+
+int zl_conn_send_buf(zl_conn_t *c, zl_buf_t *buf)
+{
+    if (!c || !buf)
+        return -EINVAL;
+    if (on_owner(c))
+        return send_local(c, NULL, 0, buf);
+    return op_post(c, OP_SEND, buf);
+}
+
+static void op_any(zl_conn_t *c, op_kind_t kind)
+{
+    if (!c)
+        return;
+    if (on_owner(c))
+        op_local(c, kind);
+    else
+        op_post(c, kind, NULL);
+}
+
+void zl_conn_close(zl_conn_t *c) { op_any(c, OP_CLOSE); }
+void zl_conn_abort(zl_conn_t *c) { op_any(c, OP_ABORT); }
+void zl_conn_shutdown(zl_conn_t *c) { op_any(c, OP_SHUTDOWN); }
+void zl_conn_pause(zl_conn_t *c) { op_any(c, OP_PAUSE); }
+void zl_conn_resume(zl_conn_t *c) { op_any(c, OP_RESUME); }
+
+void zl_conn_set_data(zl_conn_t *c, void *data) { c->data = data; }
+void *zl_conn_get_data(const zl_conn_t *c) { return c->data; }
+zl_poller_t *zl_conn_poller(const zl_conn_t *c) { return c->poller; }
+const zl_addr_t *zl_conn_peer(const zl_conn_t *c) { return &c->peer; }
+const zl_addr_t *zl_conn_local(const zl_conn_t *c) { return &c->local; }
+const char *zl_conn_name(const zl_conn_t *c) { return c->name; }
+size_t zl_conn_queued(const zl_conn_t *c) { return c->queued; }
+uint64_t zl_conn_bytes_sent(const zl_conn_t *c) { return c->sent; }
+uint64_t zl_conn_bytes_received(const zl_conn_t *c) { return c->received; }
+bool zl_conn_is_busy(const zl_conn_t *c) { return c->flags & ZL__CF_BUSY; }
+int zl_conn_fd(const zl_conn_t *c) { return c->fd; }
+
+bool zl_conn_is_closing(const zl_conn_t *c)
+{
+    return c->state >= ZL__CS_CLOSING || (c->flags & (ZL__CF_ERRED | ZL__CF_USER_CLOSE));
+}

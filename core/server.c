@@ -1,0 +1,426 @@
+/* zltk — TCP server: one listener, sessions spread over the pool by load.
+ *
+ * The listener lives on the pool's first poller (level-triggered, so that
+ * accepting in bounded batches needs no re-arming).  Each accepted fd is
+ * handed to the least-loaded poller, which owns the session from then on.
+ * Descriptor exhaustion is handled with a reserved descriptor: on EMFILE it
+ * is closed, the pending connection accepted and closed at once, and the
+ * reserve reopened, so the kernel queue drains and the loop never spins.
+ */
+#define G_LOG_DOMAIN "zltk-server"
+#include "conn-internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define ACCEPTS_PER_EVENT 128
+
+struct zl_server {
+    zl__conn_cfg_t cfg;
+    zl_poller_pool_t *pool;
+    size_t npollers;
+    zl__group_t *groups;
+    zl_poller_t *acceptor;
+    int lfd, reserve;
+    bool paused; /* acceptor thread only */
+    zl_timer_t *backoff;
+    zl_addr_t addr;
+    size_t max_conns;
+    atomic_bool stopping;
+    atomic_uint_fast64_t accepted, active, refused_fds, refused_limit;
+    uint64_t last_warn_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    char name[32];
+};
+
+static void open_reserve(zl_server_t *s)
+{
+    if (s->reserve < 0)
+        s->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void session_release(zl_server_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (atomic_fetch_sub(&s->active, 1) == 1)
+        pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void zl__session_on_closed(zl_conn_t *c)
+{
+    zl_server_t *s = c->server;
+
+    c->server = NULL;
+    session_release(s); /* s may be freed once this returns */
+}
+
+static size_t group_index(zl_server_t *s, zl_poller_t *p)
+{
+    for (size_t i = 0; i < s->npollers; i++)
+        if (zl_poller_pool_at(s->pool, i) == p)
+            return i;
+    return 0;
+}
+
+static void adopt(void *arg)
+{
+    zl_conn_t *c = arg;
+    zl_server_t *s = c->server;
+    int fd = c->fd;
+
+    c->fd = -1;
+    if (atomic_load(&s->stopping)) {
+        close(fd);
+        c->server = NULL;
+        zl_conn_unref(c);
+        session_release(s);
+        return;
+    }
+    zl__sock_setup(fd, &s->cfg);
+    zl__group_add(&s->groups[group_index(s, c->poller)], c);
+    if (zl__conn_attach(c, fd) < 0) {
+        c->fd = fd;
+        zl__conn_finish(c);
+        return;
+    }
+    zl__conn_emit_connect(c, 0, 0, ZL_STAGE_NONE, NULL);
+}
+
+static void warn_fds(zl_server_t *s, int err)
+{
+    uint64_t now = zl_now_ms();
+
+    if (now - s->last_warn_ms < 10000 && s->last_warn_ms)
+        return;
+    s->last_warn_ms = now;
+    g_warning("%s: out of file descriptors (%s): dropping new connections "
+              "(%" G_GUINT64_FORMAT " so far); raise the limit (ulimit -n) or lower "
+              "max-connections",
+              s->name, g_strerror(err),
+              (guint64)atomic_load(&s->refused_fds));
+}
+
+static uint64_t backoff_fire(void *arg);
+
+/* Stop watching the listener for a while: the kernel keeps queueing. */
+static void pause_listener(zl_server_t *s)
+{
+    if (s->paused)
+        return;
+    s->paused = true;
+    zl_poller_mod_fd(s->acceptor, s->lfd, ZL_EV_LT);
+    if (zl_poller_add_timer(s->acceptor, 100, backoff_fire, s, NULL,
+                            &s->backoff) < 0)
+        s->paused = false;
+}
+
+static uint64_t backoff_fire(void *arg)
+{
+    zl_server_t *s = arg;
+
+    zl_timer_release(s->backoff);
+    s->backoff = NULL;
+    s->paused = false;
+    open_reserve(s);
+    if (s->lfd >= 0)
+        zl_poller_mod_fd(s->acceptor, s->lfd, ZL_EV_READ | ZL_EV_LT);
+    return 0;
+}
+
+/* EMFILE/ENFILE: free the reserve, take the connection off the queue and
+ * close it, take the reserve back. */
+static void shed_one(zl_server_t *s, int err)
+{
+    int fd;
+
+    atomic_fetch_add(&s->refused_fds, 1);
+    warn_fds(s, err);
+    if (s->reserve >= 0) {
+        close(s->reserve);
+        s->reserve = -1;
+        fd = accept(s->lfd, NULL, NULL);
+        if (fd >= 0)
+            close(fd);
+        open_reserve(s);
+    }
+    if (s->reserve < 0)
+        pause_listener(s); /* no reserve: back off instead of spinning */
+}
+
+static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
+{
+    zl_server_t *s = arg;
+
+    (void)p;
+    (void)events;
+    for (int i = 0; i < ACCEPTS_PER_EVENT && !s->paused; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        zl_poller_t *target;
+        zl_conn_t *c;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            switch (errno) {
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                return;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                shed_one(s, errno);
+                continue;
+            default:
+                /* Never tear the listener down for an accept error
+                 * (MK#2946): log and try again on the next event. */
+                g_warning("%s: accept: %s", s->name, g_strerror(errno));
+                return;
+            }
+        }
+        if (atomic_load(&s->stopping)) {
+            close(fd);
+            continue;
+        }
+        if (s->max_conns && atomic_load(&s->active) >= s->max_conns) {
+            atomic_fetch_add(&s->refused_limit, 1);
+            close(fd);
+            continue;
+        }
+        target = zl_poller_pool_get(s->pool, false);
+        c = zl__conn_new(target, &s->cfg, "session");
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->server = s;
+        c->fd = fd;
+        atomic_fetch_add(&s->active, 1);
+        atomic_fetch_add(&s->accepted, 1);
+        if (zl_poller_post(target, ZL_TASK_INLINE, adopt, c, NULL) < 0) {
+            close(fd);
+            c->fd = -1;
+            c->server = NULL;
+            zl_conn_unref(c);
+            session_release(s);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ listen */
+
+static int make_listener(zl_server_t *s, const zl_server_options_t *o)
+{
+    zl_addr_t a;
+    int fd, one = 1, rc;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char at[ZL_ADDR_STRLEN];
+
+    if (o->host && *o->host) {
+        if (zl_addr_from_ip(&a, o->host, o->port) < 0) {
+            g_warning("%s: listen address '%s' is not an IP literal", s->name,
+                      o->host);
+            return -EINVAL;
+        }
+    } else {
+        zl_addr_from_ip(&a, "::", o->port);
+    }
+    fd = socket(a.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0 && errno == EAFNOSUPPORT && !(o->host && *o->host)) {
+        /* No IPv6 in this kernel (MK#1638): fall back to IPv4. */
+        zl_addr_from_ip(&a, "0.0.0.0", o->port);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    if (fd < 0) {
+        rc = -errno;
+        g_warning("%s: socket: %s", s->name, g_strerror(errno));
+        return rc;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a.u.sa.sa_family == AF_INET6) {
+        int v6only = o->v6only ? 1 : 0;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+    }
+    if (bind(fd, &a.u.sa, a.len) < 0 ||
+        listen(fd, o->backlog > 0 ? o->backlog : 1024) < 0) {
+        rc = -errno;
+        g_warning("%s: cannot listen on %s: %s", s->name,
+                  zl_addr_format(&a, at, sizeof(at)), g_strerror(errno));
+        close(fd);
+        return rc;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        zl_addr_from_sockaddr(&s->addr, (struct sockaddr *)&ss, len);
+    s->lfd = fd;
+    return 0;
+}
+
+typedef struct lstart {
+    zl_server_t *s;
+    int rc;
+} lstart_t;
+
+static void listener_start(void *arg)
+{
+    lstart_t *ls = arg;
+    zl_server_t *s = ls->s;
+
+    ls->rc = zl_poller_add_fd(s->acceptor, s->lfd, ZL_EV_READ | ZL_EV_LT,
+                              listener_io, s);
+}
+
+static void listener_stop(void *arg)
+{
+    zl_server_t *s = arg;
+
+    if (s->backoff)
+        zl_timer_cancel(s->backoff);
+    s->backoff = NULL;
+    if (s->lfd >= 0) {
+        zl_poller_del_fd(s->acceptor, s->lfd, NULL, NULL);
+        close(s->lfd);
+        s->lfd = -1;
+    }
+    if (s->reserve >= 0)
+        close(s->reserve);
+    s->reserve = -1;
+}
+
+static void group_close_all(void *arg)
+{
+    zl__group_t *g = arg;
+
+    for (zl_conn_t *c = g->head; c; c = c->next)
+        zl_conn_close(c);
+}
+
+static void group_stop_task(void *arg)
+{
+    zl__group_stop(arg);
+}
+
+static void server_destroy(zl_server_t *s)
+{
+    free(s->groups);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+int zl_server_new(zl_server_t **out, const zl_server_options_t *o,
+                  const zl_conn_handler_t *h, void *data)
+{
+    zl_server_t *s;
+    lstart_t ls;
+    int rc;
+
+    if (!out || !o || !h || !h->on_recv) {
+        g_warning("zl_server_new: options and a handler with on_recv are "
+                  "required");
+        return -EINVAL;
+    }
+    *out = NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->lfd = s->reserve = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    g_strlcpy(s->name, o->name ? o->name : "server", sizeof(s->name));
+    zl__conn_cfg_init(&s->cfg, &o->conn, h, data, "session");
+    s->max_conns = o->max_conns;
+    s->pool = o->pool ? o->pool : zl_runtime_pollers();
+    if (!s->pool) {
+        g_warning("%s: no poller pool given and the runtime is not running",
+                  s->name);
+        server_destroy(s);
+        return -EINVAL;
+    }
+    s->npollers = zl_poller_pool_size(s->pool);
+    s->acceptor = zl_poller_pool_at(s->pool, 0);
+    s->groups = calloc(s->npollers, sizeof(*s->groups));
+    if (!s->groups) {
+        server_destroy(s);
+        return -ENOMEM;
+    }
+    rc = make_listener(s, o);
+    if (rc < 0) {
+        server_destroy(s);
+        return rc;
+    }
+    open_reserve(s);
+    for (size_t i = 0; i < s->npollers; i++) {
+        s->groups[i].poller = zl_poller_pool_at(s->pool, i);
+        s->groups[i].cfg = &s->cfg;
+        rc = zl__group_start(&s->groups[i]);
+        if (rc < 0)
+            goto fail;
+    }
+    ls = (lstart_t){s, 0};
+    rc = zl_poller_sync(s->acceptor, listener_start, &ls);
+    if (rc == 0)
+        rc = ls.rc;
+    if (rc < 0)
+        goto fail;
+    *out = s;
+    return 0;
+
+fail:
+    for (size_t i = 0; i < s->npollers; i++)
+        if (s->groups[i].timer)
+            zl_poller_sync(s->groups[i].poller, group_stop_task, &s->groups[i]);
+    zl_poller_sync(s->acceptor, listener_stop, s);
+    server_destroy(s);
+    return rc;
+}
+
+void zl_server_free(zl_server_t *s)
+{
+    if (!s)
+        return;
+    if (zl_poller_pool_contains(s->pool, zl_poller_current())) {
+        g_critical("zl_server_free(%s) called from a pool thread; call it "
+                   "from another thread",
+                   s->name);
+        return;
+    }
+    atomic_store(&s->stopping, true);
+    zl_poller_sync(s->acceptor, listener_stop, s);
+    for (size_t i = 0; i < s->npollers; i++)
+        zl_poller_sync(s->groups[i].poller, group_close_all, &s->groups[i]);
+    /* Graceful closes finish when their queues drain or the send timeout
+     * (enforced by the group timers, still running) gives up on them. */
+    pthread_mutex_lock(&s->lock);
+    while (atomic_load(&s->active) > 0)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < s->npollers; i++)
+        zl_poller_sync(s->groups[i].poller, group_stop_task, &s->groups[i]);
+    server_destroy(s);
+}
+
+const zl_addr_t *zl_server_addr(const zl_server_t *s)
+{
+    return &s->addr;
+}
+
+void zl_server_get_stats(const zl_server_t *s, zl_server_stats_t *out)
+{
+    out->accepted = atomic_load(&s->accepted);
+    out->active = atomic_load(&s->active);
+    out->refused_fds = atomic_load(&s->refused_fds);
+    out->refused_limit = atomic_load(&s->refused_limit);
+}
