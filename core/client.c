@@ -45,6 +45,20 @@ void zl_client_set_resolver(zl_resolve_fn fn)
     atomic_store(&resolver, fn);
 }
 
+/* Jitter source: per-thread xorshift (GLib's global GRand takes a lock
+ * that ThreadSanitizer cannot see, and jitter needs no quality). */
+static uint32_t jitter_rand(void)
+{
+    static _Thread_local uint32_t x;
+
+    if (!x)
+        x = (uint32_t)zl_now_ns() ^ (uint32_t)(uintptr_t)&x ^ 0x9e3779b9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+}
+
 static void begin_attempt(zl_conn_t *c);
 static void try_next(zl_conn_t *c);
 
@@ -82,10 +96,10 @@ static void record_connect(zl__client_t *cl, int err, const char *at)
     peer_text(cl, peer, sizeof(peer));
     if (cl->numeric)
         record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s: %s", peer,
-               g_strerror(err));
+               zl_strerror(-(err)));
     else
         record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s (%s): %s",
-               peer, at, g_strerror(err));
+               peer, at, zl_strerror(-(err)));
 }
 
 void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
@@ -134,8 +148,8 @@ static void schedule_retry(zl_conn_t *c)
     /* ±25 % so that a fleet of clients does not reconnect in lockstep. */
     jitter = (int64_t)(d / 4);
     if (jitter > 0)
-        d = (uint64_t)((int64_t)d + g_random_int_range(-(gint32)jitter,
-                                                       (gint32)jitter + 1));
+        d = (uint64_t)((int64_t)d - jitter +
+                       (int64_t)(jitter_rand() % (uint64_t)(2 * jitter + 1)));
     c->state = ZL__CS_WAIT;
     g_info("%s: reconnecting to %s:%u in %llu ms (attempt %u)", c->name,
            cl->host, cl->port, (unsigned long long)d, cl->failures + 1);
@@ -229,7 +243,7 @@ static void try_next(zl_conn_t *c)
                     0);
         if (fd < 0) {
             record(cl, -errno, errno, ZL_STAGE_SOCKET,
-                   "socket for %s: %s", at, g_strerror(errno));
+                   "socket for %s: %s", at, zl_strerror(-errno));
             continue;
         }
         zl__sock_setup(fd, &cl->cfg);
@@ -246,7 +260,7 @@ static void try_next(zl_conn_t *c)
                             : errno;
                 record(cl, -e, e, ZL_STAGE_BIND, "bind to %s for %s: %s",
                        zl_addr_format(&cl->local, lt, sizeof(lt)), at,
-                       g_strerror(e));
+                       zl_strerror(-(e)));
                 close(fd);
                 continue;
             }
@@ -334,7 +348,7 @@ static void resolve_done(void *arg)
     cl->resolving = false;
     if (j->gai || !j->n) {
         const char *why = !j->gai          ? "no usable address"
-                          : j->gai == EAI_SYSTEM ? g_strerror(j->sys)
+                          : j->gai == EAI_SYSTEM ? zl_strerror(-(j->sys))
                                                  : gai_strerror(j->gai);
         record(cl, ZL_EDNS, j->gai == EAI_SYSTEM ? j->sys : 0,
                ZL_STAGE_RESOLVE, "resolve %s: %s", cl->host, why);

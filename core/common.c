@@ -44,9 +44,21 @@ const char *zl_strerror(int err)
     if (idx >= 0)
         return err_msgs[idx];
     if (err < 0 && err > -4000) {
-        /* strerror() is not thread-safe in general; glibc's table is, and
-         * g_strerror() caches a copy per code, which is. */
-        return g_strerror(-err);
+        /* Not strerror() (not thread-safe) nor g_strerror() (its cache is
+         * locked with GLib mutexes that ThreadSanitizer cannot see). */
+#ifdef HAVE_STRERRORDESC_NP
+        const char *d = strerrordesc_np(-err);
+        if (d)
+            return d;
+#else
+        static _Thread_local char buf[128];
+#if defined(_GNU_SOURCE) && defined(__GLIBC__)
+        return strerror_r(-err, buf, sizeof(buf));
+#else
+        if (strerror_r(-err, buf, sizeof(buf)) == 0)
+            return buf;
+#endif
+#endif
     }
     return "unknown error";
 }

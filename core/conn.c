@@ -393,7 +393,7 @@ static void do_flush(zl_conn_t *c)
             zl__conn_fail(c, -errno, errno, ZL_STAGE_WRITE, "write to %s: %s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          g_strerror(errno));
+                          zl_strerror(-errno));
             return;
         }
         consume(c, (size_t)w);
@@ -502,7 +502,7 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
             zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          g_strerror(e));
+                          zl_strerror(-(e)));
             return ZL_ESHUTDOWN;
         }
         if (w > 0) {
@@ -583,7 +583,7 @@ static void do_read(zl_conn_t *c)
             zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          g_strerror(e));
+                          zl_strerror(-(e)));
         }
         return;
     }
@@ -621,7 +621,7 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s", c->name,
-                          g_strerror(err));
+                          zl_strerror(-(err)));
             return;
         }
     }

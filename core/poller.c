@@ -774,7 +774,7 @@ int zl_poller_new(zl_poller_t **out, const zl_poller_options_t *opts)
         int e = pthread_setaffinity_np(p->thread, sizeof(set), &set);
         if (e)
             g_warning("%s: cannot pin to CPU %d: %s", p->name, opts->cpu,
-                      g_strerror(e));
+                      zl_strerror(-(e)));
 #endif
     }
     *out = p;

@@ -100,7 +100,7 @@ static void warn_fds(zl_server_t *s, int err)
     g_warning("%s: out of file descriptors (%s): dropping new connections "
               "(%" G_GUINT64_FORMAT " so far); raise the limit (ulimit -n) or lower "
               "max-connections",
-              s->name, g_strerror(err),
+              s->name, zl_strerror(-(err)),
               (guint64)atomic_load(&s->refused_fds));
 }
 
@@ -185,7 +185,7 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
             default:
                 /* Never tear the listener down for an accept error
                  * (MK#2946): log and try again on the next event. */
-                g_warning("%s: accept: %s", s->name, g_strerror(errno));
+                g_warning("%s: accept: %s", s->name, zl_strerror(-errno));
                 return;
             }
         }
@@ -246,7 +246,7 @@ static int make_listener(zl_server_t *s, const zl_server_options_t *o)
     }
     if (fd < 0) {
         rc = -errno;
-        g_warning("%s: socket: %s", s->name, g_strerror(errno));
+        g_warning("%s: socket: %s", s->name, zl_strerror(-errno));
         return rc;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -258,7 +258,7 @@ static int make_listener(zl_server_t *s, const zl_server_options_t *o)
         listen(fd, o->backlog > 0 ? o->backlog : 1024) < 0) {
         rc = -errno;
         g_warning("%s: cannot listen on %s: %s", s->name,
-                  zl_addr_format(&a, at, sizeof(at)), g_strerror(errno));
+                  zl_addr_format(&a, at, sizeof(at)), zl_strerror(-errno));
         close(fd);
         return rc;
     }

@@ -30,6 +30,8 @@ static const struct {
     {"worker", zl_test_register_worker},
     {"runtime", zl_test_register_runtime},
     {"log", zl_test_register_log},
+    {"net", zl_test_register_net},
+    {"conn", zl_test_register_conn},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

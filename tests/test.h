@@ -21,6 +21,8 @@ int zl_test_register_pool(void);
 int zl_test_register_worker(void);
 int zl_test_register_runtime(void);
 int zl_test_register_log(void);
+int zl_test_register_net(void);
+int zl_test_register_conn(void);
 
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */
