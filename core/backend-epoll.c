@@ -85,6 +85,8 @@ static int ep_wait(zl_poller_t *p, zl__bev_t *out, int n, int timeout_ms)
 
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
             m |= ZL_EV_READ;
+        if (e & EPOLLRDHUP) /* the peer shut down its sending side */
+            m |= ZL_EV_HUP;
         if (e & EPOLLOUT)
             m |= ZL_EV_WRITE;
         if (e & EPOLLERR)

@@ -109,9 +109,7 @@ void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 
     if (!c->cfg->h.on_connect)
         return;
-    c->in_cb++;
     c->cfg->h.on_connect(c, code ? &err : NULL);
-    c->in_cb--;
 }
 
 static void stop_timers(zl__client_t *cl)

@@ -62,7 +62,8 @@ enum {
     ZL__CF_READ_EOF = 1u << 6, /* peer sent end of stream */
     ZL__CF_USER_CLOSE = 1u << 7, /* close/abort requested by the user */
     ZL__CF_REGISTERED = 1u << 8, /* fd is in the poller */
-    ZL__CF_FLUSH_NOTE = 1u << 9  /* queue was non-empty: on_flush due */
+    ZL__CF_FLUSH_NOTE = 1u << 9, /* queue was non-empty: on_flush due */
+    ZL__CF_WANT_R = 1u << 10     /* ZL_EV_READ registered */
 };
 
 struct zl__client;
@@ -72,7 +73,9 @@ struct zl_conn {
     int fd;
     uint16_t flags;
     uint8_t state;
-    uint8_t in_cb; /* depth of handler callbacks on the stack */
+    /* Set once close/abort was requested, an error reported, or the fd
+     * closed: the one piece of state other threads read. */
+    atomic_bool ending;
     zl_poller_t *poller;
     const zl__conn_cfg_t *cfg;
     void *data;

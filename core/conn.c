@@ -147,26 +147,55 @@ static bool on_owner(const zl_conn_t *c)
     return zl_poller_is_current(c->poller);
 }
 
-static void set_write_interest(zl_conn_t *c, bool on)
+/* Make the poller watch exactly what the connection needs now: reading
+ * while open and not paused and before end of stream, writing while bytes
+ * are queued.  With nothing to watch the fd leaves the poller altogether:
+ * a level-triggered backend would otherwise report a pending read, or a
+ * hang-up, on every loop and spin.  Owner thread. */
+static int update_interest(zl_conn_t *c)
 {
-    unsigned ev;
+    unsigned want = 0, have = 0;
+    int rc = 0;
 
-    if (!(c->flags & ZL__CF_REGISTERED) || !!(c->flags & ZL__CF_WANT_W) == on)
-        return;
-    ev = ZL_EV_READ | (on ? ZL_EV_WRITE : 0);
-    if (zl_poller_mod_fd(c->poller, c->fd, ev) == 0) {
-        if (on)
-            c->flags |= ZL__CF_WANT_W;
-        else
-            c->flags &= (uint16_t)~ZL__CF_WANT_W;
+    if (c->fd < 0 || (c->state != ZL__CS_OPEN && c->state != ZL__CS_CLOSING))
+        return 0;
+    if (c->state == ZL__CS_OPEN &&
+        !(c->flags & (ZL__CF_PAUSED | ZL__CF_READ_EOF)))
+        want |= ZL_EV_READ;
+    if (c->queued)
+        want |= ZL_EV_WRITE;
+    if (c->flags & ZL__CF_WANT_R)
+        have |= ZL_EV_READ;
+    if (c->flags & ZL__CF_WANT_W)
+        have |= ZL_EV_WRITE;
+
+    if (!(c->flags & ZL__CF_REGISTERED)) {
+        if (want)
+            rc = zl_poller_add_fd(c->poller, c->fd, want, zl__conn_io, c);
+        if (want && rc == 0)
+            c->flags |= ZL__CF_REGISTERED;
+    } else if (!want) {
+        rc = zl_poller_del_fd(c->poller, c->fd, NULL, NULL);
+        c->flags &= (uint16_t)~ZL__CF_REGISTERED;
+    } else if (want != have) {
+        rc = zl_poller_mod_fd(c->poller, c->fd, want);
+    } else {
+        return 0;
     }
+    if (rc == 0 || !want) {
+        c->flags &= (uint16_t)~(ZL__CF_WANT_R | ZL__CF_WANT_W);
+        if (want & ZL_EV_READ)
+            c->flags |= ZL__CF_WANT_R;
+        if (want & ZL_EV_WRITE)
+            c->flags |= ZL__CF_WANT_W;
+    }
+    return rc;
 }
 
 int zl__conn_attach(zl_conn_t *c, int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    int rc;
 
     c->fd = fd;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
@@ -176,18 +205,13 @@ int zl__conn_attach(zl_conn_t *c, int fd)
         zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
     c->progress_ms = zl_now_ms();
-    if (c->flags & ZL__CF_REGISTERED) {
-        /* A client's fd was registered for the connect; now read too. */
-        c->flags &= (uint16_t)~ZL__CF_WANT_W;
-        rc = zl_poller_mod_fd(c->poller, fd, ZL_EV_READ);
-    } else {
-        rc = zl_poller_add_fd(c->poller, fd, ZL_EV_READ, zl__conn_io, c);
-        if (rc == 0)
-            c->flags |= ZL__CF_REGISTERED;
-    }
-    if (c->queued) /* sent while connecting */
-        set_write_interest(c, true);
-    return rc;
+    /* A client's fd is still registered for writability from the connect:
+     * update_interest() turns that into reading (and writing what was sent
+     * while connecting). */
+    c->flags &= (uint16_t)~ZL__CF_WANT_R;
+    if (c->flags & ZL__CF_REGISTERED)
+        c->flags |= ZL__CF_WANT_W;
+    return update_interest(c);
 }
 
 size_t zl__conn_clear_queue(zl_conn_t *c)
@@ -218,7 +242,7 @@ void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
     }
     close(c->fd);
     c->fd = -1;
-    c->flags &= (uint16_t)~(ZL__CF_REGISTERED | ZL__CF_WANT_W);
+    c->flags &= (uint16_t)~(ZL__CF_REGISTERED | ZL__CF_WANT_W | ZL__CF_WANT_R);
 }
 
 /* ------------------------------------------------------------ closing */
@@ -245,6 +269,7 @@ void zl__conn_finish(zl_conn_t *c)
     if (c->state == ZL__CS_CLOSED)
         return;
     c->state = ZL__CS_CLOSED;
+    atomic_store_explicit(&c->ending, true, memory_order_release);
     zl__conn_drop_fd(c, false);
     dropped = zl__conn_clear_queue(c);
     if (dropped)
@@ -278,7 +303,7 @@ static void close_local(zl_conn_t *c)
     }
     c->state = ZL__CS_CLOSING;
     c->progress_ms = zl_now_ms(); /* the send timeout bounds the flush */
-    set_write_interest(c, true);
+    update_interest(c);
 }
 
 void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
@@ -297,9 +322,7 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
     err = (zl_error_t){zl_err_kind(code), sys, stage, msg};
 
     if (!(c->flags & ZL__CF_USER_CLOSE) && c->cfg->h.on_err) {
-        c->in_cb++;
         c->cfg->h.on_err(c, &err);
-        c->in_cb--;
     } else if (c->flags & ZL__CF_USER_CLOSE) {
         g_debug("%s: %s (after close)", c->name, msg);
     }
@@ -307,6 +330,7 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
         return; /* the handler aborted it */
     if (c->client && !(c->flags & ZL__CF_USER_CLOSE) && zl__client_on_lost(c))
         return; /* reconnecting */
+    atomic_store_explicit(&c->ending, true, memory_order_release);
     if (err.code == ZL_EOF)
         close_local(c); /* still send what is queued: echo, then close */
     else
@@ -320,16 +344,12 @@ static void check_busy(zl_conn_t *c)
     if (!(c->flags & ZL__CF_BUSY) && c->queued > c->cfg->high_water) {
         c->flags |= ZL__CF_BUSY;
         if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
-            c->in_cb++;
             c->cfg->h.on_busy(c, true);
-            c->in_cb--;
         }
     } else if ((c->flags & ZL__CF_BUSY) && c->queued <= c->cfg->low_water) {
         c->flags &= (uint16_t)~ZL__CF_BUSY;
         if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
-            c->in_cb++;
             c->cfg->h.on_busy(c, false);
-            c->in_cb--;
         }
     }
 }
@@ -387,7 +407,7 @@ static void do_flush(zl_conn_t *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_write_interest(c, true);
+                update_interest(c);
                 return;
             }
             zl__conn_fail(c, -errno, errno, ZL_STAGE_WRITE, "write to %s: %s",
@@ -398,19 +418,23 @@ static void do_flush(zl_conn_t *c)
         }
         consume(c, (size_t)w);
         c->progress_ms = zl_now_ms();
+        /* The drain notice comes at the low mark, not only when empty. */
+        if (c->flags & ZL__CF_BUSY) {
+            check_busy(c);
+            if (c->state == ZL__CS_CLOSED)
+                return;
+        }
     }
     if (c->fd < 0)
         return;
-    set_write_interest(c, false);
+    update_interest(c);
     check_busy(c);
-    if (c->state == ZL__CS_CLOSED)
-        return;
+    if (c->state == ZL__CS_CLOSED || c->queued)
+        return; /* the handler queued more from on_busy: not flushed yet */
     if ((c->flags & ZL__CF_FLUSH_NOTE) && c->state == ZL__CS_OPEN) {
         c->flags &= (uint16_t)~ZL__CF_FLUSH_NOTE;
         if (c->cfg->h.on_flush) {
-            c->in_cb++;
             c->cfg->h.on_flush(c);
-            c->in_cb--;
         }
     }
     if (c->state == ZL__CS_CLOSED || c->queued)
@@ -526,8 +550,7 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
     if (rc < 0)
         return rc;
     c->flags |= ZL__CF_FLUSH_NOTE;
-    if (c->state == ZL__CS_OPEN)
-        set_write_interest(c, true);
+    update_interest(c);
     check_busy(c);
     return (c->flags & ZL__CF_BUSY) ? ZL_CONN_BUSY : 0;
 }
@@ -536,7 +559,10 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
 
 static void continue_read(void *arg);
 
-static void do_read(zl_conn_t *c)
+/* drain: read until EAGAIN or end of stream even after a short read —
+ * needed when the peer's FIN may have come in the same edge as the data
+ * (ZL_EV_HUP), and when resuming (the edge was consumed while paused). */
+static void do_read(zl_conn_t *c, bool drain)
 {
     for (int i = 0; i < ZL__READS_PER_EVENT; i++) {
         zl_buf_t *b;
@@ -555,17 +581,16 @@ static void do_read(zl_conn_t *c)
         if (n > 0) {
             b->len = (size_t)n;
             c->received += (uint64_t)n;
-            c->in_cb++;
             c->cfg->h.on_recv(c, b);
-            c->in_cb--;
             /* A short read means the kernel had no more: a new arrival
              * raises a new edge, so no extra recv() to see EAGAIN. */
-            if ((size_t)n < b->cap)
+            if ((size_t)n < b->cap && !drain)
                 return;
             continue;
         }
         if (n == 0) {
             c->flags |= ZL__CF_READ_EOF;
+            update_interest(c);
             zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
                           "%s closed the connection",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
@@ -597,7 +622,7 @@ static void do_read(zl_conn_t *c)
 static void continue_read(void *arg)
 {
     zl_conn_t *c = arg;
-    do_read(c);
+    do_read(c, true);
     zl_conn_unref(c);
 }
 
@@ -612,7 +637,7 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         return;
     }
     if (events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR))
-        do_read(c);
+        do_read(c, events & (ZL_EV_HUP | ZL_EV_ERROR));
     if (c->state == ZL__CS_CLOSED || c->fd < 0)
         return;
     if (events & ZL_EV_ERROR && (c->flags & ZL__CF_PAUSED)) {
@@ -659,9 +684,7 @@ static bool group_tick(void *arg)
         }
         if ((c->state == ZL__CS_OPEN || c->state == ZL__CS_CONNECTING) &&
             cfg->h.on_manager) {
-            c->in_cb++;
             cfg->h.on_manager(c);
-            c->in_cb--;
         }
         next = c->next;
         zl_conn_unref(c);
@@ -725,6 +748,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         if (c->state == ZL__CS_CLOSED)
             break;
         c->flags |= ZL__CF_USER_CLOSE;
+        atomic_store_explicit(&c->ending, true, memory_order_release);
         if (c->client && c->state != ZL__CS_OPEN) {
             zl__conn_finish(c); /* connecting or waiting: nothing to flush */
             break;
@@ -733,6 +757,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         break;
     case OP_ABORT:
         c->flags |= ZL__CF_USER_CLOSE;
+        atomic_store_explicit(&c->ending, true, memory_order_release);
         abort_local(c, "aborted");
         break;
     case OP_SHUTDOWN:
@@ -743,11 +768,13 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         break;
     case OP_PAUSE:
         c->flags |= ZL__CF_PAUSED;
+        update_interest(c);
         break;
     case OP_RESUME:
         if (!(c->flags & ZL__CF_PAUSED))
             break;
         c->flags &= (uint16_t)~ZL__CF_PAUSED;
+        update_interest(c);
         /* Under edge triggering the kernel will not repeat what it already
          * reported: drain now. */
         zl_conn_ref(c);
@@ -798,7 +825,8 @@ int zl_conn_send(zl_conn_t *c, const void *data, size_t len)
         return -EINVAL;
     if (on_owner(c))
         return send_local(c, data, len, NULL);
-    if (c->state >= ZL__CS_CLOSING) /* racy hint; the task re-checks */
+    /* A hint (the owner may be closing right now); the task re-checks. */
+    if (atomic_load_explicit(&c->ending, memory_order_acquire))
         return ZL_ESHUTDOWN;
     b = zl_buf_new_copy(data, len);
     if (!b)
@@ -812,6 +840,10 @@ int zl_conn_send_buf(zl_conn_t *c, zl_buf_t *buf)
         return -EINVAL;
     if (on_owner(c))
         return send_local(c, NULL, 0, buf);
+    if (atomic_load_explicit(&c->ending, memory_order_acquire)) {
+        zl_buf_unref(buf);
+        return ZL_ESHUTDOWN;
+    }
     return op_post(c, OP_SEND, buf);
 }
 
@@ -845,5 +877,5 @@ int zl_conn_fd(const zl_conn_t *c) { return c->fd; }
 
 bool zl_conn_is_closing(const zl_conn_t *c)
 {
-    return c->state >= ZL__CS_CLOSING || (c->flags & (ZL__CF_ERRED | ZL__CF_USER_CLOSE));
+    return atomic_load_explicit(&c->ending, memory_order_acquire);
 }

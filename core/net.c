@@ -77,12 +77,11 @@ int zl_addr_split(const char *text, char *host, size_t hostlen,
         hl = (size_t)(colon - text);
         p = colon + 1;
     }
-    if (!hl || hl >= hostlen || !*p)
-        return -EINVAL;
+    if (!hl || hl >= hostlen || !g_ascii_isdigit(*p))
+        return -EINVAL; /* strtoul would accept blanks and signs */
     errno = 0;
     v = strtoul(p, &end, 10);
-    if (*end || errno || v > 65535 || (!v && !allow_zero) || *p == '-' ||
-        *p == '+')
+    if (*end || errno || v > 65535 || (!v && !allow_zero))
         return -EINVAL;
     memcpy(host, h, hl);
     host[hl] = '\0';

@@ -67,6 +67,7 @@ typedef struct zl__load_sample {
 } zl__load_sample_t;
 
 #define ZL__MAX_EVENTS 1024
+#define ZL__REG_PAGE 256
 
 struct zl_poller {
     atomic_int refs;
@@ -86,8 +87,8 @@ struct zl_poller {
     zl__ring_t batch;  /* loop thread only: tasks being run */
 
     /* Loop-thread-only state. */
-    zl__reg_t *regs;
-    size_t nregs;
+    zl__reg_t **regpages; /* see reg_slot() in poller.c */
+    size_t nregpages;
     atomic_size_t nfds;
     uint32_t gen_next;
     zl__bev_t events[ZL__MAX_EVENTS];

@@ -359,35 +359,61 @@ static void drain_tasks(zl_poller_t *p)
 
 /* ------------------------------------------------------------ fds */
 
+/* The registry is two-level: a directory of pages of ZL__REG_PAGE slots,
+ * each page allocated when an fd in its range is first added.  Growing never
+ * copies or touches the slots of other fds, so memory follows the fds in use
+ * (fd numbers are dense) rather than the largest one doubled. */
 static zl__reg_t *reg_get(zl_poller_t *p, int fd)
 {
-    if (fd < 0 || (size_t)fd >= p->nregs || !p->regs[fd].gen)
+    size_t pg;
+    zl__reg_t *r;
+
+    if (fd < 0)
         return NULL;
-    return &p->regs[fd];
+    pg = (size_t)fd / ZL__REG_PAGE;
+    if (pg >= p->nregpages || !p->regpages[pg])
+        return NULL;
+    r = &p->regpages[pg][(size_t)fd % ZL__REG_PAGE];
+    return r->gen ? r : NULL;
 }
 
-static int reg_reserve(zl_poller_t *p, int fd)
+static zl__reg_t *reg_slot(zl_poller_t *p, int fd)
 {
-    size_t n;
-    zl__reg_t *nr;
+    size_t pg = (size_t)fd / ZL__REG_PAGE;
 
-    if ((size_t)fd < p->nregs)
-        return 0;
-    n = p->nregs ? p->nregs : 64;
-    while (n <= (size_t)fd)
-        n *= 2;
-    nr = realloc(p->regs, n * sizeof(*nr));
-    if (!nr)
-        return -ENOMEM;
-    memset(nr + p->nregs, 0, (n - p->nregs) * sizeof(*nr));
-    p->regs = nr;
-    p->nregs = n;
-    return 0;
+    if (pg >= p->nregpages) {
+        size_t n = p->nregpages ? p->nregpages : 16;
+        zl__reg_t **nd;
+        while (n <= pg)
+            n *= 2;
+        nd = realloc(p->regpages, n * sizeof(*nd));
+        if (!nd)
+            return NULL;
+        memset(nd + p->nregpages, 0, (n - p->nregpages) * sizeof(*nd));
+        p->regpages = nd;
+        p->nregpages = n;
+    }
+    if (!p->regpages[pg]) {
+        p->regpages[pg] = calloc(ZL__REG_PAGE, sizeof(zl__reg_t));
+        if (!p->regpages[pg])
+            return NULL;
+    }
+    return &p->regpages[pg][(size_t)fd % ZL__REG_PAGE];
+}
+
+static void reg_free_all(zl_poller_t *p)
+{
+    for (size_t i = 0; i < p->nregpages; i++)
+        free(p->regpages[i]);
+    free(p->regpages);
+    p->regpages = NULL;
+    p->nregpages = 0;
 }
 
 static int fd_add_local(zl_poller_t *p, int fd, unsigned events, zl_io_fn cb,
                         void *udata)
 {
+    zl__reg_t *slot;
     uint32_t gen;
     int rc;
 
@@ -395,16 +421,16 @@ static int fd_add_local(zl_poller_t *p, int fd, unsigned events, zl_io_fn cb,
         return fd < 0 ? -EBADF : -EINVAL;
     if (reg_get(p, fd))
         return -EEXIST;
-    rc = reg_reserve(p, fd);
-    if (rc < 0)
-        return rc;
+    slot = reg_slot(p, fd);
+    if (!slot)
+        return -ENOMEM;
     gen = p->gen_next++;
     if (!gen) /* 0 marks a free slot */
         gen = p->gen_next++;
     rc = p->ops->add(p, fd, gen, events);
     if (rc < 0)
         return rc;
-    p->regs[fd] = (zl__reg_t){cb, udata, events, gen};
+    *slot = (zl__reg_t){cb, udata, events, gen};
     atomic_fetch_add_explicit(&p->nfds, 1, memory_order_relaxed);
     return 0;
 }
@@ -809,9 +835,7 @@ void zl_poller_free(zl_poller_t *p)
 
     wake_close(p);
     p->ops->destroy(p);
-    free(p->regs);
-    p->regs = NULL;
-    p->nregs = 0;
+    reg_free_all(p);
     free(p->heap);
     p->heap = NULL;
     zl__poller_unref(p);

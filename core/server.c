@@ -132,13 +132,13 @@ static uint64_t backoff_fire(void *arg)
 }
 
 /* EMFILE/ENFILE: free the reserve, take the connection off the queue and
- * close it, take the reserve back. */
-static void shed_one(zl_server_t *s, int err)
+ * close it, take the reserve back.  Returns true if a connection was shed
+ * (more may be pending), false if the queue was empty — Linux reports
+ * EMFILE before it looks at the queue. */
+static bool shed_one(zl_server_t *s, int err)
 {
-    int fd;
+    int fd = -1;
 
-    atomic_fetch_add(&s->refused_fds, 1);
-    warn_fds(s, err);
     if (s->reserve >= 0) {
         close(s->reserve);
         s->reserve = -1;
@@ -147,8 +147,15 @@ static void shed_one(zl_server_t *s, int err)
             close(fd);
         open_reserve(s);
     }
-    if (s->reserve < 0)
+    if (s->reserve < 0) {
         pause_listener(s); /* no reserve: back off instead of spinning */
+        return false;
+    }
+    if (fd < 0)
+        return false;
+    atomic_fetch_add(&s->refused_fds, 1);
+    warn_fds(s, err);
+    return true;
 }
 
 static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
@@ -178,10 +185,17 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
                 return;
             case EMFILE:
             case ENFILE:
+                if (shed_one(s, errno))
+                    continue;
+                return;
             case ENOBUFS:
             case ENOMEM:
-                shed_one(s, errno);
-                continue;
+                /* Kernel memory, not descriptors: nothing to shed with;
+                 * back off rather than spin on a level-triggered fd. */
+                g_warning("%s: accept: %s; pausing for 100 ms", s->name,
+                          zl_strerror(-errno));
+                pause_listener(s);
+                return;
             default:
                 /* Never tear the listener down for an accept error
                  * (MK#2946): log and try again on the next event. */

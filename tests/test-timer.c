@@ -58,6 +58,7 @@ typedef struct tm_probe {
     bool rep_forever;         /* repeat timer: always return true */
     unsigned busy_us;         /* spin this long in each callback */
     uint64_t t_run[8];        /* (P) zl_now_ms() of each run */
+    uint64_t t_run_us[8];     /* (P) zl_now_us() of each run */
     zl_timer_t *self;         /* (P) own handle, for cancel-in-callback */
     int cancel_self_at;       /* run number that cancels itself; 0: never */
     struct tm_probe *victims[4]; /* (P) timers to cancel from the callback */
@@ -80,8 +81,10 @@ static int probe_enter(tm_probe_t *t)
         atomic_fetch_add(&t->wrong_thread, 1);
     atomic_store(&t->in_cb, 1);
     n = atomic_fetch_add(&t->runs, 1);
-    if (n < 8)
+    if (n < 8) {
+        t->t_run_us[n] = zl_now_us();
         t->t_run[n] = zl_now_ms();
+    }
     if (t->busy_us) {
         uint64_t end = zl_now_us() + t->busy_us;
         while (zl_now_us() < end)
@@ -365,14 +368,20 @@ static void test_repeat_delay_after_return(void)
 /* ------------------------------------------------------ delays */
 static void test_delay_respected(void)
 {
-    static const uint64_t delays[] = {0, 1, 2, 3, 5, 10, 25, 50, 120};
+    static const uint64_t delays[] = {0, 1, 2, 3, 5, 10, 25, 50, 120, 1, 2,
+                                      3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1,
+                                      2, 3, 1, 2, 3, 4, 4, 4};
     enum { N = sizeof(delays) / sizeof(delays[0]) };
     zl_poller_t *p = new_poller();
     tm_probe_t t[N];
-    uint64_t t_add[N];
+    uint64_t t_add[N], t_add_us[N];
 
     for (int i = 0; i < N; i++) {
+        uint64_t spin = zl_now_us() + 170; /* vary the sub-ms phase */
+        while (zl_now_us() < spin)
+            ;
         probe_init(&t[i], p);
+        t_add_us[i] = zl_now_us();
         t_add[i] = zl_now_ms();
         CU_ASSERT_EQUAL_FATAL(zl_poller_add_timer(p, delays[i], probe_fn,
                                                   &t[i], probe_destroy, NULL),
@@ -384,6 +393,8 @@ static void test_delay_respected(void)
     for (int i = 0; i < N; i++) {
         CU_ASSERT_EQUAL(atomic_load(&t[i].runs), 1);
         CU_ASSERT(t[i].t_run[0] >= t_add[i] + delays[i]);
+        /* Not even a fraction of a millisecond early. */
+        CU_ASSERT(t[i].t_run_us[0] >= t_add_us[i] + delays[i] * 1000u);
         CU_ASSERT_EQUAL(atomic_load(&t[i].wrong_thread), 0);
     }
     zl_poller_free(p);

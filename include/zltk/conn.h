@@ -79,7 +79,10 @@ typedef struct zl_conn_options {
  * the queue is above the high watermark), ZL_ESHUTDOWN if the connection is
  * closing or closed (nothing sent), or -ENOMEM.  Any thread; from another
  * thread the bytes are copied and posted, and the result reflects the state
- * when posting. */
+ * when posting (bytes posted just before the owner closes are dropped).
+ * On the owner thread a write that fails at once reports the error before
+ * this returns: on_err runs inside the call, which then returns
+ * ZL_ESHUTDOWN — handlers must expect on_err from inside their own send. */
 ZL_API int zl_conn_send(zl_conn_t *c, const void *data, size_t len);
 
 /* Same, taking over one reference to buf instead of copying (zero-copy for
@@ -113,7 +116,9 @@ ZL_API void zl_conn_unref(zl_conn_t *c);
 ZL_API void zl_conn_set_data(zl_conn_t *c, void *data);
 ZL_API void *zl_conn_get_data(const zl_conn_t *c);
 
-/* Accessors: any thread, but values are only stable on the owner thread. */
+/* Accessors: owner thread (e.g. inside callbacks), or any thread once
+ * on_closed has run.  zl_conn_is_closing() and zl_conn_poller() may be
+ * called from any thread at any time. */
 ZL_API zl_poller_t *zl_conn_poller(const zl_conn_t *c);
 /* Peer / local address, kept after the connection failed or closed. */
 ZL_API const zl_addr_t *zl_conn_peer(const zl_conn_t *c);

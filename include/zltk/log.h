@@ -6,7 +6,11 @@
  * a bounded queue; when the queue is full the line is dropped and counted,
  * never blocking an event loop.  zl_log_shutdown() flushes synchronously.
  *
- * Console line format:
+ * Fatal lines (g_error(), or levels made fatal with G_DEBUG) are the one
+ * exception: they are written synchronously, after a flush, because GLib
+ * aborts as soon as the writer returns.
+ *
+ * Console line format (a line without a domain omits "domain: "):
  *   2026-11-21 10:00:00.123 W [zl-poller 0] zltk-poller: message
  * (local time, level letter E C W M I D, thread name, domain).
  */
@@ -58,7 +62,7 @@ ZL_API zl_log_level_t zl_log_get_level(void);
 /* Parse "error", "critical", "warning", "message", "info", "debug" (case
  * insensitive).  Returns 0 and sets *out, or -EINVAL. */
 ZL_API int zl_log_level_parse(const char *name, zl_log_level_t *out);
-/* Lower-case name of a level.  Static string. */
+/* Lower-case name of a level; "unknown" out of range.  Static string. */
 ZL_API const char *zl_log_level_name(zl_log_level_t level);
 
 /* Lines dropped because the queue was full, since zl_log_init(). */

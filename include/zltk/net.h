@@ -87,7 +87,8 @@ typedef struct zl_error {
 } zl_error_t;
 
 /* Kind of a raw code: ZL_E* kinds map to themselves; -ECONNREFUSED →
- * ZL_EREFUSED, -ETIMEDOUT → ZL_ETIMEOUT, -ECONNRESET/-EPIPE → ZL_ERESET,
+ * ZL_EREFUSED, -ETIMEDOUT → ZL_ETIMEOUT, -ECONNRESET/-EPIPE/-ECONNABORTED
+ * → ZL_ERESET,
  * ZL_ECANCELED → ZL_ESHUTDOWN, anything else → ZL_EOTHER. */
 ZL_API int zl_err_kind(int code);
 

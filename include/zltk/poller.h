@@ -81,7 +81,8 @@ enum {
     ZL_EV_READ = 1u << 0,  /* readable (or end of stream) */
     ZL_EV_WRITE = 1u << 1, /* writable */
     ZL_EV_ERROR = 1u << 2, /* error condition; always reported */
-    ZL_EV_HUP = 1u << 3,   /* hang-up; always reported */
+    ZL_EV_HUP = 1u << 3,   /* hang-up (at least the peer's sending side);
+                              always reported */
     ZL_EV_LT = 1u << 4     /* flag: level-triggered (default: edge) */
 };
 

@@ -30,7 +30,9 @@ typedef struct zl_pool_options {
 } zl_pool_options_t;
 
 /* Create and start the pollers.  opts may be NULL.  Returns 0 and stores
- * the pool in *out, or -errno (nothing is left running).  Caller owns it. */
+ * the pool in *out, or -errno (nothing is left running): -EINVAL for an
+ * unknown backend or affinity with cpus set and n_cpus 0.  A CPU that cannot
+ * be pinned is logged and the pool still starts.  Caller owns it. */
 ZL_API int zl_poller_pool_new(zl_poller_pool_t **out,
                               const zl_pool_options_t *opts);
 
@@ -41,7 +43,8 @@ ZL_API void zl_poller_pool_free(zl_poller_pool_t *pool);
 /* Number of pollers.  Any thread. */
 ZL_API size_t zl_poller_pool_size(const zl_poller_pool_t *pool);
 
-/* Poller i (0 <= i < size), owned by the pool.  Any thread. */
+/* Poller i (0 <= i < size), owned by the pool; NULL out of range.  Any
+ * thread. */
 ZL_API zl_poller_t *zl_poller_pool_at(const zl_poller_pool_t *pool, size_t i);
 
 /* Pick a poller: the calling thread's own poller if prefer_current and it

@@ -31,7 +31,10 @@ typedef struct zl_runtime_options {
 ZL_API int zl_runtime_init(const zl_runtime_options_t *opts);
 
 /* Stop and free everything zl_runtime_init() started.  No-op if not
- * running.  Not from a runtime thread. */
+ * running.  Not from a runtime thread (from a poller thread it is refused
+ * with a critical message).  While it runs, the accessors below still
+ * return the pools, which refuse new work with ZL_ESHUTDOWN; they return
+ * NULL once each pool is freed. */
 ZL_API void zl_runtime_shutdown(void);
 
 /* The runtime's pools; NULL when not running.  Any thread while running. */

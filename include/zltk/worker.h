@@ -51,9 +51,11 @@ ZL_API int zl_worker_submit(zl_worker_pool_t *pool, zl_poller_t *reply_to,
 
 /* Cancel a job: if its work has not started it never will; in any case its
  * done function will not start after this returns (one already running on
- * another thread finishes).  destroy still runs once.  Returns true if done
- * will never have run, false if it already ran or is running.  Consumes the
- * handle.  Any thread; from the reply poller's thread the answer is exact. */
+ * another thread finishes).  destroy still runs once — for a job cancelled
+ * while queued, when a worker reaches it or the pool is freed.  Returns true
+ * if done will never have run, false if it already ran or is running (and
+ * false for a job without done that has finished).  Consumes the handle.
+ * Any thread; the answer is exact from any thread. */
 ZL_API bool zl_work_cancel(zl_work_t *work);
 /* Give up the handle without cancelling.  Any thread. */
 ZL_API void zl_work_release(zl_work_t *work);
