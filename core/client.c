@@ -38,6 +38,10 @@ typedef struct zl__client {
     char err_msg[200];
 } zl__client_t;
 
+/* conn.c reads the configuration through the connection's owner pointer. */
+_Static_assert(offsetof(zl__client_t, cfg) == 0, "cfg must come first");
+#define CL(c) ((zl__client_t *)(c)->owner)
+
 static _Atomic(zl_resolve_fn) resolver;
 
 void zl_client_set_resolver(zl_resolve_fn fn)
@@ -107,9 +111,9 @@ void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 {
     zl_error_t err = {zl_err_kind(code), sys, stage, msg};
 
-    if (!c->cfg->h.on_connect)
+    if (!zl__cfg(c)->h.on_connect)
         return;
-    c->cfg->h.on_connect(c, code ? &err : NULL);
+    zl__cfg(c)->h.on_connect(c, code ? &err : NULL);
 }
 
 static void stop_timers(zl__client_t *cl)
@@ -136,7 +140,7 @@ static uint64_t retry_fire(void *arg);
 
 static void schedule_retry(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     unsigned shift = cl->failures > 16 ? 16 : cl->failures;
     uint64_t d = cl->rmin << (shift ? shift - 1 : 0);
     int64_t jitter;
@@ -149,7 +153,7 @@ static void schedule_retry(zl_conn_t *c)
         d = (uint64_t)((int64_t)d - jitter +
                        (int64_t)(jitter_rand() % (uint64_t)(2 * jitter + 1)));
     c->state = ZL__CS_WAIT;
-    g_info("%s: reconnecting to %s:%u in %llu ms (attempt %u)", c->name,
+    g_info("%s: reconnecting to %s:%u in %llu ms (attempt %u)", zl_conn_name(c),
            cl->host, cl->port, (unsigned long long)d, cl->failures + 1);
     if (zl_poller_add_timer(c->poller, d, retry_fire, c, NULL, &cl->retry) < 0)
         zl__conn_finish(c);
@@ -158,7 +162,7 @@ static void schedule_retry(zl_conn_t *c)
 static uint64_t retry_fire(void *arg)
 {
     zl_conn_t *c = arg;
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     zl_timer_release(cl->retry);
     cl->retry = NULL;
@@ -170,7 +174,7 @@ static uint64_t retry_fire(void *arg)
 /* The attempt failed: tell the handler, then retry or close. */
 static void fail_attempt(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     stop_timers(cl);
     drop_attempt_fd(c);
@@ -189,7 +193,7 @@ static void fail_attempt(zl_conn_t *c)
 
 static void connected(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     int fd = c->fd;
 
     stop_timers(cl);
@@ -206,7 +210,7 @@ static void connected(zl_conn_t *c)
 
 void zl__client_io(zl_conn_t *c, unsigned events)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     int err = 0;
     socklen_t len = sizeof(err);
     char at[ZL_ADDR_STRLEN];
@@ -229,7 +233,7 @@ void zl__client_io(zl_conn_t *c, unsigned events)
 /* Try addresses from cl->idx on until one is in progress or all failed. */
 static void try_next(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     char at[ZL_ADDR_STRLEN];
 
     for (; cl->idx < cl->naddrs; cl->idx++) {
@@ -337,7 +341,7 @@ static void resolve_done(void *arg)
 {
     resolve_job_t *j = arg;
     zl_conn_t *c = j->c;
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     if (c->state != ZL__CS_CONNECTING || j->epoch != cl->epoch)
         return; /* timed out, closed, or a newer attempt: drop it */
@@ -376,7 +380,7 @@ static void resolve_free(void *arg)
 static uint64_t deadline_fire(void *arg)
 {
     zl_conn_t *c = arg;
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     zl_timer_release(cl->deadline);
     cl->deadline = NULL;
@@ -394,7 +398,7 @@ static uint64_t deadline_fire(void *arg)
 
 static void begin_attempt(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     int rc;
 
     cl->epoch++;
@@ -440,14 +444,14 @@ static void begin_attempt(zl_conn_t *c)
 
 bool zl__client_on_lost(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
     size_t dropped;
 
     if (!cl->reconnect)
         return false;
     dropped = zl__conn_clear_queue(c);
     if (dropped)
-        g_message("%s: connection lost with %zu bytes unsent", c->name,
+        g_message("%s: connection lost with %zu bytes unsent", zl_conn_name(c),
                   dropped);
     zl__conn_drop_fd(c, !(c->flags & ZL__CF_READ_EOF));
     cl->failures++;
@@ -459,20 +463,25 @@ bool zl__client_on_lost(zl_conn_t *c)
 
 void zl__client_on_closed(zl_conn_t *c)
 {
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     stop_timers(cl);
     zl__group_stop(&cl->group);
     free(cl->addrs);
     g_free(cl->host);
     free(cl);
-    c->client = NULL;
+    c->owner = NULL;
+}
+
+zl__group_t *zl__client_group(zl_conn_t *c)
+{
+    return &CL(c)->group;
 }
 
 static void client_start(void *arg)
 {
     zl_conn_t *c = arg;
-    zl__client_t *cl = c->client;
+    zl__client_t *cl = CL(c);
 
     zl__group_add(&cl->group, c);
     if (zl__group_start(&cl->group) < 0) {
@@ -551,12 +560,11 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
         rc = -ENOMEM;
         goto fail;
     }
-    c = zl__conn_new(p, &cl->cfg, "client");
+    c = zl__conn_new(p, cl, true);
     if (!c) {
         rc = -ENOMEM;
         goto fail;
     }
-    c->client = cl;
     c->state = ZL__CS_CONNECTING;
     cl->group.poller = p;
     cl->group.cfg = &cl->cfg;

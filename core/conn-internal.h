@@ -63,38 +63,62 @@ enum {
     ZL__CF_USER_CLOSE = 1u << 7, /* close/abort requested by the user */
     ZL__CF_REGISTERED = 1u << 8, /* fd is in the poller */
     ZL__CF_FLUSH_NOTE = 1u << 9, /* queue was non-empty: on_flush due */
-    ZL__CF_WANT_R = 1u << 10     /* ZL_EV_READ registered */
+    ZL__CF_WANT_R = 1u << 10,    /* ZL_EV_READ registered */
+    ZL__CF_CLIENT = 1u << 11,    /* owner is a client */
+    ZL__CF_GROUPED = 1u << 12    /* in its owner's group */
 };
 
 struct zl__client;
 
+/* The send queue: allocated when bytes first wait, freed when it drains,
+ * so an idle connection carries only a NULL pointer for it. */
+typedef struct zl__sendq {
+    zl__seg_t *head, *tail;
+    size_t queued;
+} zl__sendq_t;
+
+/* Kept small: an idle connection should cost well under 200 bytes of user
+ * memory (ZLToolKit's users hold 10k+ of them). */
 struct zl_conn {
     atomic_int refs;
     int fd;
     uint16_t flags;
     uint8_t state;
-    /* Set once close/abort was requested, an error reported, or the fd
-     * closed: the one piece of state other threads read. */
-    atomic_bool ending;
+    atomic_bool ending; /* see zl_conn_is_closing(): read by any thread */
+    uint32_t serial;      /* for zl_conn_name() */
+    uint32_t progress_ms; /* low 32 bits of zl_now_ms() when the queue last
+                             moved; compared with wrap-around */
     zl_poller_t *poller;
-    const zl__conn_cfg_t *cfg;
+    /* zl__client_t (ZL__CF_CLIENT) or zl_server_t: both begin with their
+     * zl__conn_cfg_t, so this is also the configuration.  NULL after
+     * on_closed. */
+    void *owner;
     void *data;
-    zl__group_t *group;
-    struct zl_conn *prev, *next; /* in group */
-    zl__seg_t *sq_head, *sq_tail;
-    size_t queued;
+    struct zl_conn *prev, *next; /* in the owner's group on this poller */
+    zl__sendq_t *sq;
     uint64_t sent, received;
-    uint64_t progress_ms; /* last time the queue moved (or was empty) */
     zl_addr_t peer, local;
-    struct zl__client *client;   /* clients only */
-    struct zl_server *server;    /* server sessions only */
-    char name[24];
 };
+
+static inline const zl__conn_cfg_t *zl__cfg(const zl_conn_t *c)
+{
+    return (const zl__conn_cfg_t *)c->owner;
+}
+
+static inline size_t zl__queued(const zl_conn_t *c)
+{
+    return c->sq ? c->sq->queued : 0;
+}
+
+#define ZL__IS_CLIENT(c) (((c)->flags & ZL__CF_CLIENT) != 0)
 
 /* conn.c */
 void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata);
-zl_conn_t *zl__conn_new(zl_poller_t *p, const zl__conn_cfg_t *cfg,
-                        const char *kind);
+/* owner: a zl__client_t or zl_server_t (first member: its config). */
+zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client);
+/* The group (manager list) the connection belongs to on its poller. */
+zl__group_t *zl__client_group(zl_conn_t *c);
+zl__group_t *zl__session_group(zl_conn_t *c);
 /* Adopt a connected fd: set options, register for reading. */
 int zl__conn_attach(zl_conn_t *c, int fd);
 /* Set the usual socket options on a fresh TCP fd. */

@@ -111,8 +111,7 @@ static zl_buf_t *rbuf_get(void)
 
 /* ------------------------------------------------------------ basics */
 
-zl_conn_t *zl__conn_new(zl_poller_t *p, const zl__conn_cfg_t *cfg,
-                        const char *kind)
+zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client)
 {
     zl_conn_t *c = calloc(1, sizeof(*c));
 
@@ -121,11 +120,23 @@ zl_conn_t *zl__conn_new(zl_poller_t *p, const zl__conn_cfg_t *cfg,
     atomic_init(&c->refs, 1); /* the "alive" reference, dropped after on_closed */
     c->fd = -1;
     c->poller = p;
-    c->cfg = cfg;
-    c->data = cfg->data;
-    snprintf(c->name, sizeof(c->name), "%s#%u", kind,
-             atomic_fetch_add_explicit(&conn_serial, 1, memory_order_relaxed) + 1);
+    c->owner = owner;
+    c->data = ((const zl__conn_cfg_t *)owner)->data;
+    if (is_client)
+        c->flags |= ZL__CF_CLIENT;
+    c->serial = atomic_fetch_add_explicit(&conn_serial, 1,
+                                          memory_order_relaxed) + 1;
     return c;
+}
+
+static zl__group_t *conn_group(zl_conn_t *c)
+{
+    return ZL__IS_CLIENT(c) ? zl__client_group(c) : zl__session_group(c);
+}
+
+static uint32_t now32(void)
+{
+    return (uint32_t)zl_now_ms();
 }
 
 zl_conn_t *zl_conn_ref(zl_conn_t *c)
@@ -162,7 +173,7 @@ static int update_interest(zl_conn_t *c)
     if (c->state == ZL__CS_OPEN &&
         !(c->flags & (ZL__CF_PAUSED | ZL__CF_READ_EOF)))
         want |= ZL_EV_READ;
-    if (c->queued)
+    if (zl__queued(c))
         want |= ZL_EV_WRITE;
     if (c->flags & ZL__CF_WANT_R)
         have |= ZL_EV_READ;
@@ -204,7 +215,7 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
-    c->progress_ms = zl_now_ms();
+    c->progress_ms = now32();
     /* A client's fd is still registered for writability from the connect:
      * update_interest() turns that into reading (and writing what was sent
      * while connecting). */
@@ -216,17 +227,21 @@ int zl__conn_attach(zl_conn_t *c, int fd)
 
 size_t zl__conn_clear_queue(zl_conn_t *c)
 {
-    size_t n = c->queued;
-    zl__seg_t *s = c->sq_head;
+    size_t n;
+    zl__seg_t *s;
 
+    if (!c->sq)
+        return 0;
+    n = c->sq->queued;
+    s = c->sq->head;
     while (s) {
         zl__seg_t *next = s->next;
         zl_buf_unref(s->buf);
         free(s);
         s = next;
     }
-    c->sq_head = c->sq_tail = NULL;
-    c->queued = 0;
+    free(c->sq);
+    c->sq = NULL;
     return n;
 }
 
@@ -251,13 +266,13 @@ static void deliver_closed(void *arg)
 {
     zl_conn_t *c = arg;
 
-    if (c->group)
-        zl__group_remove(c->group, c);
-    if (c->cfg->h.on_closed)
-        c->cfg->h.on_closed(c);
-    if (c->client)
+    if (c->flags & ZL__CF_GROUPED)
+        zl__group_remove(conn_group(c), c);
+    if (zl__cfg(c)->h.on_closed)
+        zl__cfg(c)->h.on_closed(c);
+    if (ZL__IS_CLIENT(c))
         zl__client_on_closed(c);
-    if (c->server)
+    else if (c->owner)
         zl__session_on_closed(c);
     zl_conn_unref(c); /* the alive reference */
 }
@@ -273,7 +288,7 @@ void zl__conn_finish(zl_conn_t *c)
     zl__conn_drop_fd(c, false);
     dropped = zl__conn_clear_queue(c);
     if (dropped)
-        g_message("%s: closed with %zu bytes unsent", c->name, dropped);
+        g_message("%s: closed with %zu bytes unsent", zl_conn_name(c), dropped);
     /* Posted, so that closing from inside a callback never re-enters the
      * handler: on_closed is always the last thing it sees. */
     if (zl_poller_post(c->poller, 0, deliver_closed, c, NULL) < 0)
@@ -288,7 +303,7 @@ static void abort_local(zl_conn_t *c, const char *why)
         return;
     dropped = zl__conn_clear_queue(c);
     if (dropped)
-        g_message("%s: %s: dropped %zu queued bytes", c->name, why, dropped);
+        g_message("%s: %s: dropped %zu queued bytes", zl_conn_name(c), why, dropped);
     zl__conn_drop_fd(c, true);
     zl__conn_finish(c);
 }
@@ -297,12 +312,12 @@ static void close_local(zl_conn_t *c)
 {
     if (c->state >= ZL__CS_CLOSING)
         return;
-    if (c->state != ZL__CS_OPEN || !c->queued || c->fd < 0) {
+    if (c->state != ZL__CS_OPEN || !zl__queued(c) || c->fd < 0) {
         zl__conn_finish(c);
         return;
     }
     c->state = ZL__CS_CLOSING;
-    c->progress_ms = zl_now_ms(); /* the send timeout bounds the flush */
+    c->progress_ms = now32(); /* the send timeout bounds the flush */
     update_interest(c);
 }
 
@@ -321,14 +336,15 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
     va_end(ap);
     err = (zl_error_t){zl_err_kind(code), sys, stage, msg};
 
-    if (!(c->flags & ZL__CF_USER_CLOSE) && c->cfg->h.on_err) {
-        c->cfg->h.on_err(c, &err);
+    if (!(c->flags & ZL__CF_USER_CLOSE) && zl__cfg(c)->h.on_err) {
+        zl__cfg(c)->h.on_err(c, &err);
     } else if (c->flags & ZL__CF_USER_CLOSE) {
-        g_debug("%s: %s (after close)", c->name, msg);
+        g_debug("%s: %s (after close)", zl_conn_name(c), msg);
     }
     if (c->state == ZL__CS_CLOSED)
         return; /* the handler aborted it */
-    if (c->client && !(c->flags & ZL__CF_USER_CLOSE) && zl__client_on_lost(c))
+    if (ZL__IS_CLIENT(c) && !(c->flags & ZL__CF_USER_CLOSE) &&
+        zl__client_on_lost(c))
         return; /* reconnecting */
     atomic_store_explicit(&c->ending, true, memory_order_release);
     if (err.code == ZL_EOF)
@@ -341,15 +357,15 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 
 static void check_busy(zl_conn_t *c)
 {
-    if (!(c->flags & ZL__CF_BUSY) && c->queued > c->cfg->high_water) {
+    if (!(c->flags & ZL__CF_BUSY) && zl__queued(c) > zl__cfg(c)->high_water) {
         c->flags |= ZL__CF_BUSY;
-        if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
-            c->cfg->h.on_busy(c, true);
+        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
+            zl__cfg(c)->h.on_busy(c, true);
         }
-    } else if ((c->flags & ZL__CF_BUSY) && c->queued <= c->cfg->low_water) {
+    } else if ((c->flags & ZL__CF_BUSY) && zl__queued(c) <= zl__cfg(c)->low_water) {
         c->flags &= (uint16_t)~ZL__CF_BUSY;
-        if (c->cfg->h.on_busy && c->state == ZL__CS_OPEN) {
-            c->cfg->h.on_busy(c, false);
+        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
+            zl__cfg(c)->h.on_busy(c, false);
         }
     }
 }
@@ -359,7 +375,7 @@ static void check_busy(zl_conn_t *c)
 static void do_shutdown_wr(zl_conn_t *c)
 {
     if ((c->flags & ZL__CF_SHUT_WR) && !(c->flags & ZL__CF_SHUT_DONE) &&
-        !c->queued && c->fd >= 0) {
+        !zl__queued(c) && c->fd >= 0) {
         c->flags |= ZL__CF_SHUT_DONE;
         shutdown(c->fd, SHUT_WR);
     }
@@ -367,21 +383,25 @@ static void do_shutdown_wr(zl_conn_t *c)
 
 static void consume(zl_conn_t *c, size_t n)
 {
+    zl__sendq_t *q = c->sq;
+
     c->sent += n;
-    c->queued -= n;
+    q->queued -= n;
     while (n) {
-        zl__seg_t *s = c->sq_head;
+        zl__seg_t *s = q->head;
         size_t avail = s->buf->len - s->off;
         if (n < avail) {
             s->off += n;
             break;
         }
         n -= avail;
-        c->sq_head = s->next;
-        if (!c->sq_head)
-            c->sq_tail = NULL;
+        q->head = s->next;
         zl_buf_unref(s->buf);
         free(s);
+    }
+    if (!q->head) {
+        free(q);
+        c->sq = NULL;
     }
 }
 
@@ -390,12 +410,12 @@ static void do_flush(zl_conn_t *c)
 {
     struct iovec iov[ZL__IOV_BATCH];
 
-    while (c->sq_head && c->fd >= 0) {
+    while (c->sq && c->fd >= 0) {
         struct msghdr mh = {0};
         int n = 0;
         ssize_t w;
 
-        for (zl__seg_t *s = c->sq_head; s && n < ZL__IOV_BATCH; s = s->next) {
+        for (zl__seg_t *s = c->sq->head; s && n < ZL__IOV_BATCH; s = s->next) {
             iov[n].iov_base = s->buf->data + s->off;
             iov[n].iov_len = s->buf->len - s->off;
             n++;
@@ -417,7 +437,7 @@ static void do_flush(zl_conn_t *c)
             return;
         }
         consume(c, (size_t)w);
-        c->progress_ms = zl_now_ms();
+        c->progress_ms = now32();
         /* The drain notice comes at the low mark, not only when empty. */
         if (c->flags & ZL__CF_BUSY) {
             check_busy(c);
@@ -429,30 +449,52 @@ static void do_flush(zl_conn_t *c)
         return;
     update_interest(c);
     check_busy(c);
-    if (c->state == ZL__CS_CLOSED || c->queued)
+    if (c->state == ZL__CS_CLOSED || zl__queued(c))
         return; /* the handler queued more from on_busy: not flushed yet */
     if ((c->flags & ZL__CF_FLUSH_NOTE) && c->state == ZL__CS_OPEN) {
         c->flags &= (uint16_t)~ZL__CF_FLUSH_NOTE;
-        if (c->cfg->h.on_flush) {
-            c->cfg->h.on_flush(c);
+        if (zl__cfg(c)->h.on_flush) {
+            zl__cfg(c)->h.on_flush(c);
         }
     }
-    if (c->state == ZL__CS_CLOSED || c->queued)
+    if (c->state == ZL__CS_CLOSED || zl__queued(c))
         return;
     do_shutdown_wr(c);
     if (c->state == ZL__CS_CLOSING)
         zl__conn_finish(c);
 }
 
+static zl__sendq_t *sq_get(zl_conn_t *c)
+{
+    if (!c->sq)
+        c->sq = calloc(1, sizeof(*c->sq));
+    return c->sq;
+}
+
+static void sq_append(zl__sendq_t *q, zl__seg_t *s)
+{
+    s->next = NULL;
+    if (q->tail && q->head)
+        q->tail->next = s;
+    else
+        q->head = s;
+    q->tail = s;
+    q->queued += s->buf->len - s->off;
+}
+
 /* Append bytes to the queue, reusing the tail copy-buffer when it fits. */
 static int queue_copy(zl_conn_t *c, const uint8_t *p, size_t len)
 {
-    zl__seg_t *t = c->sq_tail, *s;
+    zl__sendq_t *q = sq_get(c);
+    zl__seg_t *t, *s;
 
+    if (!q)
+        return -ENOMEM;
+    t = q->head ? q->tail : NULL;
     if (t && t->own && t->buf->cap - t->buf->len >= len) {
         memcpy(t->buf->data + t->buf->len, p, len);
         t->buf->len += len;
-        c->queued += len;
+        q->queued += len;
         return 0;
     }
     s = malloc(sizeof(*s));
@@ -467,31 +509,21 @@ static int queue_copy(zl_conn_t *c, const uint8_t *p, size_t len)
     s->buf->len = len;
     s->off = 0;
     s->own = true;
-    s->next = NULL;
-    if (t)
-        t->next = s;
-    else
-        c->sq_head = s;
-    c->sq_tail = s;
-    c->queued += len;
+    sq_append(q, s);
     return 0;
 }
 
 static int queue_buf(zl_conn_t *c, zl_buf_t *buf, size_t off)
 {
-    zl__seg_t *s = malloc(sizeof(*s));
+    zl__sendq_t *q = sq_get(c);
+    zl__seg_t *s = q ? malloc(sizeof(*s)) : NULL;
 
     if (!s) {
         zl_buf_unref(buf);
         return -ENOMEM;
     }
     *s = (zl__seg_t){NULL, buf, off, false};
-    if (c->sq_tail)
-        c->sq_tail->next = s;
-    else
-        c->sq_head = s;
-    c->sq_tail = s;
-    c->queued += buf->len - off;
+    sq_append(q, s);
     return 0;
 }
 
@@ -515,7 +547,7 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
         zl_buf_unref(buf);
         return 0;
     }
-    if (!c->queued && c->state == ZL__CS_OPEN) {
+    if (!zl__queued(c) && c->state == ZL__CS_OPEN) {
         ssize_t w;
         do
             w = send(c->fd, data, len, MSG_NOSIGNAL);
@@ -532,15 +564,15 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
         if (w > 0) {
             done = (size_t)w;
             c->sent += done;
-            c->progress_ms = zl_now_ms();
+            c->progress_ms = now32();
         }
         if (done == len) {
             zl_buf_unref(buf);
             return 0;
         }
     }
-    if (!c->queued)
-        c->progress_ms = zl_now_ms(); /* the send timeout starts now */
+    if (!zl__queued(c))
+        c->progress_ms = now32(); /* the send timeout starts now */
     if (buf && len - done > ZL__SEG_MIN)
         rc = queue_buf(c, buf, done);
     else {
@@ -581,7 +613,7 @@ static void do_read(zl_conn_t *c, bool drain)
         if (n > 0) {
             b->len = (size_t)n;
             c->received += (uint64_t)n;
-            c->cfg->h.on_recv(c, b);
+            zl__cfg(c)->h.on_recv(c, b);
             /* A short read means the kernel had no more: a new arrival
              * raises a new edge, so no extra recv() to see EAGAIN. */
             if ((size_t)n < b->cap && !drain)
@@ -645,15 +677,15 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         socklen_t len = sizeof(err);
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
-            zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s", c->name,
+            zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s", zl_conn_name(c),
                           zl_strerror(-(err)));
             return;
         }
     }
-    if ((events & (ZL_EV_WRITE | ZL_EV_ERROR)) && c->queued)
+    if ((events & (ZL_EV_WRITE | ZL_EV_ERROR)) && zl__queued(c))
         do_flush(c);
     else if ((c->flags & ZL__CF_READ_EOF) && c->state == ZL__CS_CLOSING &&
-             !c->queued)
+             !zl__queued(c))
         zl__conn_finish(c);
 }
 
@@ -670,13 +702,14 @@ static bool group_tick(void *arg)
         if (c->state == ZL__CS_CLOSED)
             continue;
         zl_conn_ref(c);
-        if (c->queued && cfg->send_timeout_ms &&
-            now - c->progress_ms >= cfg->send_timeout_ms &&
+        if (zl__queued(c) && cfg->send_timeout_ms &&
+            (uint32_t)((uint32_t)now - c->progress_ms) >= cfg->send_timeout_ms &&
             (c->state == ZL__CS_OPEN || c->state == ZL__CS_CLOSING)) {
             char msg[128];
             snprintf(msg, sizeof(msg),
                      "send timed out: %zu bytes queued, no progress for %llu ms",
-                     c->queued, (unsigned long long)(now - c->progress_ms));
+                     zl__queued(c),
+                     (unsigned long long)(uint32_t)((uint32_t)now - c->progress_ms));
             if (c->state == ZL__CS_CLOSING)
                 abort_local(c, msg);
             else
@@ -694,7 +727,7 @@ static bool group_tick(void *arg)
 
 void zl__group_add(zl__group_t *g, zl_conn_t *c)
 {
-    c->group = g;
+    c->flags |= ZL__CF_GROUPED;
     c->prev = NULL;
     c->next = g->head;
     if (g->head)
@@ -705,7 +738,7 @@ void zl__group_add(zl__group_t *g, zl_conn_t *c)
 
 void zl__group_remove(zl__group_t *g, zl_conn_t *c)
 {
-    if (c->group != g)
+    if (!(c->flags & ZL__CF_GROUPED))
         return;
     if (c->prev)
         c->prev->next = c->next;
@@ -714,7 +747,7 @@ void zl__group_remove(zl__group_t *g, zl_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    c->group = NULL;
+    c->flags &= (uint16_t)~ZL__CF_GROUPED;
     g->count--;
 }
 
@@ -749,7 +782,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
             break;
         c->flags |= ZL__CF_USER_CLOSE;
         atomic_store_explicit(&c->ending, true, memory_order_release);
-        if (c->client && c->state != ZL__CS_OPEN) {
+        if (ZL__IS_CLIENT(c) && c->state != ZL__CS_OPEN) {
             zl__conn_finish(c); /* connecting or waiting: nothing to flush */
             break;
         }
@@ -868,8 +901,15 @@ void *zl_conn_get_data(const zl_conn_t *c) { return c->data; }
 zl_poller_t *zl_conn_poller(const zl_conn_t *c) { return c->poller; }
 const zl_addr_t *zl_conn_peer(const zl_conn_t *c) { return &c->peer; }
 const zl_addr_t *zl_conn_local(const zl_conn_t *c) { return &c->local; }
-const char *zl_conn_name(const zl_conn_t *c) { return c->name; }
-size_t zl_conn_queued(const zl_conn_t *c) { return c->queued; }
+const char *zl_conn_name(const zl_conn_t *c)
+{
+    static _Thread_local char buf[32];
+
+    snprintf(buf, sizeof(buf), "%s#%u", ZL__IS_CLIENT(c) ? "client" : "session",
+             c->serial);
+    return buf;
+}
+size_t zl_conn_queued(const zl_conn_t *c) { return zl__queued(c); }
 uint64_t zl_conn_bytes_sent(const zl_conn_t *c) { return c->sent; }
 uint64_t zl_conn_bytes_received(const zl_conn_t *c) { return c->received; }
 bool zl_conn_is_busy(const zl_conn_t *c) { return c->flags & ZL__CF_BUSY; }

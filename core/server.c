@@ -18,7 +18,7 @@
 #define ACCEPTS_PER_EVENT 128
 
 struct zl_server {
-    zl__conn_cfg_t cfg;
+    zl__conn_cfg_t cfg; /* first: conn.c reads it through the owner pointer */
     zl_poller_pool_t *pool;
     size_t npollers;
     zl__group_t *groups;
@@ -36,6 +36,8 @@ struct zl_server {
     char name[32];
 };
 
+_Static_assert(offsetof(struct zl_server, cfg) == 0, "cfg must come first");
+
 static void open_reserve(zl_server_t *s)
 {
     if (s->reserve < 0)
@@ -52,9 +54,9 @@ static void session_release(zl_server_t *s)
 
 void zl__session_on_closed(zl_conn_t *c)
 {
-    zl_server_t *s = c->server;
+    zl_server_t *s = c->owner;
 
-    c->server = NULL;
+    c->owner = NULL;
     session_release(s); /* s may be freed once this returns */
 }
 
@@ -66,16 +68,22 @@ static size_t group_index(zl_server_t *s, zl_poller_t *p)
     return 0;
 }
 
+zl__group_t *zl__session_group(zl_conn_t *c)
+{
+    zl_server_t *s = c->owner;
+    return &s->groups[group_index(s, c->poller)];
+}
+
 static void adopt(void *arg)
 {
     zl_conn_t *c = arg;
-    zl_server_t *s = c->server;
+    zl_server_t *s = c->owner;
     int fd = c->fd;
 
     c->fd = -1;
     if (atomic_load(&s->stopping)) {
         close(fd);
-        c->server = NULL;
+        c->owner = NULL;
         zl_conn_unref(c);
         session_release(s);
         return;
@@ -213,19 +221,18 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
             continue;
         }
         target = zl_poller_pool_get(s->pool, false);
-        c = zl__conn_new(target, &s->cfg, "session");
+        c = zl__conn_new(target, s, false);
         if (!c) {
             close(fd);
             continue;
         }
-        c->server = s;
         c->fd = fd;
         atomic_fetch_add(&s->active, 1);
         atomic_fetch_add(&s->accepted, 1);
         if (zl_poller_post(target, ZL_TASK_INLINE, adopt, c, NULL) < 0) {
             close(fd);
             c->fd = -1;
-            c->server = NULL;
+            c->owner = NULL;
             zl_conn_unref(c);
             session_release(s);
         }

@@ -123,7 +123,8 @@ ZL_API zl_poller_t *zl_conn_poller(const zl_conn_t *c);
 /* Peer / local address, kept after the connection failed or closed. */
 ZL_API const zl_addr_t *zl_conn_peer(const zl_conn_t *c);
 ZL_API const zl_addr_t *zl_conn_local(const zl_conn_t *c);
-/* "client#3 127.0.0.1:5000" style identifier for logs. */
+/* "client#3" / "session#12": an identifier for logs, formatted into a
+ * per-thread buffer valid until the next call on the same thread. */
 ZL_API const char *zl_conn_name(const zl_conn_t *c);
 /* Bytes queued in user space, not yet taken by the kernel. */
 ZL_API size_t zl_conn_queued(const zl_conn_t *c);
