@@ -1,4 +1,4 @@
-/* bench/loadgen — echo load generator (plain epoll, independent of zltk).
+/* bench/loadgen — echo load generator built on the zltk client API.
  *
  *   loadgen --port PORT [--host ADDR] [--server-pid PID] [--seconds S]
  *           [--idle N] [--only TEST]
@@ -11,35 +11,29 @@
  *   idle       server memory per idle connection, N connections held
  * With --server-pid it also reports the server's CPU time per message
  * (utime+stime from /proc) and its RSS growth for the idle test.
- * TEST is one of the names above.
+ * The generator runs on one zltk poller, like the single-threaded baseline
+ * server it is usually compared against.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-static struct sockaddr_in peer;
+#include <zltk/zltk.h>
+
+static const char *host = "127.0.0.1";
+static uint16_t port;
 static int server_pid;
 static double seconds = 2.0;
+static zl_poller_t *P;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+/* ------------------------------------------------------------ server stats */
 
-/* Server CPU seconds (user+system) from /proc/PID/stat. */
 static double server_cpu(void)
 {
     char path[64], buf[1024];
@@ -49,15 +43,13 @@ static double server_cpu(void)
     if (!server_pid)
         return 0;
     snprintf(path, sizeof(path), "/proc/%d/stat", server_pid);
-    f = fopen(path, "r");
-    if (!f)
+    if (!(f = fopen(path, "r")))
         return 0;
     if (fgets(buf, sizeof(buf), f)) {
         char *p = strrchr(buf, ')');
-        /* fields after ")": state(3) ... utime(14) stime(15) */
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                        &ut, &st) == 2) {
-        }
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                                "%lu %lu", &ut, &st) != 2)
+            ut = st = 0;
     }
     fclose(f);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -72,8 +64,7 @@ static long server_rss_kb(void)
     if (!server_pid)
         return -1;
     snprintf(path, sizeof(path), "/proc/%d/status", server_pid);
-    f = fopen(path, "r");
-    if (!f)
+    if (!(f = fopen(path, "r")))
         return -1;
     while (fgets(line, sizeof(line), f))
         if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
@@ -82,32 +73,9 @@ static long server_rss_kb(void)
     return kb;
 }
 
-static int dial(void)
+static double now_s(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&peer, sizeof(peer)) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int read_full(int fd, char *b, size_t n)
-{
-    while (n) {
-        ssize_t r = read(fd, b, n);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR)
-                continue;
-            return -1;
-        }
-        b += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    return (double)zl_now_ns() / 1e9;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -116,197 +84,326 @@ static int cmp_d(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void set_nb(int fd)
+/* ------------------------------------------------------------ shared */
+
+/* Per-run state; touched only on the generator's poller thread except the
+ * atomics the main thread waits on. */
+typedef struct run {
+    const char *name;
+    bool started;
+    int nflows;
+    struct flow *flows;
+    size_t chunk, depth; /* bytes per write; bytes kept in flight */
+    double end;          /* stop sending after this time */
+    atomic_int open, closed, failed;
+    uint64_t messages, bytes;
+    double *lat;
+    size_t nlat, cap;
+    bool record;
+} run_t;
+
+typedef struct flow {
+    run_t *r;
+    zl_conn_t *c;
+    size_t inflight, got; /* bytes sent not yet echoed; of current message */
+    double t0;
+} flow_t;
+
+static char wbuf[64 * 1024];
+
+static void fill(zl_conn_t *c, flow_t *f)
 {
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    run_t *r = f->r;
+
+    if (!r->started)
+        return;
+    while (f->inflight + r->chunk <= r->depth && now_s() < r->end) {
+        if (r->record)
+            f->t0 = now_s();
+        if (zl_conn_send(c, wbuf, r->chunk) < 0)
+            return;
+        f->inflight += r->chunk;
+    }
+    if (!f->inflight && now_s() >= r->end)
+        zl_conn_close(c);
 }
 
-/* ------------------------------------------------------------ tests */
-
-static int t_pingpong(void)
+/* Open the measuring window, on the poller thread where the flows live. */
+static void start_flows(void *arg)
 {
-    int fd = dial();
-    char msg[64], back[64];
-    size_t cap = 1 << 22, n = 0;
-    double *lat = malloc(cap * sizeof(*lat)), t0, end, c0;
+    run_t *r = arg;
 
-    if (fd < 0 || !lat) {
-        perror("pingpong: connect");
+    r->started = true;
+    r->end = now_s() + seconds;
+    for (int i = 0; i < r->nflows; i++)
+        fill(r->flows[i].c, &r->flows[i]);
+}
+
+static void on_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    flow_t *f = zl_conn_get_data(c);
+
+    if (err) {
+        fprintf(stderr, "%s: %s\n", f->r->name, err->message);
+        atomic_fetch_add(&f->r->failed, 1);
+        return;
+    }
+    f->c = c;
+    atomic_fetch_add(&f->r->open, 1);
+}
+
+static void on_recv(zl_conn_t *c, zl_buf_t *b)
+{
+    flow_t *f = zl_conn_get_data(c);
+    run_t *r = f->r;
+
+    r->bytes += b->len;
+    f->inflight -= b->len < f->inflight ? b->len : f->inflight;
+    f->got += b->len;
+    while (f->got >= r->chunk) {
+        f->got -= r->chunk;
+        r->messages++;
+        if (r->record && r->nlat < r->cap)
+            r->lat[r->nlat++] = (now_s() - f->t0) * 1e6;
+    }
+    fill(c, f);
+}
+
+static void on_err(zl_conn_t *c, const zl_error_t *err)
+{
+    flow_t *f = zl_conn_get_data(c);
+    if (err->code != ZL_EOF)
+        fprintf(stderr, "%s: %s\n", f->r->name, err->message);
+}
+
+static void on_closed(zl_conn_t *c)
+{
+    flow_t *f = zl_conn_get_data(c);
+    atomic_fetch_add(&f->r->closed, 1);
+}
+
+static const zl_conn_handler_t flow_h = {
+    .on_connect = on_connect,
+    .on_recv = on_recv,
+    .on_err = on_err,
+    .on_closed = on_closed,
+};
+
+static zl_client_options_t copts(void)
+{
+    zl_client_options_t o = {.host = host, .port = port, .poller = P};
+    o.conn.high_water = 64 * 1024 * 1024;
+    return o;
+}
+
+static void wait_all(atomic_int *n, int target, double limit)
+{
+    double until = now_s() + limit;
+    while (atomic_load(n) < target && now_s() < until)
+        usleep(1000);
+}
+
+/* nconn connections, each keeping depth bytes in flight in chunk writes. */
+static int flows(const char *name, int nconn, size_t chunk, size_t depth,
+                 bool record)
+{
+    run_t r = {.name = name, .chunk = chunk, .depth = depth, .record = record};
+    int rc = 0;
+    flow_t *f = calloc((size_t)nconn, sizeof(*f));
+    zl_client_options_t o = copts();
+    double t0, el, cpu, c0;
+
+    if (record) {
+        r.cap = 1 << 22;
+        r.lat = malloc(r.cap * sizeof(double));
+    }
+    /* Connect everyone first, then measure a fixed window. */
+    r.nflows = nconn;
+    r.flows = f;
+    for (int i = 0; i < nconn; i++) {
+        f[i].r = &r;
+        if (zl_client_connect(NULL, &o, &flow_h, &f[i]) < 0)
+            return 1;
+    }
+    wait_all(&r.open, nconn, 10);
+    if (atomic_load(&r.open) < nconn) {
+        fprintf(stderr, "%s: only %d of %d connected\n", name,
+                atomic_load(&r.open), nconn);
         return 1;
     }
-    memset(msg, 'p', sizeof(msg));
     c0 = server_cpu();
     t0 = now_s();
-    end = t0 + seconds;
-    while (n < cap) {
-        double a = now_s();
-        if (a >= end)
-            break;
-        if (write(fd, msg, sizeof(msg)) != sizeof(msg) ||
-            read_full(fd, back, sizeof(back)) < 0) {
-            perror("pingpong");
-            return 1;
-        }
-        lat[n++] = (now_s() - a) * 1e6;
-    }
-    double el = now_s() - t0, cpu = server_cpu() - c0;
-    qsort(lat, n, sizeof(*lat), cmp_d);
-    printf("pingpong: %.0f round trips/s, p50 %.1f us, p99 %.1f us",
-           (double)n / el, lat[n / 2], lat[(size_t)((double)n * 0.99)]);
-    if (server_pid)
-        printf(", server cpu %.2f us/msg", cpu * 1e6 / (double)n);
-    printf("\n");
-    free(lat);
-    close(fd);
-    return 0;
-}
-
-/* nconn connections on one epoll; each keeps `depth` bytes in flight in
- * chunks of `chunk`, and counts echoed bytes. */
-static int flow(const char *name, int nconn, size_t chunk, size_t depth)
-{
-    int ep = epoll_create1(0);
-    int *fds = calloc((size_t)nconn, sizeof(int));
-    size_t *inflight = calloc((size_t)nconn, sizeof(size_t));
-    char *wbuf = malloc(chunk), *rbuf = malloc(1 << 20);
-    unsigned long long bytes = 0;
-    double t0, end, c0, el, cpu;
-    struct epoll_event ev, evs[256];
-
-    memset(wbuf, 'f', chunk);
-    for (int i = 0; i < nconn; i++) {
-        fds[i] = dial();
-        if (fds[i] < 0) {
-            perror(name);
-            return 1;
-        }
-        set_nb(fds[i]);
-        ev.events = EPOLLIN | EPOLLOUT;
-        ev.data.u32 = (uint32_t)i;
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
-    }
-    c0 = server_cpu();
-    t0 = now_s();
-    end = t0 + seconds;
-    while (now_s() < end) {
-        int n = epoll_wait(ep, evs, 256, 100);
-        for (int k = 0; k < n; k++) {
-            int i = (int)evs[k].data.u32;
-            if (evs[k].events & EPOLLIN) {
-                ssize_t r;
-                while ((r = read(fds[i], rbuf, 1 << 20)) > 0) {
-                    bytes += (unsigned long long)r;
-                    inflight[i] -= (size_t)r;
-                }
-            }
-            while (inflight[i] + chunk <= depth) {
-                ssize_t w = write(fds[i], wbuf, chunk);
-                if (w <= 0)
-                    break;
-                inflight[i] += (size_t)w;
-                if ((size_t)w < chunk)
-                    break;
-            }
-        }
-    }
+    zl_poller_async(P, start_flows, &r);
+    wait_all(&r.closed, nconn, seconds + 10);
     el = now_s() - t0;
     cpu = server_cpu() - c0;
-    if (chunk <= 64) {
-        double msgs = (double)bytes / (double)chunk;
-        printf("%s: %.0f messages/s", name, msgs / el);
-        if (server_pid)
-            printf(", server cpu %.2f us/msg", cpu * 1e6 / msgs);
+    if (record && r.nlat) {
+        qsort(r.lat, r.nlat, sizeof(double), cmp_d);
+        printf("%s: %.0f round trips/s, p50 %.1f us, p99 %.1f us", name,
+               (double)r.messages / el, r.lat[r.nlat / 2],
+               r.lat[(size_t)((double)r.nlat * 0.99)]);
+    } else if (chunk <= 64) {
+        printf("%s: %.0f messages/s", name, (double)r.messages / el);
     } else {
-        printf("%s: %.1f MB/s", name, (double)bytes / el / 1e6);
-        if (server_pid)
-            printf(", server cpu %.2f us/16KiB", cpu * 1e6 / ((double)bytes / 16384));
+        printf("%s: %.1f MB/s", name, (double)r.bytes / el / 1e6);
     }
+    if (server_pid && r.messages)
+        printf(", server cpu %.2f us/msg", cpu * 1e6 / (double)r.messages);
     printf("\n");
-    for (int i = 0; i < nconn; i++)
-        close(fds[i]);
-    close(ep);
-    free(fds);
-    free(inflight);
-    free(wbuf);
-    free(rbuf);
-    return 0;
+    free(r.lat);
+    free(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------ cps */
+
+typedef struct cps {
+    double end;
+    atomic_long done;
+    atomic_int finished;
+} cps_t;
+
+static void cps_next(cps_t *s);
+
+static void cps_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    if (err) {
+        fprintf(stderr, "cps: %s\n", err->message);
+        return;
+    }
+    zl_conn_send(c, "c", 1);
+}
+
+static void cps_recv(zl_conn_t *c, zl_buf_t *b)
+{
+    (void)b;
+    /* Reset rather than FIN: no TIME_WAIT pile-up on loopback. */
+    zl_conn_abort(c);
+}
+
+static void cps_closed(zl_conn_t *c)
+{
+    cps_t *s = zl_conn_get_data(c);
+
+    atomic_fetch_add(&s->done, 1);
+    if (now_s() < s->end)
+        cps_next(s);
+    else
+        atomic_store(&s->finished, 1);
+}
+
+static const zl_conn_handler_t cps_h = {
+    .on_connect = cps_connect,
+    .on_recv = cps_recv,
+    .on_closed = cps_closed,
+};
+
+static void cps_next(cps_t *s)
+{
+    zl_client_options_t o = copts();
+    if (zl_client_connect(NULL, &o, &cps_h, s) < 0)
+        atomic_store(&s->finished, 1);
+}
+
+static void cps_start(void *arg)
+{
+    cps_next(arg);
 }
 
 static int t_cps(void)
 {
-    double t0 = now_s(), end = t0 + seconds;
-    unsigned long n = 0;
-    char b = 'c';
+    cps_t s = {.end = now_s() + seconds};
+    double t0 = now_s();
 
-    while (now_s() < end) {
-        int fd = dial();
-        if (fd < 0) {
-            perror("cps: connect");
-            return 1;
-        }
-        if (write(fd, &b, 1) != 1 || read_full(fd, &b, 1) < 0) {
-            perror("cps");
-            close(fd);
-            return 1;
-        }
-        /* Reset rather than FIN: no TIME_WAIT pile-up on the client side. */
-        struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        close(fd);
-        n++;
-    }
-    printf("cps: %.0f connections/s\n", (double)n / (now_s() - t0));
+    zl_poller_async(P, cps_start, &s);
+    while (!atomic_load(&s.finished))
+        usleep(1000);
+    printf("cps: %.0f connections/s\n",
+           (double)atomic_load(&s.done) / (now_s() - t0));
     return 0;
 }
 
+/* ------------------------------------------------------------ idle */
+
+typedef struct idle {
+    atomic_int echoed, failed, closed;
+} idle_t;
+
+static void idle_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    idle_t *s = zl_conn_get_data(c);
+    if (err) {
+        atomic_fetch_add(&s->failed, 1);
+        return;
+    }
+    zl_conn_send(c, "i", 1);
+}
+
+static void idle_recv(zl_conn_t *c, zl_buf_t *b)
+{
+    idle_t *s = zl_conn_get_data(c);
+    (void)b;
+    atomic_fetch_add(&s->echoed, 1);
+}
+
+static void idle_closed(zl_conn_t *c)
+{
+    idle_t *s = zl_conn_get_data(c);
+    atomic_fetch_add(&s->closed, 1);
+}
+
+static const zl_conn_handler_t idle_h = {
+    .on_connect = idle_connect,
+    .on_recv = idle_recv,
+    .on_closed = idle_closed,
+};
+
 static int t_idle(int count)
 {
-    int *fds = malloc((size_t)count * sizeof(int)), made = 0;
-    long before, after;
-    struct rlimit rl;
+    idle_t s = {0};
+    zl_client_options_t o = copts();
+    zl_conn_t **conns = calloc((size_t)count, sizeof(*conns));
+    long before = server_rss_kb(), after;
+    int made = 0;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    before = server_rss_kb();
-    for (; made < count; made++) {
-        char b = 'i';
-        fds[made] = dial();
-        if (fds[made] < 0)
+    o.connect_timeout_ms = 20000;
+    for (; made < count; made++)
+        if (zl_client_connect(&conns[made], &o, &idle_h, &s) < 0)
             break;
-        /* One echo proves the server accepted and served it. */
-        if (write(fds[made], &b, 1) != 1 || read_full(fds[made], &b, 1) < 0) {
-            close(fds[made]);
-            break;
-        }
-    }
+    wait_all(&s.echoed, made, 60);
     usleep(300000);
     after = server_rss_kb();
-    if (made < count)
-        fprintf(stderr, "idle: only %d of %d connections made (ulimit -n?)\n",
-                made, count);
-    if (before >= 0 && after >= 0 && made)
+    int ok = atomic_load(&s.echoed);
+    if (ok < count)
+        fprintf(stderr, "idle: only %d of %d connections served (%d failed; "
+                        "ulimit -n?)\n", ok, count, atomic_load(&s.failed));
+    if (before >= 0 && after >= 0 && ok)
         printf("idle: %d connections, server RSS +%ld kB, %.0f bytes per "
                "idle connection\n",
-               made, after - before, (double)(after - before) * 1024.0 / made);
+               ok, after - before, (double)(after - before) * 1024.0 / ok);
     else
         printf("idle: %d connections held (give --server-pid for memory)\n",
-               made);
-    for (int i = 0; i < made; i++)
-        close(fds[i]);
-    free(fds);
-    return made == count ? 0 : 1;
+               ok);
+    for (int i = 0; i < made; i++) {
+        zl_conn_close(conns[i]);
+        zl_conn_unref(conns[i]);
+    }
+    wait_all(&s.closed, made, 30);
+    free(conns);
+    return ok == count ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1", *only = NULL;
-    int port = 0, idle = 10000, rc = 0;
+    const char *only = NULL;
+    int idle = 10000, rc = 0;
+    zl_runtime_options_t ro = {.pollers = 1, .workers = 1};
+    zl_log_options_t lo = {.level = ZL_LOG_WARNING, .console = true};
+    struct rlimit rl;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc)
-            port = atoi(argv[++i]);
+            port = (uint16_t)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--host") && i + 1 < argc)
             host = argv[++i];
         else if (!strcmp(argv[i], "--server-pid") && i + 1 < argc)
@@ -326,19 +423,27 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    peer.sin_family = AF_INET;
-    peer.sin_port = htons((uint16_t)port);
-    if (!port || inet_pton(AF_INET, host, &peer.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: --port and an IPv4 --host are required\n");
+    if (!port) {
+        fprintf(stderr, "loadgen: --port is required\n");
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    memset(wbuf, 'f', sizeof(wbuf));
+    zl_log_init(&lo);
+    if (zl_runtime_init(&ro) < 0)
+        return 1;
+    P = zl_poller_pool_at(zl_runtime_pollers(), 0);
 #define RUN(name, call) \
     if (!only || !strcmp(only, name)) rc |= (call)
-    RUN("pingpong", t_pingpong());
-    RUN("msgs100", flow("msgs100", 100, 64, 64));
-    RUN("stream16k", flow("stream16k", 10, 16384, 16384 * 8));
+    RUN("pingpong", flows("pingpong", 1, 64, 64, true));
+    RUN("msgs100", flows("msgs100", 100, 64, 64, false));
+    RUN("stream16k", flows("stream16k", 10, 16384, 16384 * 8, false));
     RUN("cps", t_cps());
     RUN("idle", t_idle(idle));
+    zl_runtime_shutdown();
+    zl_log_shutdown();
     return rc;
 }

@@ -65,7 +65,8 @@ typedef struct zl_conn_handler {
 typedef struct zl_conn_options {
     size_t high_water;    /* [1 MiB] queued bytes that make it busy */
     size_t low_water;     /* [high/4] queued bytes that end busy */
-    uint32_t send_timeout_ms; /* [10000]; set no_send_timeout for none */
+    uint32_t send_timeout_ms; /* [10000]; 0 means the default here: set
+                                 no_send_timeout to turn it off */
     bool no_send_timeout;
     uint32_t manager_ms;  /* [2000] on_manager period */
     int sndbuf, rcvbuf;   /* [kernel default; >0 sets SO_SNDBUF/RCVBUF] */
