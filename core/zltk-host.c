@@ -1,8 +1,9 @@
 /* zltk-host — the zltk host program.
  *
- * This first version runs the core runtime: a pool of pollers and a worker
- * pool, with a heartbeat on every poller that logs its load and queueing
- * delay.  Plugins and the config file arrive with the plugin system.
+ * This version runs the core runtime (a pool of pollers and a worker pool,
+ * with a heartbeat on every poller that logs its load and queueing delay)
+ * and inspects plugins (--list-plugins).  Running plugin instances from a
+ * config file comes next.
  *
  * Exit codes: 0 success, 1 runtime failure, 2 bad command line.
  */
@@ -37,6 +38,82 @@ static void on_delay(zl_poller_t *p, uint64_t delay_us, void *arg)
               zl_poller_timer_count(p));
 }
 
+/* Plugin search path: --plugin-dir (in order), then $ZLTK_PLUGIN_PATH
+ * (colon-separated), then the installed plugin directory. */
+static char **plugin_path(char **dirs)
+{
+    GPtrArray *a = g_ptr_array_new();
+    const char *env = g_getenv("ZLTK_PLUGIN_PATH");
+
+    for (size_t i = 0; dirs && dirs[i]; i++)
+        g_ptr_array_add(a, g_strdup(dirs[i]));
+    if (env && *env) {
+        char **parts = g_strsplit(env, ":", -1);
+        for (size_t i = 0; parts[i]; i++)
+            if (*parts[i])
+                g_ptr_array_add(a, g_strdup(parts[i]));
+        g_strfreev(parts);
+    }
+    g_ptr_array_add(a, g_strdup(ZLTK_PLUGINDIR));
+    g_ptr_array_add(a, NULL);
+    return (char **)g_ptr_array_free(a, FALSE);
+}
+
+static void report_load(const char *path, const char *message, void *ctx)
+{
+    int *bad = ctx;
+    (void)path;
+    fprintf(stderr, "zltk-host: %s\n", message);
+    (*bad)++;
+}
+
+static const char *kind_name(zl_provides_t k)
+{
+    return k == ZL_PROVIDES_CLIENT   ? "client handler"
+           : k == ZL_PROVIDES_SERVER ? "server handler"
+                                     : "layer";
+}
+
+/* --list-plugins: every plugin found on the path, like gst-inspect. */
+static int list_plugins(char **path)
+{
+    zl_plugin_registry_t *reg;
+    int bad = 0, seen_dirs = 0;
+
+    if (zl_plugins_new(&reg) < 0)
+        return 1;
+    for (size_t i = 0; path[i]; i++) {
+        int n = zl_plugins_load_dir(reg, path[i], report_load, &bad);
+        if (n >= 0)
+            seen_dirs++;
+    }
+    printf("Plugin path: ");
+    for (size_t i = 0; path[i]; i++)
+        printf("%s%s", i ? ":" : "", path[i]);
+    printf("\nHost plugin ABI %d.%d, zltk %s\n\n", ZLTK_PLUGIN_ABI_MAJOR,
+           ZLTK_PLUGIN_ABI_MINOR, zl_version());
+    for (size_t i = 0; i < zl_plugins_count(reg); i++) {
+        zl_plugin_t *p = zl_plugins_at(reg, i);
+        const zl_plugin_desc_t *d = zl_plugin_get_desc(p);
+        const zl_registration_t *r;
+        size_t n = zl_plugin_registrations(p, &r);
+
+        printf("%s %s (ABI %u.%u)\n  %s\n  file: %s\n", d->name, d->version,
+               d->abi_major, d->abi_minor,
+               d->description ? d->description : "(no description)",
+               zl_plugin_get_path(p));
+        for (size_t j = 0; j < n; j++)
+            printf("  provides %s '%s'%s%s\n", kind_name(r[j].kind), r[j].name,
+                   r[j].description ? ": " : "",
+                   r[j].description ? r[j].description : "");
+        printf("\n");
+    }
+    printf("%zu plugin%s loaded, %d refused\n", zl_plugins_count(reg),
+           zl_plugins_count(reg) == 1 ? "" : "s", bad);
+    zl_plugins_free(reg);
+    return bad ? 1 : 0;
+}
+
 static bool heartbeat(void *arg)
 {
     beat_t *b = arg;
@@ -49,7 +126,9 @@ int main(int argc, char **argv)
     gint duration = 0, pollers = 0, workers = 0;
     gint interval = 2000;
     gchar *backend = NULL, *level = NULL, *log_file = NULL;
-    gboolean version = FALSE;
+    gboolean version = FALSE, list = FALSE;
+    gchar **plugin_dirs = NULL;
+    char **path = NULL;
     GOptionEntry entries[] = {
         {"duration", 'd', 0, G_OPTION_ARG_INT, &duration,
          "Run for SECONDS, then stop gracefully (default: until SIGINT or "
@@ -70,6 +149,13 @@ int main(int argc, char **argv)
          "LEVEL"},
         {"log-file", 0, 0, G_OPTION_ARG_FILENAME, &log_file,
          "Also append log lines to FILE", "FILE"},
+        {"plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
+         "Look for plugins in DIR first (repeatable; then $ZLTK_PLUGIN_PATH, "
+         "then " ZLTK_PLUGINDIR ")", "DIR"},
+        {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &list,
+         "List every plugin on the plugin path with its version, ABI and "
+         "what it provides, then exit (non-zero if any file was refused)",
+         NULL},
         {"version", 'V', 0, G_OPTION_ARG_NONE, &version,
          "Print the version and exit", NULL},
         {NULL}};
@@ -107,6 +193,11 @@ int main(int argc, char **argv)
         printf("zltk-host %s (plugin ABI %d.%d)\n", zl_version(),
                ZLTK_PLUGIN_ABI_MAJOR, ZLTK_PLUGIN_ABI_MINOR);
         status = 0;
+        goto out_args;
+    }
+    path = plugin_path(plugin_dirs);
+    if (list) {
+        status = list_plugins(path);
         goto out_args;
     }
     if (level && zl_log_level_parse(level, &lopts.level) < 0) {
@@ -184,6 +275,8 @@ int main(int argc, char **argv)
 out_log:
     zl_log_shutdown();
 out_args:
+    g_strfreev(path);
+    g_strfreev(plugin_dirs);
     g_free(backend);
     g_free(level);
     g_free(log_file);

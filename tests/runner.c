@@ -32,6 +32,7 @@ static const struct {
     {"log", zl_test_register_log},
     {"net", zl_test_register_net},
     {"conn", zl_test_register_conn},
+    {"plugin", zl_test_register_plugin},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -23,6 +23,7 @@ int zl_test_register_runtime(void);
 int zl_test_register_log(void);
 int zl_test_register_net(void);
 int zl_test_register_conn(void);
+int zl_test_register_plugin(void);
 
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */

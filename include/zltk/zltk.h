@@ -15,5 +15,7 @@
 #include <zltk/conn.h>
 #include <zltk/client.h>
 #include <zltk/server.h>
+#include <zltk/plugin.h>
+#include <zltk/loader.h>
 
 #endif

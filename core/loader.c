@@ -1,0 +1,508 @@
+/* zltk — plugin loader: dlopen, descriptor checks, registrations, host API.
+ *
+ * Every refusal is one line that names the file and says what to do next
+ * (collectd's ldd hint, nginx's "module ... version ... instead of ...").
+ * Plugins are never dlclose()d: nothing may call into unmapped code.
+ */
+#define G_LOG_DOMAIN "zltk-plugin"
+#include "zl-internal.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+/* Size of the descriptor as ABI 1.0 defines it: everything up to the
+ * reserved tail.  A larger struct_size (a newer minor) is fine. */
+#define DESC_SIZE_1_0 offsetof(zl_plugin_desc_t, reserved)
+#define DESC_PREFIX_SIZE offsetof(zl_plugin_desc_t, name)
+
+struct zl_plugin {
+    zl_plugin_registry_t *reg;
+    const zl_plugin_desc_t *desc;
+    char *path;
+    void *handle;
+    zl_registration_t *regs;
+    size_t nregs;
+    bool in_init;
+    bool inited;
+};
+
+struct zl_plugin_registry {
+    zl_plugin_t **plugins;
+    size_t n, cap;
+    zl_plugin_setting_fn setting;
+    void *setting_ctx;
+    char *source;
+};
+
+/* ------------------------------------------------------------ messages */
+
+static int fail(char **error, int rc, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static int fail(char **error, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (error) {
+        char *msg = NULL;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+            msg = NULL;
+        va_end(ap);
+        *error = msg;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ host API */
+
+static int host_register(zl_plugin_t *self, const zl_registration_t *r)
+{
+    zl_registration_t *nr;
+    unsigned kind;
+
+    if (!self || !r)
+        return -EINVAL;
+    if (!self->in_init) {
+        g_warning("plugin %s: register_provider called outside init",
+                  self->desc->name);
+        return -EPERM;
+    }
+    kind = (unsigned)r->kind;
+    if (r->struct_size < offsetof(zl_registration_t, reserved) ||
+        !r->name || !*r->name || !kind || (kind & (kind - 1)) ||
+        kind > ZL_PROVIDES_LAYER) {
+        g_warning("plugin %s: malformed registration (need struct_size, one "
+                  "kind and a name)",
+                  self->desc->name);
+        return -EINVAL;
+    }
+    if (zl_plugins_find_provider(self->reg, r->kind, r->name, NULL)) {
+        g_warning("plugin %s: a %s named '%s' is already registered",
+                  self->desc->name,
+                  r->kind == ZL_PROVIDES_CLIENT   ? "client handler"
+                  : r->kind == ZL_PROVIDES_SERVER ? "server handler"
+                                                  : "layer",
+                  r->name);
+        return -EEXIST;
+    }
+    nr = realloc(self->regs, (self->nregs + 1) * sizeof(*nr));
+    if (!nr)
+        return -ENOMEM;
+    self->regs = nr;
+    memset(&nr[self->nregs], 0, sizeof(*nr));
+    memcpy(&nr[self->nregs], r,
+           r->struct_size < sizeof(*nr) ? r->struct_size : sizeof(*nr));
+    nr[self->nregs].struct_size = sizeof(*nr);
+    self->nregs++;
+    return 0;
+}
+
+static void host_log(zl_plugin_t *self, zl_log_level_t level, const char *fmt,
+                     ...)
+{
+    static const GLogLevelFlags map[] = {
+        G_LOG_LEVEL_CRITICAL, /* error: never abort from a plugin's line */
+        G_LOG_LEVEL_CRITICAL, G_LOG_LEVEL_WARNING, G_LOG_LEVEL_MESSAGE,
+        G_LOG_LEVEL_INFO,     G_LOG_LEVEL_DEBUG};
+    char *msg;
+    va_list ap;
+
+    if ((unsigned)level > ZL_LOG_DEBUG)
+        level = ZL_LOG_MESSAGE;
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_log_structured("zltk-plugin", map[level], "MESSAGE", "%s: %s",
+                     self->desc->name, msg);
+    g_free(msg);
+}
+
+static const char *host_get_string(zl_plugin_t *self, const char *key)
+{
+    zl_plugin_registry_t *reg = self->reg;
+
+    if (!reg->setting || !key)
+        return NULL;
+    return reg->setting(reg->setting_ctx, self->desc->name, key);
+}
+
+static void type_error(zl_plugin_t *self, const char *key, const char *v,
+                       const char *want)
+{
+    g_warning("%s: [plugin.%s] %s = '%s' is not %s",
+              self->reg->source ? self->reg->source : "configuration",
+              self->desc->name, key, v, want);
+}
+
+static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
+{
+    const char *v = host_get_string(self, key);
+    gint64 n;
+    char *end;
+
+    if (!v)
+        return -ENOENT;
+    errno = 0;
+    n = g_ascii_strtoll(v, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (end == v || *end || errno) {
+        type_error(self, key, v, "an integer");
+        return -EINVAL;
+    }
+    *out = n;
+    return 0;
+}
+
+static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
+{
+    const char *v = host_get_string(self, key);
+
+    if (!v)
+        return -ENOENT;
+    if (!g_ascii_strcasecmp(v, "true") || !g_ascii_strcasecmp(v, "yes") ||
+        !strcmp(v, "1")) {
+        *out = true;
+        return 0;
+    }
+    if (!g_ascii_strcasecmp(v, "false") || !g_ascii_strcasecmp(v, "no") ||
+        !strcmp(v, "0")) {
+        *out = false;
+        return 0;
+    }
+    type_error(self, key, v, "a boolean (true or false)");
+    return -EINVAL;
+}
+
+static const char *host_name(const zl_plugin_t *self)
+{
+    return self->desc->name;
+}
+
+static const zl_host_api_t host_api = {
+    .struct_size = sizeof(zl_host_api_t),
+    .abi_major = ZLTK_PLUGIN_ABI_MAJOR,
+    .abi_minor = ZLTK_PLUGIN_ABI_MINOR,
+    .register_provider = host_register,
+    .log = host_log,
+    .get_string = host_get_string,
+    .get_int = host_get_int,
+    .get_bool = host_get_bool,
+    .name = host_name,
+};
+
+const zl_host_api_t *zl_plugins_host_api(void)
+{
+    return &host_api;
+}
+
+/* ------------------------------------------------------------ registry */
+
+int zl_plugins_new(zl_plugin_registry_t **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : -ENOMEM;
+}
+
+void zl_plugins_set_settings(zl_plugin_registry_t *reg,
+                             zl_plugin_setting_fn fn, void *ctx,
+                             const char *source)
+{
+    reg->setting = fn;
+    reg->setting_ctx = ctx;
+    free(reg->source);
+    reg->source = source ? strdup(source) : NULL;
+}
+
+static void plugin_free(zl_plugin_t *p)
+{
+    if (p->inited && p->desc->destroy)
+        p->desc->destroy(p);
+    free(p->regs);
+    free(p->path);
+    free(p);
+}
+
+void zl_plugins_free(zl_plugin_registry_t *reg)
+{
+    if (!reg)
+        return;
+    for (size_t i = reg->n; i-- > 0;)
+        plugin_free(reg->plugins[i]);
+    free(reg->plugins);
+    free(reg->source);
+    free(reg);
+}
+
+size_t zl_plugins_count(const zl_plugin_registry_t *reg)
+{
+    return reg->n;
+}
+
+zl_plugin_t *zl_plugins_at(const zl_plugin_registry_t *reg, size_t i)
+{
+    return i < reg->n ? reg->plugins[i] : NULL;
+}
+
+zl_plugin_t *zl_plugins_find(const zl_plugin_registry_t *reg, const char *name)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (!strcmp(reg->plugins[i]->desc->name, name))
+            return reg->plugins[i];
+    return NULL;
+}
+
+const zl_registration_t *zl_plugins_find_provider(
+    const zl_plugin_registry_t *reg, zl_provides_t kind, const char *name,
+    zl_plugin_t **owner)
+{
+    /* Includes the plugin being initialised (it is in the list already). */
+    for (size_t i = 0; i < reg->n; i++) {
+        zl_plugin_t *p = reg->plugins[i];
+        for (size_t j = 0; j < p->nregs; j++)
+            if (p->regs[j].kind == kind && !strcmp(p->regs[j].name, name)) {
+                if (owner)
+                    *owner = p;
+                return &p->regs[j];
+            }
+    }
+    return NULL;
+}
+
+const zl_plugin_desc_t *zl_plugin_get_desc(const zl_plugin_t *p)
+{
+    return p->desc;
+}
+
+const char *zl_plugin_get_path(const zl_plugin_t *p)
+{
+    return p->path;
+}
+
+size_t zl_plugin_registrations(const zl_plugin_t *p,
+                               const zl_registration_t **out)
+{
+    if (out)
+        *out = p->regs;
+    return p->nregs;
+}
+
+/* ------------------------------------------------------------ loading */
+
+static bool name_ok(const char *n)
+{
+    if (!*n || strlen(n) > 64)
+        return false;
+    for (; *n; n++)
+        if (!g_ascii_islower(*n) && !g_ascii_isdigit(*n) && *n != '-' &&
+            *n != '_')
+            return false;
+    return true;
+}
+
+/* Check the descriptor before running any plugin code but the entry. */
+static int check_desc(const zl_plugin_registry_t *reg, const char *path,
+                      const zl_plugin_desc_t *d, char **error)
+{
+    if (!d)
+        return fail(error, -EPROTO,
+                    "%s: zltk_plugin_entry returned no descriptor; define it "
+                    "with ZLTK_PLUGIN_DEFINE",
+                    path);
+    if (d->magic != ZLTK_PLUGIN_MAGIC)
+        return fail(error, -EPROTO,
+                    "%s: not a zltk plugin descriptor (magic 0x%08x, expected "
+                    "0x%08x); rebuild it with ZLTK_PLUGIN_DEFINE from "
+                    "<zltk/plugin.h>",
+                    path, d->magic, ZLTK_PLUGIN_MAGIC);
+    if (d->abi_major != ZLTK_PLUGIN_ABI_MAJOR)
+        return fail(error, -EPROTO,
+                    "%s: built for plugin ABI %u.%u, but this host speaks ABI "
+                    "%d.%d; rebuild the plugin against zltk %s (pkg-config "
+                    "--modversion zltk)",
+                    path, d->abi_major, d->abi_minor, ZLTK_PLUGIN_ABI_MAJOR,
+                    ZLTK_PLUGIN_ABI_MINOR, ZLTK_VERSION);
+    if (d->abi_minor > ZLTK_PLUGIN_ABI_MINOR)
+        return fail(error, -EPROTO,
+                    "%s: built for plugin ABI %u.%u, newer than this host's "
+                    "%d.%d; upgrade zltk (this is %s) or rebuild the plugin "
+                    "against it",
+                    path, d->abi_major, d->abi_minor, ZLTK_PLUGIN_ABI_MAJOR,
+                    ZLTK_PLUGIN_ABI_MINOR, ZLTK_VERSION);
+    if (d->struct_size < DESC_SIZE_1_0)
+        return fail(error, -EPROTO,
+                    "%s: descriptor is %u bytes, smaller than ABI %u.%u's %zu; "
+                    "the plugin was not built with ZLTK_PLUGIN_DEFINE from "
+                    "matching headers: rebuild it",
+                    path, d->struct_size, d->abi_major, d->abi_minor,
+                    (size_t)DESC_SIZE_1_0);
+    if (!d->name || !d->version || !d->init)
+        return fail(error, -EINVAL,
+                    "%s: descriptor lacks mandatory field(s):%s%s%s; set name, "
+                    "version and init in ZLTK_PLUGIN_DEFINE",
+                    path, !d->name ? " name" : "",
+                    !d->version ? " version" : "", !d->init ? " init" : "");
+    if (!name_ok(d->name))
+        return fail(error, -EINVAL,
+                    "%s: plugin name '%s' is not valid; use 1-64 characters "
+                    "from a-z, 0-9, '-' and '_'",
+                    path, d->name);
+    if (zl_plugins_find(reg, d->name))
+        return fail(error, -EEXIST,
+                    "%s: a plugin named '%s' is already loaded from %s; "
+                    "remove one of them from the plugin path",
+                    path, d->name, zl_plugins_find(reg, d->name)->path);
+    return 0;
+}
+
+int zl_plugins_load_file(zl_plugin_registry_t *reg, const char *path,
+                         char **error)
+{
+    zl_plugin_entry_fn entry;
+    const zl_plugin_desc_t *d;
+    zl_plugin_t *p, **np;
+    struct stat st;
+    void *h;
+    int rc;
+
+    if (error)
+        *error = NULL;
+    if (stat(path, &st) < 0)
+        return fail(error, -ENOENT, "%s: %s", path, zl_strerror(-errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(error, -ENOEXEC, "%s: not a regular file", path);
+    /* RTLD_LOCAL: one plugin's symbols never satisfy or clash with
+     * another's.  RTLD_NOW: a missing symbol fails here, not mid-run.  A
+     * name without '/' would make dlopen search the library path and open
+     * some other file than the one checked above: anchor it. */
+    {
+        char *anchored = strchr(path, '/') ? NULL : g_strconcat("./", path, NULL);
+        h = dlopen(anchored ? anchored : path, RTLD_NOW | RTLD_LOCAL);
+        g_free(anchored);
+    }
+    if (!h) {
+        const char *why = dlerror();
+        return fail(error, -ENOEXEC,
+                    "%s: cannot be loaded as a shared object (%s); is it a "
+                    "zltk plugin built for this system? 'ldd %s' lists "
+                    "missing libraries",
+                    path, why ? why : "unknown error", path);
+    }
+    dlerror();
+    entry = (zl_plugin_entry_fn)(uintptr_t)dlsym(h, ZLTK_PLUGIN_ENTRY_SYMBOL);
+    if (!entry)
+        /* Never dlclose: a constructor may already have started threads. */
+        return fail(error, -ENOENT,
+                    "%s: no symbol %s; a zltk plugin must define it with "
+                    "ZLTK_PLUGIN_DEFINE and export it",
+                    path, ZLTK_PLUGIN_ENTRY_SYMBOL);
+    d = entry();
+    rc = check_desc(reg, path, d, error);
+    if (rc < 0)
+        return rc;
+
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->path = strdup(path))) {
+        free(p);
+        return fail(error, -ENOMEM, "%s: out of memory", path);
+    }
+    if (reg->n == reg->cap) {
+        size_t ncap = reg->cap ? reg->cap * 2 : 8;
+        np = realloc(reg->plugins, ncap * sizeof(*np));
+        if (!np) {
+            free(p->path);
+            free(p);
+            return fail(error, -ENOMEM, "%s: out of memory", path);
+        }
+        reg->plugins = np;
+        reg->cap = ncap;
+    }
+    p->reg = reg;
+    p->desc = d;
+    p->handle = h;
+    reg->plugins[reg->n++] = p; /* visible to duplicate-provider checks */
+
+    p->in_init = true;
+    rc = d->init(p, &host_api);
+    p->in_init = false;
+    p->inited = true;
+    if (rc != 0) {
+        if (rc > 0)
+            rc = -rc;
+        reg->n--;
+        fail(error, rc < 0 ? rc : -EIO,
+             "%s: plugin '%s' failed to initialise: %s; it is skipped", path,
+             d->name, zl_strerror(rc));
+        plugin_free(p); /* destroy: init may have allocated before failing */
+        return rc < 0 ? rc : -EIO;
+    }
+    g_debug("loaded plugin %s %s from %s (%zu provider%s)", d->name,
+            d->version, path, p->nregs, p->nregs == 1 ? "" : "s");
+    return 0;
+}
+
+int zl_plugins_load(zl_plugin_registry_t *reg, const char *name,
+                    const char *const *dirs, char **error)
+{
+    GString *searched = g_string_new(NULL);
+    int rc;
+
+    if (error)
+        *error = NULL;
+    for (size_t i = 0; dirs && dirs[i]; i++) {
+        char *path = g_strdup_printf("%s/%s.so", dirs[i], name);
+        if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+            rc = zl_plugins_load_file(reg, path, error);
+            g_free(path);
+            g_string_free(searched, TRUE);
+            return rc;
+        }
+        g_string_append_printf(searched, "%s%s", searched->len ? ", " : "",
+                               dirs[i]);
+        g_free(path);
+    }
+    rc = fail(error, -ENOENT,
+              "plugin '%s' not found: no %s.so in %s; set --plugin-dir or "
+              "ZLTK_PLUGIN_PATH",
+              name, name, searched->len ? searched->str : "(no directories)");
+    g_string_free(searched, TRUE);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int zl_plugins_load_dir(zl_plugin_registry_t *reg, const char *dir,
+                        void (*report)(const char *, const char *, void *),
+                        void *ctx)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    GPtrArray *names;
+    int loaded = 0;
+
+    if (!d)
+        return -errno;
+    names = g_ptr_array_new_with_free_func(g_free);
+    while ((de = readdir(d)))
+        if (g_str_has_suffix(de->d_name, ".so"))
+            g_ptr_array_add(names, g_strdup(de->d_name));
+    closedir(d);
+    qsort(names->pdata, names->len, sizeof(char *), cmp_str);
+    for (guint i = 0; i < names->len; i++) {
+        char *path = g_build_filename(dir, names->pdata[i], NULL);
+        char *err = NULL;
+        if (zl_plugins_load_file(reg, path, &err) == 0)
+            loaded++;
+        else if (report)
+            report(path, err ? err : "failed to load", ctx);
+        free(err);
+        g_free(path);
+    }
+    g_ptr_array_free(names, TRUE);
+    return loaded;
+}

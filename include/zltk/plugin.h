@@ -1,0 +1,149 @@
+/* zltk — the plugin ABI.
+ *
+ * A plugin is a shared object that exports exactly one symbol,
+ * zltk_plugin_entry, returning a const descriptor.  Define it with
+ * ZLTK_PLUGIN_DEFINE:
+ *
+ *     static int hello_init(zl_plugin_t *self, const zl_host_api_t *host)
+ *     {
+ *         host->log(self, ZL_LOG_INFO, "hello");
+ *         return 0;
+ *     }
+ *
+ *     ZLTK_PLUGIN_DEFINE(
+ *         .name = "hello",
+ *         .version = "1.0",
+ *         .description = "Says hello",
+ *         .init = hello_init,
+ *     )
+ *
+ * ABI rules.  The descriptor begins with a prefix that never changes
+ * (magic, ABI major, ABI minor, struct size).  The host loads a plugin whose
+ * major equals its own and whose minor is not newer than its own; fields are
+ * only ever appended (into the reserved tail), so a plugin built against an
+ * older minor still loads.  Unset fields are NULL thanks to the designated
+ * initialisers of ZLTK_PLUGIN_DEFINE.
+ *
+ * Threading.  init, start, stop and destroy run on the host's main thread,
+ * one plugin at a time.  The host API's functions say which thread may call
+ * them.  A plugin is never unloaded (no dlclose): its code stays mapped until
+ * the process exits, so nothing can call into unmapped code.
+ */
+#ifndef ZLTK_PLUGIN_H
+#define ZLTK_PLUGIN_H
+
+#include <zltk/common.h>
+#include <zltk/log.h>
+#include <zltk/version.h>
+
+ZL_BEGIN_DECLS
+
+/* "ZLTK" as a little-endian 32-bit number. */
+#define ZLTK_PLUGIN_MAGIC 0x4b544c5au
+/* The one exported symbol. */
+#define ZLTK_PLUGIN_ENTRY_SYMBOL "zltk_plugin_entry"
+
+/* The host's record of a loaded plugin; opaque, owned by the host, valid
+ * from init until the process exits. */
+typedef struct zl_plugin zl_plugin_t;
+typedef struct zl_host_api zl_host_api_t;
+typedef struct zl_plugin_desc zl_plugin_desc_t;
+
+/* What a plugin registers during init: a named handler that config
+ * instances refer to ([client.X] / [server.X] with plugin = NAME). */
+typedef enum {
+    ZL_PROVIDES_CLIENT = 1u << 0, /* a client handler */
+    ZL_PROVIDES_SERVER = 1u << 1, /* a server-session handler */
+    ZL_PROVIDES_LAYER = 1u << 2   /* a transport layer (e.g. tls) */
+} zl_provides_t;
+
+/* A registration.  The loader records name, kind and the kind-specific
+ * vtable, and hands the vtable to the host code that runs instances of that
+ * kind; it never interprets it. */
+typedef struct zl_registration {
+    uint32_t struct_size;   /* sizeof(zl_registration_t) */
+    zl_provides_t kind;     /* exactly one ZL_PROVIDES_* bit */
+    const char *name;       /* unique per kind among all plugins */
+    const char *description;
+    const void *vtable;     /* kind-specific, owned by the plugin */
+    void *reserved[4];
+} zl_registration_t;
+
+/* Services the host offers to plugins.  Versioned by its size: a plugin
+ * must check host->struct_size covers a field before using a newer one. */
+struct zl_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major, abi_minor;
+
+    /* Record what the plugin provides.  During init only, main thread.  The
+     * registration is copied; the strings and vtable it points to must stay
+     * valid (static storage).  Returns 0, -EEXIST (name taken for this
+     * kind), -EINVAL (malformed) or -EPERM (outside init). */
+    int (*register_provider)(zl_plugin_t *self, const zl_registration_t *reg);
+
+    /* Log a line prefixed with the plugin's name.  Any thread. */
+    void (*log)(zl_plugin_t *self, zl_log_level_t level, const char *fmt, ...)
+        ZL_PRINTF(3, 4);
+
+    /* The plugin's [plugin.NAME] settings.  Any thread; values are valid for
+     * the plugin's lifetime.  get_string returns NULL when the key is
+     * absent.  get_int/get_bool return 0 and set *out, -ENOENT if absent,
+     * -EINVAL if the value has the wrong type (logged with file, group and
+     * key). */
+    const char *(*get_string)(zl_plugin_t *self, const char *key);
+    int (*get_int)(zl_plugin_t *self, const char *key, int64_t *out);
+    int (*get_bool)(zl_plugin_t *self, const char *key, bool *out);
+
+    /* The plugin's own name and descriptor.  Any thread. */
+    const char *(*name)(const zl_plugin_t *self);
+
+    void *reserved[16];
+};
+
+struct zl_plugin_desc {
+    /* Fixed prefix: never changes, whatever the ABI version. */
+    uint32_t magic;       /* ZLTK_PLUGIN_MAGIC */
+    uint16_t abi_major;   /* ZLTK_PLUGIN_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;   /* ZLTK_PLUGIN_ABI_MINOR the plugin was built with */
+    uint32_t struct_size; /* sizeof(zl_plugin_desc_t) when built */
+    uint32_t flags;       /* reserved, 0 */
+
+    /* ABI 1.0 */
+    const char *name;        /* mandatory: [a-z0-9_-], unique in the host */
+    const char *version;     /* mandatory: the plugin's own version */
+    const char *description; /* one line */
+    /* Mandatory.  Register what the plugin provides.  Return 0, or a
+     * negative errno: the plugin is then skipped (its reason logged) and
+     * destroy is still called. */
+    int (*init)(zl_plugin_t *self, const zl_host_api_t *host);
+    /* Optional.  Called once every plugin is initialised, before instances
+     * run.  Non-zero: the plugin is stopped and skipped. */
+    int (*start)(zl_plugin_t *self);
+    /* Optional, asynchronous.  Stop background work; call done(self) (from
+     * any thread) when finished.  Instances are already closed. */
+    void (*stop)(zl_plugin_t *self, void (*done)(zl_plugin_t *self));
+    /* Optional.  Free what init allocated.  Last call into the plugin. */
+    void (*destroy)(zl_plugin_t *self);
+
+    void *reserved[8];
+};
+
+typedef const zl_plugin_desc_t *(*zl_plugin_entry_fn)(void);
+
+#define ZLTK_PLUGIN_DEFINE(...)                                             \
+    __attribute__((visibility("default"))) const zl_plugin_desc_t           \
+        *zltk_plugin_entry(void);                                          \
+    const zl_plugin_desc_t *zltk_plugin_entry(void)                         \
+    {                                                                       \
+        static const zl_plugin_desc_t zl__desc = {                          \
+            .magic = ZLTK_PLUGIN_MAGIC,                                     \
+            .abi_major = ZLTK_PLUGIN_ABI_MAJOR,                             \
+            .abi_minor = ZLTK_PLUGIN_ABI_MINOR,                             \
+            .struct_size = sizeof(zl_plugin_desc_t),                        \
+            __VA_ARGS__};                                                   \
+        return &zl__desc;                                                   \
+    }
+
+ZL_END_DECLS
+
+#endif

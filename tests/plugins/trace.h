@@ -1,0 +1,31 @@
+/* zltk test plugins — shared by the test plugins only (not a plugin API).
+ *
+ * trace() appends one line to the file named by $ZLTK_TEST_PLUGIN_TRACE, so
+ * the plugin suite can see which plugin functions ran and what they read
+ * without the plugins exporting anything but zltk_plugin_entry. */
+#ifndef ZLTK_TEST_PLUGIN_TRACE_H
+#define ZLTK_TEST_PLUGIN_TRACE_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <zltk/plugin.h>
+
+static void trace(const char *fmt, ...) ZL_PRINTF(1, 2);
+static void trace(const char *fmt, ...)
+{
+    const char *path = getenv("ZLTK_TEST_PLUGIN_TRACE");
+    va_list ap;
+    FILE *f;
+
+    if (!path || !(f = fopen(path, "a")))
+        return;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+    fclose(f);
+}
+
+#endif
