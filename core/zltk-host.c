@@ -23,6 +23,8 @@
 
 #include <zltk/zltk.h>
 
+#include "host-config.h"
+
 typedef struct beat {
     zl_poller_t *poller;
     atomic_uint count;
@@ -38,15 +40,18 @@ static void on_delay(zl_poller_t *p, uint64_t delay_us, void *arg)
               zl_poller_timer_count(p));
 }
 
-/* Plugin search path: --plugin-dir (in order), then $ZLTK_PLUGIN_PATH
- * (colon-separated), then the installed plugin directory. */
-static char **plugin_path(char **dirs)
+/* Plugin search path: --plugin-dir (in order), the config's [host]
+ * plugin-dir, $ZLTK_PLUGIN_PATH (colon-separated), the installed plugin
+ * directory. */
+static char **plugin_path(char **dirs, const char *config_dir)
 {
     GPtrArray *a = g_ptr_array_new();
     const char *env = g_getenv("ZLTK_PLUGIN_PATH");
 
     for (size_t i = 0; dirs && dirs[i]; i++)
         g_ptr_array_add(a, g_strdup(dirs[i]));
+    if (config_dir)
+        g_ptr_array_add(a, g_strdup(config_dir));
     if (env && *env) {
         char **parts = g_strsplit(env, ":", -1);
         for (size_t i = 0; parts[i]; i++)
@@ -72,6 +77,46 @@ static const char *kind_name(zl_provides_t k)
     return k == ZL_PROVIDES_CLIENT   ? "client handler"
            : k == ZL_PROVIDES_SERVER ? "server handler"
                                      : "layer";
+}
+
+/* --check-config: validate the file, load the plugins it names, print
+ * every problem.  Exit 0 clean (warnings allowed), 1 with errors. */
+static int check_config(const char *file, char **cli_dirs)
+{
+    zl_host_cfg_t cfg;
+    zl_plugin_registry_t *reg = NULL;
+    char **path;
+    int status;
+
+    zl_log_options_t lo = {.level = ZL_LOG_WARNING, .console = true};
+
+    /* Plugins' own log lines in zltk's format, not GLib's default. */
+    zl_log_init(&lo);
+    zl_host_cfg_load(&cfg, file);
+    path = plugin_path(cli_dirs, cfg.plugin_dir);
+    if (cfg.kf && zl_plugins_new(&reg) == 0)
+        zl_host_cfg_resolve(&cfg, reg, (const char *const *)path);
+    if (cfg.errors) {
+        /* On stdout, and not in the shape of a problem line. */
+        printf("configuration FAILED: %s: %d error%s, %d warning%s\n", file,
+               cfg.errors, cfg.errors == 1 ? "" : "s", cfg.warnings,
+               cfg.warnings == 1 ? "" : "s");
+        status = 1;
+    } else {
+        printf("configuration OK: %s: %u client%s, %u server%s, %zu "
+               "plugin%s loaded, %d warning%s\n",
+               file, cfg.clients->len, cfg.clients->len == 1 ? "" : "s",
+               cfg.servers->len, cfg.servers->len == 1 ? "" : "s",
+               reg ? zl_plugins_count(reg) : 0,
+               reg && zl_plugins_count(reg) == 1 ? "" : "s", cfg.warnings,
+               cfg.warnings == 1 ? "" : "s");
+        status = 0;
+    }
+    zl_plugins_free(reg);
+    g_strfreev(path);
+    zl_host_cfg_free(&cfg);
+    zl_log_shutdown();
+    return status;
 }
 
 /* --list-plugins: every plugin found on the path, like gst-inspect. */
@@ -126,7 +171,8 @@ int main(int argc, char **argv)
     gint duration = 0, pollers = 0, workers = 0;
     gint interval = 2000;
     gchar *backend = NULL, *level = NULL, *log_file = NULL;
-    gboolean version = FALSE, list = FALSE;
+    gboolean version = FALSE, list = FALSE, check = FALSE;
+    gchar *config = NULL;
     gchar **plugin_dirs = NULL;
     char **path = NULL;
     GOptionEntry entries[] = {
@@ -152,6 +198,13 @@ int main(int argc, char **argv)
         {"plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
          "Look for plugins in DIR first (repeatable; then $ZLTK_PLUGIN_PATH, "
          "then " ZLTK_PLUGINDIR ")", "DIR"},
+        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
+         "Configuration file (GLib key file: [host], [plugin.NAME], "
+         "[client.NAME], [server.NAME]); for now only with --check-config",
+         "FILE"},
+        {"check-config", 0, 0, G_OPTION_ARG_NONE, &check,
+         "Validate --config FILE and load the plugins it names without "
+         "starting anything; print every problem, exit 1 if any", NULL},
         {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &list,
          "List every plugin on the plugin path with its version, ABI and "
          "what it provides, then exit (non-zero if any file was refused)",
@@ -195,7 +248,23 @@ int main(int argc, char **argv)
         status = 0;
         goto out_args;
     }
-    path = plugin_path(plugin_dirs);
+    if (check && !config) {
+        fprintf(stderr, "zltk-host: --check-config needs --config FILE\n");
+        status = 2;
+        goto out_args;
+    }
+    if (check) {
+        status = check_config(config, plugin_dirs);
+        goto out_args;
+    }
+    if (config) {
+        fprintf(stderr, "zltk-host: running instances from a configuration "
+                        "file is not available yet; validate it with "
+                        "--check-config --config %s\n", config);
+        status = 2;
+        goto out_args;
+    }
+    path = plugin_path(plugin_dirs, NULL);
     if (list) {
         status = list_plugins(path);
         goto out_args;
@@ -277,6 +346,7 @@ out_log:
 out_args:
     g_strfreev(path);
     g_strfreev(plugin_dirs);
+    g_free(config);
     g_free(backend);
     g_free(level);
     g_free(log_file);

@@ -1,0 +1,374 @@
+/* zltk-host — configuration file: parse, validate, resolve plugins.
+ *
+ * Every problem is one line on stderr that names the file, the group and
+ * the key, and the checker goes on to find the next one: a user fixes a
+ * file in one pass, not one error per run.
+ */
+#define G_LOG_DOMAIN "zltk-host"
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host-config.h"
+
+static void report(zl_host_cfg_t *cfg, bool error, const char *group,
+                   const char *key, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+static void report(zl_host_cfg_t *cfg, bool error, const char *group,
+                   const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "zltk-host: %s%s: ", error ? "" : "warning: ", cfg->file);
+    if (group)
+        fprintf(stderr, "[%s] ", group);
+    if (key)
+        fprintf(stderr, "%s: ", key);
+    fprintf(stderr, "%s\n", msg);
+    g_free(msg);
+    if (error)
+        cfg->errors++;
+    else
+        cfg->warnings++;
+}
+
+#define ERR(cfg, g, k, ...) report(cfg, true, g, k, __VA_ARGS__)
+#define WARN(cfg, g, k, ...) report(cfg, false, g, k, __VA_ARGS__)
+
+/* Integer key: returns true and sets *out when present and valid. */
+static bool get_int(zl_host_cfg_t *cfg, const char *g, const char *k,
+                    int64_t min, int64_t max, int64_t *out)
+{
+    char *v = g_key_file_get_value(cfg->kf, g, k, NULL), *end;
+    gint64 n;
+    bool ok = false;
+
+    if (!v)
+        return false;
+    g_strstrip(v);
+    errno = 0;
+    n = g_ascii_strtoll(v, &end, 10);
+    if (!*v || *end || errno)
+        ERR(cfg, g, k, "'%s' is not an integer", v);
+    else if (n < min || n > max)
+        ERR(cfg, g, k, "%" G_GINT64_FORMAT " is out of range (%" G_GINT64_FORMAT
+                       "..%" G_GINT64_FORMAT ")",
+            n, min, max);
+    else {
+        *out = n;
+        ok = true;
+    }
+    g_free(v);
+    return ok;
+}
+
+static bool get_bool(zl_host_cfg_t *cfg, const char *g, const char *k,
+                     bool *out)
+{
+    GError *e = NULL;
+    gboolean b;
+    char *v;
+
+    if (!g_key_file_has_key(cfg->kf, g, k, NULL))
+        return false;
+    b = g_key_file_get_boolean(cfg->kf, g, k, &e);
+    if (e) {
+        v = g_key_file_get_value(cfg->kf, g, k, NULL);
+        ERR(cfg, g, k, "'%s' is not a boolean (true or false)", v ? v : "");
+        g_free(v);
+        g_error_free(e);
+        return false;
+    }
+    *out = b;
+    return true;
+}
+
+static char *get_str(zl_host_cfg_t *cfg, const char *g, const char *k)
+{
+    char *v = g_key_file_get_string(cfg->kf, g, k, NULL);
+    if (v)
+        g_strstrip(v);
+    return v;
+}
+
+static bool in_list(const char *k, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcmp(k, *list))
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------ sections */
+
+static void parse_host(zl_host_cfg_t *cfg)
+{
+    static const char *const known[] = {"pollers", "workers", "backend",
+                                        "log-level", "plugin-dir", NULL};
+    static const char *const backends[] = {"epoll", "poll", "kqueue", NULL};
+    static const char *const levels[] = {"error",   "critical", "warning",
+                                         "message", "info",     "debug",
+                                         NULL};
+    const char *g = "host";
+    char **keys = g_key_file_get_keys(cfg->kf, g, NULL, NULL);
+    int64_t n;
+    char *v;
+
+    for (size_t i = 0; keys && keys[i]; i++)
+        if (!in_list(keys[i], known))
+            WARN(cfg, g, keys[i], "unknown key (known: pollers, workers, "
+                                  "backend, log-level, plugin-dir); ignored");
+    g_strfreev(keys);
+    if (get_int(cfg, g, "pollers", 0, 1024, &n))
+        cfg->pollers = (int)n;
+    if (get_int(cfg, g, "workers", 0, 1024, &n))
+        cfg->workers = (int)n;
+    if ((v = get_str(cfg, g, "backend"))) {
+        if (!in_list(v, backends))
+            ERR(cfg, g, "backend", "'%s' is not a backend (epoll, poll or "
+                                   "kqueue)", v);
+        else
+            cfg->backend = g_strdup(v);
+        g_free(v);
+    }
+    if ((v = get_str(cfg, g, "log-level"))) {
+        if (!in_list(v, levels))
+            ERR(cfg, g, "log-level", "'%s' is not a level (error, critical, "
+                                     "warning, message, info or debug)", v);
+        else
+            cfg->log_level = g_strdup(v);
+        g_free(v);
+    }
+    if ((v = get_str(cfg, g, "plugin-dir"))) {
+        if (!g_file_test(v, G_FILE_TEST_IS_DIR))
+            ERR(cfg, g, "plugin-dir", "'%s' is not a directory", v);
+        else
+            cfg->plugin_dir = g_strdup(v);
+        g_free(v);
+    }
+}
+
+/* "HOST:PORT" or "[V6]:PORT", with a message that says which part is wrong. */
+static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
+                          zl_host_instance_t *in)
+{
+    char host[256];
+    uint16_t port;
+    const char *colon = strrchr(text, ':');
+
+    if (zl_addr_split(text, host, sizeof(host), &port, false) == 0) {
+        in->host = g_strdup(host);
+        in->port = port;
+        return true;
+    }
+    if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
+        unsigned long v = strtoul(colon + 1, NULL, 10);
+        if (v == 0 || v > 65535) {
+            ERR(cfg, g, "address", "port %s is out of range (1..65535)",
+                colon + 1);
+            return false;
+        }
+    }
+    ERR(cfg, g, "address", "'%s' is not HOST:PORT or [IPv6]:PORT", text);
+    return false;
+}
+
+static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
+{
+    zl_host_instance_t *in = g_new0(zl_host_instance_t, 1);
+    char *v;
+    int64_t n;
+    bool b;
+
+    in->group = g_strdup(g);
+    in->server = server;
+    in->name = g_strdup(strchr(g, '.') + 1);
+    if (!*in->name)
+        ERR(cfg, g, NULL, "the instance needs a name: [%s.NAME]",
+            server ? "server" : "client");
+    in->plugin = get_str(cfg, g, "plugin");
+    if (!in->plugin || !*in->plugin)
+        ERR(cfg, g, "plugin", "missing: required, the %s handler to run",
+            server ? "server" : "client");
+    v = get_str(cfg, g, "address");
+    if (!v || !*v)
+        ERR(cfg, g, "address", "missing: required, %s",
+            server ? "HOST:PORT to listen on" : "HOST:PORT to connect to");
+    else
+        parse_address(cfg, g, v, in);
+    g_free(v);
+    if ((v = get_str(cfg, g, "transport"))) {
+        if (!strcmp(v, "tls"))
+            ERR(cfg, g, "transport", "tls is not available yet: this build has "
+                                     "no TLS layer (use tcp)");
+        else if (strcmp(v, "tcp"))
+            ERR(cfg, g, "transport", "'%s' is not a transport (tcp or tls)", v);
+        g_free(v);
+    }
+    if (get_int(cfg, g, "send-timeout", 0, INT32_MAX, &n))
+        in->send_timeout_ms = n, in->has_send_timeout = true;
+    if (get_int(cfg, g, "high-water", 1, INT64_MAX, &n))
+        in->high_water = (size_t)n;
+    if (get_int(cfg, g, "low-water", 1, INT64_MAX, &n))
+        in->low_water = (size_t)n;
+    if (server) {
+        if (get_int(cfg, g, "backlog", 0, 65535, &n))
+            in->backlog = (int)n;
+        if (get_int(cfg, g, "max-connections", 0, INT32_MAX, &n))
+            in->max_conns = (size_t)n;
+    } else {
+        if (get_int(cfg, g, "connect-timeout", 1, INT32_MAX, &n))
+            in->connect_timeout_ms = (uint32_t)n;
+        if (get_bool(cfg, g, "reconnect", &b))
+            in->reconnect = b;
+        if (get_int(cfg, g, "reconnect-min", 1, INT32_MAX, &n))
+            in->reconnect_min_ms = (uint32_t)n;
+        if (get_int(cfg, g, "reconnect-max", 1, INT32_MAX, &n))
+            in->reconnect_max_ms = (uint32_t)n;
+        if (get_int(cfg, g, "max-attempts", 0, INT32_MAX, &n))
+            in->max_attempts = (unsigned)n;
+    }
+    g_ptr_array_add(server ? cfg->servers : cfg->clients, in);
+}
+
+static void instance_free(gpointer p)
+{
+    zl_host_instance_t *in = p;
+    g_free(in->group);
+    g_free(in->name);
+    g_free(in->plugin);
+    g_free(in->host);
+    g_free(in);
+}
+
+/* ------------------------------------------------------------ public */
+
+int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file)
+{
+    GError *e = NULL;
+    char **groups;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->file = g_strdup(file);
+    cfg->kf = g_key_file_new();
+    cfg->clients = g_ptr_array_new_with_free_func(instance_free);
+    cfg->servers = g_ptr_array_new_with_free_func(instance_free);
+    cfg->plugins = g_ptr_array_new_with_free_func(g_free);
+    if (!g_key_file_load_from_file(cfg->kf, file, G_KEY_FILE_NONE, &e)) {
+        ERR(cfg, NULL, NULL, "%s", e->message);
+        g_error_free(e);
+        return -1;
+    }
+    groups = g_key_file_get_groups(cfg->kf, NULL);
+    for (size_t i = 0; groups[i]; i++) {
+        const char *g = groups[i];
+        if (!strcmp(g, "host"))
+            parse_host(cfg);
+        else if (g_str_has_prefix(g, "plugin.") && g[7])
+            g_ptr_array_add(cfg->plugins, g_strdup(g + 7));
+        else if (g_str_has_prefix(g, "server."))
+            parse_instance(cfg, g, true);
+        else if (g_str_has_prefix(g, "client."))
+            parse_instance(cfg, g, false);
+        else
+            WARN(cfg, g, NULL, "unknown group (use [host], [plugin.NAME], "
+                               "[client.NAME] or [server.NAME]); ignored");
+    }
+    g_strfreev(groups);
+    return cfg->errors ? -1 : 0;
+}
+
+static const char *setting(void *ctx, const char *plugin, const char *key)
+{
+    zl_host_cfg_t *cfg = ctx;
+    char *group = g_strconcat("plugin.", plugin, NULL);
+    char *v = g_key_file_get_value(cfg->kf, group, key, NULL);
+    const char *interned = v ? g_intern_string(g_strstrip(v)) : NULL;
+
+    /* Interned: valid for the process, as the host API promises. */
+    g_free(v);
+    g_free(group);
+    return interned;
+}
+
+static const char *kind_text(bool server)
+{
+    return server ? "server handler" : "client handler";
+}
+
+int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
+                        const char *const *dirs)
+{
+    zl_plugins_set_settings(reg, setting, cfg, cfg->file);
+    for (guint i = 0; i < cfg->plugins->len; i++) {
+        const char *name = cfg->plugins->pdata[i];
+        char *group = g_strconcat("plugin.", name, NULL), *err = NULL;
+        if (!zl_plugins_find(reg, name) &&
+            zl_plugins_load(reg, name, dirs, &err) < 0)
+            ERR(cfg, group, NULL, "%s", err ? err : "cannot load");
+        free(err);
+        g_free(group);
+    }
+    for (int s = 0; s < 2; s++) {
+        GPtrArray *list = s ? cfg->servers : cfg->clients;
+        zl_provides_t kind = s ? ZL_PROVIDES_SERVER : ZL_PROVIDES_CLIENT;
+        for (guint i = 0; i < list->len; i++) {
+            zl_host_instance_t *in = list->pdata[i];
+            zl_plugin_t *owner = NULL;
+            char *err = NULL;
+
+            if (!in->plugin || !*in->plugin)
+                continue;
+            if (zl_plugins_find_provider(reg, kind, in->plugin, NULL))
+                continue;
+            if (zl_plugins_find_provider(reg, s ? ZL_PROVIDES_CLIENT
+                                                : ZL_PROVIDES_SERVER,
+                                         in->plugin, &owner)) {
+                ERR(cfg, in->group, "plugin",
+                    "'%s' (from plugin %s) is a %s, not a %s: use it in a "
+                    "[%s.NAME] group",
+                    in->plugin, zl_plugin_get_desc(owner)->name,
+                    kind_text(!s), kind_text(s), s ? "client" : "server");
+                continue;
+            }
+            /* Not provided by what is loaded: load the plugin of that name
+             * (an instance needs no [plugin.NAME] group). */
+            owner = zl_plugins_find(reg, in->plugin);
+            if (!owner && zl_plugins_load(reg, in->plugin, dirs, &err) < 0) {
+                ERR(cfg, in->group, "plugin", "%s", err ? err : "cannot load");
+                free(err);
+                continue;
+            }
+            free(err);
+            if (!zl_plugins_find_provider(reg, kind, in->plugin, NULL))
+                ERR(cfg, in->group, "plugin",
+                    "plugin '%s' provides no %s named '%s' (see "
+                    "zltk-host --list-plugins)",
+                    in->plugin, kind_text(s), in->plugin);
+        }
+    }
+    return cfg->errors ? -1 : 0;
+}
+
+void zl_host_cfg_free(zl_host_cfg_t *cfg)
+{
+    if (cfg->kf)
+        g_key_file_free(cfg->kf);
+    if (cfg->clients)
+        g_ptr_array_free(cfg->clients, TRUE);
+    if (cfg->servers)
+        g_ptr_array_free(cfg->servers, TRUE);
+    if (cfg->plugins)
+        g_ptr_array_free(cfg->plugins, TRUE);
+    g_free(cfg->file);
+    g_free(cfg->backend);
+    g_free(cfg->log_level);
+    g_free(cfg->plugin_dir);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,623 @@
+#!/bin/sh
+# End-to-end tests of zltk-host --check-config: configuration file
+# validation against the test plugins in tests/plugins (built by make check).
+# One line per case ("ok: ..." / "FAIL: ..."), then "N passed, M failed".
+: "${top_builddir:=.}"
+: "${top_srcdir:=.}"
+
+host="$top_builddir/zltk-host"
+plugdir="$top_builddir/tests/plugins/.libs"
+if [ ! -x "$host" ]; then
+    echo "FAIL: $host not built"; echo "0 passed, 1 failed"; exit 1
+fi
+if [ ! -r "$plugdir/good.so" ] || [ ! -r "$plugdir/good2.so" ] ||
+   [ ! -r "$plugdir/initfail.so" ]; then
+    echo "FAIL: test plugins missing in $plugdir (run make check)"
+    echo "0 passed, 1 failed"; exit 1
+fi
+# Absolute, so the paths in messages are predictable.
+plugdir=$(cd "$plugdir" && pwd)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/zltk-check-host.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Deterministic plugin path: only what each case names.
+unset ZLTK_PLUGIN_PATH ZLTK_TEST_PLUGIN_TRACE
+export LC_ALL=C
+
+passed=0 failed=0
+ok() { echo "ok: $1"; passed=$((passed + 1)); }
+bad() {
+    echo "FAIL: $1: $2"
+    echo "  command: $cmd (exit $rc)"
+    sed 's/^/  stdout: /' "$tmp/out"
+    sed 's/^/  stderr: /' "$tmp/err"
+    failed=$((failed + 1))
+}
+
+# run ARGS...: zltk-host with ARGS, bounded; sets rc, $tmp/out, $tmp/err.
+run() {
+    cmd="zltk-host $*"
+    timeout 20 "$host" "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+
+# check CONF ARGS...: --check-config --config CONF --plugin-dir PLUGDIR ARGS
+check() {
+    conf=$1; shift
+    run --check-config --config "$conf" --plugin-dir "$plugdir" "$@"
+}
+
+# write NAME: the config on stdin into $tmp/NAME.conf; sets f.
+write() { f="$tmp/$1.conf"; cat >"$f"; }
+
+# Error/warning lines of file $f in stderr (fixed-string prefix match).
+# The closing tally "zltk-host: FILE: N errors, M warnings" is not a problem
+# line; it is left out here and checked once by its own case below.
+tally='^zltk-host: .*: [0-9]+ errors?, [0-9]+ warnings?$'
+errors() { grep -F "zltk-host: $f: " "$tmp/err" | grep -Ev "$tally"; }
+warnings() { grep -F "zltk-host: warning: $f: " "$tmp/err"; }
+nerrors() { errors | wc -l | tr -d ' '; }
+nwarnings() { warnings | wc -l | tr -d ' '; }
+
+# has_line PREFIX WORD...: a line of stderr contains PREFIX (fixed string)
+# and every WORD (extended regexps, case-insensitive).
+has_line() {
+    _p=$1; shift
+    grep -F -- "$_p" "$tmp/err" >"$tmp/lines" || return 1
+    for _w; do
+        grep -Ei -- "$_w" "$tmp/lines" >"$tmp/lines2" || return 1
+        mv "$tmp/lines2" "$tmp/lines"
+    done
+    return 0
+}
+
+# expect_error NAME PREFIX WORD...: exit 1, exactly one error line, that line
+# starts with "zltk-host: $f: PREFIX" and contains every WORD, no summary.
+expect_error() {
+    _name=$1; _pre=$2; shift 2
+    if [ "$rc" -ne 1 ]; then bad "$_name" "exit $rc, expected 1"; return; fi
+    if grep -q '^configuration OK' "$tmp/out"; then
+        bad "$_name" "printed 'configuration OK' despite an error"; return
+    fi
+    if [ "$(nerrors)" -ne 1 ]; then
+        bad "$_name" "$(nerrors) error lines, expected 1"; return
+    fi
+    if ! has_line "zltk-host: $f: $_pre" "$@"; then
+        bad "$_name" "no error line 'zltk-host: $f: $_pre...' containing: $*"
+        return
+    fi
+    ok "$_name"
+}
+
+# expect_ok NAME [SUMMARY-WORD...]: exit 0, no errors or warnings, stdout
+# has a "configuration OK:" line containing every SUMMARY-WORD.
+expect_ok() {
+    _name=$1; shift
+    if [ "$rc" -ne 0 ]; then bad "$_name" "exit $rc, expected 0"; return; fi
+    if [ "$(nerrors)" -ne 0 ] || [ "$(nwarnings)" -ne 0 ]; then
+        bad "$_name" "unexpected errors or warnings"; return
+    fi
+    if ! grep '^configuration OK:' "$tmp/out" >"$tmp/sum"; then
+        bad "$_name" "no 'configuration OK:' line on stdout"; return
+    fi
+    for _w; do
+        if ! grep -Eq -- "$_w" "$tmp/sum"; then
+            bad "$_name" "summary lacks '$_w'"; return
+        fi
+    done
+    ok "$_name"
+}
+
+# ---------------------------------------------------------------- valid
+
+write valid <<EOF
+[host]
+pollers = 2
+workers = 0
+backend = poll
+log-level = warning
+
+[plugin.good]
+greeting = hello
+count = 3
+
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:9000
+transport = tcp
+backlog = 128
+max-connections = 0
+send-timeout = 0
+high-water = 65536
+low-water = 1024
+some-handler-key = anything
+
+[client.b]
+plugin = good-client
+address = [::1]:9000
+connect-timeout = 1500
+reconnect = true
+max-attempts = 0
+send-timeout = 250
+handler-own = 1
+EOF
+check "$f"
+expect_ok "valid config: 1 server, 1 client" '(^|[^0-9])1 client' \
+    '(^|[^0-9])1 server'
+
+# The spec's example, with [plugin.good] (which provides both handlers)
+# after the instances that use them: plugins load before instances resolve.
+write order <<EOF
+[host]
+pollers = 1
+
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:9000
+
+[client.b]
+plugin = good-client
+address = [::1]:9000
+
+[plugin.good]
+EOF
+check "$f"
+expect_ok "[plugin.good] after the instances using it"
+
+# Client and server handlers with the same name (good2's client good-echo,
+# good's server good-echo): each instance gets the handler of its kind.
+write kinds <<EOF
+[plugin.good]
+[plugin.good2]
+
+[server.s1]
+plugin = good-echo
+address = localhost:1
+
+[server.s2]
+plugin = good-echo
+address = [::]:65535
+
+[client.c1]
+plugin = good-echo
+address = example.org:80
+
+[client.c2]
+plugin = good-client
+address = 10.0.0.1:443
+reconnect = false
+EOF
+check "$f"
+expect_ok "same handler name as client and server: 2 clients, 2 servers" \
+    '(^|[^0-9])2 clients' '(^|[^0-9])2 servers'
+
+# Empty file: valid, nothing to run.
+write empty </dev/null
+check "$f"
+expect_ok "empty config" '(^|[^0-9])0 clients' '(^|[^0-9])0 servers'
+
+# [host] plugin-dir instead of --plugin-dir.
+write hostdir <<EOF
+[host]
+plugin-dir = $plugdir
+
+[plugin.good]
+EOF
+run --check-config --config "$f"
+expect_ok "[host] plugin-dir finds plugins"
+
+# plugin = X loads X.so on demand when no loaded plugin has handler X.
+mkdir "$tmp/links"
+ln -s "$plugdir/good.so" "$tmp/links/good-echo.so"
+write ondemand <<EOF
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:7
+EOF
+run --check-config --config "$f" --plugin-dir "$tmp/links"
+expect_ok "plugin = X loads X.so from the plugin path"
+
+# ---------------------------------------------------------------- [host]
+
+write pollers <<EOF
+[host]
+pollers = many
+EOF
+check "$f"
+expect_error "[host] pollers = many" "[host] pollers: " integer
+
+write pollers-neg <<EOF
+[host]
+pollers = -1
+EOF
+check "$f"
+expect_error "[host] pollers = -1" "[host] pollers: "
+
+write workers <<EOF
+[host]
+workers = 2.5
+EOF
+check "$f"
+expect_error "[host] workers = 2.5" "[host] workers: " integer
+
+write backend <<EOF
+[host]
+backend = select
+EOF
+check "$f"
+expect_error "[host] backend = select" "[host] backend: " select
+
+write loglevel <<EOF
+[host]
+log-level = loud
+EOF
+check "$f"
+expect_error "[host] log-level = loud" "[host] log-level: " loud
+
+write plugindir <<EOF
+[host]
+plugin-dir = $tmp/no-such-dir
+EOF
+check "$f"
+expect_error "[host] plugin-dir not a directory" "[host] plugin-dir: " \
+    "no-such-dir"
+
+# ---------------------------------------------------------------- instances
+
+write reconnect <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:9000
+reconnect = maybe
+EOF
+check "$f"
+expect_error "reconnect = maybe" "[client.b] reconnect: " \
+    "boolean|true or false"
+
+write nocolon <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = nocolon
+EOF
+check "$f"
+expect_error "address without port" "[server.a] address: " "HOST:PORT"
+
+write bigport <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:70000
+EOF
+check "$f"
+expect_error "port 70000" "[client.b] address: " 65535
+
+write port0 <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:0
+EOF
+check "$f"
+expect_error "port 0" "[server.a] address: " 65535
+
+write badport <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:http
+EOF
+check "$f"
+expect_error "port not a number" "[server.a] address: " port
+
+write v6 <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = [::1:9000
+EOF
+check "$f"
+expect_error "unterminated [V6] address" "[client.b] address: "
+
+write tls <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:443
+transport = tls
+EOF
+check "$f"
+expect_error "transport = tls" "[client.b] transport: " tls "not available"
+
+write udp <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:53
+transport = udp
+EOF
+check "$f"
+expect_error "transport = udp" "[server.a] transport: " udp
+
+write ctimeout <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:1
+connect-timeout = 0
+EOF
+check "$f"
+expect_error "connect-timeout = 0" "[client.b] connect-timeout: "
+
+write attempts <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:1
+max-attempts = -1
+EOF
+check "$f"
+expect_error "max-attempts = -1" "[client.b] max-attempts: "
+
+write stimeout <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+send-timeout = soon
+EOF
+check "$f"
+expect_error "send-timeout = soon" "[server.a] send-timeout: " integer
+
+write hwater <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+high-water = 0
+EOF
+check "$f"
+expect_error "high-water = 0" "[server.a] high-water: "
+
+write lwater <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:1
+low-water = lots
+EOF
+check "$f"
+expect_error "low-water = lots" "[client.b] low-water: " integer
+
+write backlog <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+backlog = -5
+EOF
+check "$f"
+expect_error "backlog = -5" "[server.a] backlog: "
+
+write maxconn <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+max-connections = x
+EOF
+check "$f"
+expect_error "max-connections = x" "[server.a] max-connections: " integer
+
+write noaddr <<EOF
+[plugin.good]
+[client.x]
+plugin = good-client
+EOF
+check "$f"
+expect_error "missing address" "[client.x] address: " "missing|required"
+
+write noplugin <<EOF
+[server.x]
+address = 127.0.0.1:9000
+EOF
+check "$f"
+expect_error "missing plugin" "[server.x] plugin: " "missing|required"
+
+# ---------------------------------------------------------------- plugins
+
+# Not found: the message lists every directory searched, in order:
+# --plugin-dir, [host] plugin-dir, $ZLTK_PLUGIN_PATH.
+mkdir "$tmp/d1" "$tmp/d2" "$tmp/d3"
+write notfound <<EOF
+[host]
+plugin-dir = $tmp/d2
+
+[client.x]
+plugin = nosuch
+address = 127.0.0.1:9000
+EOF
+cmd="ZLTK_PLUGIN_PATH=$tmp/d3 zltk-host --check-config --config $f --plugin-dir $tmp/d1"
+ZLTK_PLUGIN_PATH="$tmp/d3" timeout 20 "$host" --check-config --config "$f" \
+    --plugin-dir "$tmp/d1" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+expect_error "unknown plugin: not found, directories listed" \
+    "[client.x] plugin: " nosuch "not found" "$tmp/d1" "$tmp/d2" "$tmp/d3"
+grep -F "not found" "$tmp/err" | head -n 1 >"$tmp/line"
+if [ "$rc" -eq 1 ] && [ -s "$tmp/line" ] &&
+   awk -v a="$tmp/d1" -v b="$tmp/d2" -v c="$tmp/d3" '
+       { i = index($0, a); j = index($0, b); k = index($0, c)
+         exit !(i && j && k && i < j && j < k) }' "$tmp/line"; then
+    ok "search order: --plugin-dir, [host] plugin-dir, ZLTK_PLUGIN_PATH"
+else
+    bad "search order" "not listed as --plugin-dir, [host] plugin-dir, ZLTK_PLUGIN_PATH"
+fi
+
+# [plugin.NAME] naming a file that does not exist.
+write plugnotfound <<EOF
+[plugin.nosuch]
+EOF
+check "$f"
+expect_error "[plugin.nosuch] not found" "[plugin.nosuch]" "not found" \
+    "$plugdir"
+
+# good.so is found, but registers no server handler named "good".
+write nokind <<EOF
+[server.x]
+plugin = good
+address = 127.0.0.1:9000
+EOF
+check "$f"
+expect_error "plugin without a server handler of that name" \
+    "[server.x] plugin: " "server handler"
+
+write nokind2 <<EOF
+[plugin.good]
+[client.x]
+plugin = good
+address = 127.0.0.1:9000
+EOF
+check "$f"
+expect_error "plugin without a client handler of that name" \
+    "[client.x] plugin: " "client handler"
+
+# good-client is a client handler: not usable by a server.
+write wrongkind <<EOF
+[plugin.good]
+[server.x]
+plugin = good-client
+address = 127.0.0.1:9000
+EOF
+check "$f"
+expect_error "client handler named by a server" "[server.x] plugin: " \
+    "good-client" "server handler"
+
+write initfail <<EOF
+[plugin.initfail]
+EOF
+check "$f"
+expect_error "[plugin.initfail]" "[plugin.initfail]" "failed to initialise"
+
+# ---------------------------------------------------------------- warnings
+
+write warn <<EOF
+[host]
+frobnicate = 1
+
+[bogus]
+x = 1
+
+[plugin.good]
+anything-goes = yes
+
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:9000
+EOF
+check "$f"
+if [ "$rc" -ne 0 ]; then
+    bad "warnings alone" "exit $rc, expected 0"
+elif [ "$(nerrors)" -ne 0 ]; then
+    bad "warnings alone" "error lines for a config with only warnings"
+elif [ "$(nwarnings)" -ne 2 ]; then
+    bad "warnings alone" "$(nwarnings) warning lines, expected 2"
+elif ! has_line "zltk-host: warning: $f: [host] frobnicate: " "unknown key"; then
+    bad "warnings alone" "no '[host] frobnicate: unknown key' warning"
+elif ! has_line "zltk-host: warning: $f: [bogus]" "unknown group"; then
+    bad "warnings alone" "no '[bogus] ... unknown group' warning"
+elif ! grep -q '^configuration OK:' "$tmp/out"; then
+    bad "warnings alone" "no 'configuration OK:' line"
+else
+    ok "warnings alone: exit 0, unknown key and unknown group"
+fi
+
+# ---------------------------------------------------------------- all errors
+
+write three <<EOF
+[host]
+pollers = many
+
+[plugin.good]
+
+[client.b]
+plugin = good-client
+address = nocolon
+reconnect = maybe
+EOF
+check "$f"
+if [ "$rc" -ne 1 ]; then
+    bad "three mistakes" "exit $rc, expected 1"
+elif [ "$(nerrors)" -ne 3 ]; then
+    bad "three mistakes" "$(nerrors) error lines, expected 3"
+elif ! has_line "zltk-host: $f: [host] pollers: " ||
+     ! has_line "zltk-host: $f: [client.b] address: " ||
+     ! has_line "zltk-host: $f: [client.b] reconnect: "; then
+    bad "three mistakes" "not one line for each mistake"
+else
+    ok "three mistakes: three error lines, exit 1"
+fi
+
+# Spec: stderr holds the problems, one line each.  A tally in the very
+# format of a file-level error ("zltk-host: FILE: PROBLEM") reads as a
+# fourth error to anything that parses the lines.
+if grep -Eq "$tally" "$tmp/err"; then
+    bad "stderr has only problem lines" \
+        "tally line in the format of a file-level error"
+else
+    ok "stderr has only problem lines"
+fi
+
+# ---------------------------------------------------------------- file level
+
+f="$tmp/does-not-exist.conf"
+check "$f"
+if [ "$rc" -ne 1 ]; then
+    bad "missing file" "exit $rc, expected 1"
+elif ! grep -Fq "zltk-host: $f: " "$tmp/err"; then
+    bad "missing file" "no 'zltk-host: $f: ...' line"
+else
+    ok "missing file"
+fi
+
+write syntax <<EOF
+[host]
+pollers = 1
+this is not a key file
+EOF
+check "$f"
+if [ "$rc" -ne 1 ]; then
+    bad "syntax error" "exit $rc, expected 1"
+elif ! grep -Fq "zltk-host: $f: " "$tmp/err"; then
+    bad "syntax error" "no 'zltk-host: $f: ...' line"
+elif grep -q '^configuration OK' "$tmp/out"; then
+    bad "syntax error" "printed 'configuration OK'"
+else
+    ok "syntax error"
+fi
+
+# ---------------------------------------------------------------- usage
+
+f="$tmp/valid.conf"
+run --config "$f" --plugin-dir "$plugdir"
+if [ "$rc" -ne 2 ]; then
+    bad "--config without --check-config" "exit $rc, expected 2"
+elif ! grep -Fq -- "--check-config" "$tmp/err"; then
+    bad "--config without --check-config" "message does not mention --check-config"
+else
+    ok "--config without --check-config: exit 2"
+fi
+
+run --check-config --plugin-dir "$plugdir"
+if [ "$rc" -eq 2 ]; then ok "--check-config without --config: exit 2"
+else bad "--check-config without --config" "exit $rc, expected 2"; fi
+
+run --check-config --config "$f" --no-such-option
+if [ "$rc" -eq 2 ]; then ok "unknown option: exit 2"
+else bad "unknown option" "exit $rc, expected 2"; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
