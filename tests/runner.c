@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CUnit/Basic.h>
 
@@ -78,6 +81,42 @@ long zl_test_wait_count(atomic_long *counter, long target, unsigned timeout_ms)
     while ((v = atomic_load(counter)) < target && zl_now_ms() < end)
         zl_test_sleep_ms(1);
     return v;
+}
+
+zl_poller_t *zl_test_new_poller(void)
+{
+    zl_poller_t *p = NULL;
+    int rc = zl_poller_new(&p, NULL);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    return p;
+}
+
+void zl_test_noop(void *arg)
+{
+    (void)arg;
+}
+
+void zl_test_rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+
+    if (d) {
+        while ((de = readdir(d))) {
+            char p[4096];
+            struct stat st;
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                zl_test_rm_tree(p);
+            else
+                unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(path);
 }
 
 int main(int argc, char **argv)

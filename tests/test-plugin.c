@@ -261,26 +261,6 @@ static void refuse_before_init_at(int line, const char *path, const char *id,
 
 /* ------------------------------------------------------------ suite */
 
-static void rm_tree(const char *path)
-{
-    GDir *d = g_dir_open(path, 0, NULL);
-    const char *name;
-
-    if (d) {
-        while ((name = g_dir_read_name(d))) {
-            char *p = g_build_filename(path, name, NULL);
-            if (g_file_test(p, G_FILE_TEST_IS_DIR) &&
-                !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
-                rm_tree(p);
-            else
-                g_unlink(p);
-            g_free(p);
-        }
-        g_dir_close(d);
-    }
-    g_rmdir(path);
-}
-
 static int suite_init(void)
 {
     const char *top = getenv("top_builddir");
@@ -330,7 +310,7 @@ static int suite_cleanup(void)
 {
     g_unsetenv(TRACE_ENV);
     if (tmpdir)
-        rm_tree(tmpdir);
+        zl_test_rm_tree(tmpdir);
     g_free(tmpdir);
     g_free(trace_file);
     g_free(junk_path);

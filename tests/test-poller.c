@@ -18,26 +18,12 @@
 
 #define WAIT_MS 10000u
 
-static zl_poller_t *new_poller(void)
-{
-    zl_poller_t *p = NULL;
-    int rc = zl_poller_new(&p, NULL);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    return p;
-}
-
-static void noop(void *arg)
-{
-    (void)arg;
-}
-
 /* Let the loop run a while (so that callbacks that must NOT come would
  * come), then make sure it finished what it was doing. */
 static void settle(zl_poller_t *p)
 {
     zl_test_sleep_ms(30);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
 }
 
 static void make_pair(int sv[2])
@@ -203,7 +189,7 @@ static void test_backends_list(void)
 static void test_backend_matches_env(void)
 {
     const char *env = getenv("ZLTK_POLLER_BACKEND");
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     const char *name = zl_poller_backend(p);
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(name);
@@ -234,7 +220,7 @@ static void test_backend_option(void)
         CU_ASSERT_EQUAL_FATAL(zl_poller_new(&p, &o), 0);
         CU_ASSERT_STRING_EQUAL(zl_poller_backend(p), *b);
         CU_ASSERT_EQUAL(zl_poller_has_edge(p), strcmp(*b, "poll") != 0);
-        CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+        CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
         zl_poller_free(p);
     }
     o.backend = "no-such-backend";
@@ -273,7 +259,7 @@ static void ident_task(void *arg)
 
 static void test_identity(void)
 {
-    zl_poller_t *p = new_poller(), *p2 = new_poller();
+    zl_poller_t *p = zl_test_new_poller(), *p2 = zl_test_new_poller();
     ident_ctx_t c;
 
     CU_ASSERT_PTR_NULL(zl_poller_current());
@@ -308,7 +294,7 @@ static void test_name_option(void)
     zl_poller_t *p = NULL;
     ident_ctx_t c;
 
-    p = new_poller();
+    p = zl_test_new_poller();
     CU_ASSERT_STRING_EQUAL(zl_poller_name(p), "zl-poller");
     zl_poller_free(p);
 
@@ -378,7 +364,7 @@ static void test_pin_cpu(void)
 /* ------------------------------------------------------------ events */
 static void test_read_event(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
     zl_poller_stats_t st;
@@ -412,7 +398,7 @@ static void test_read_event(void)
 
 static void test_write_event(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
 
@@ -436,7 +422,7 @@ static void test_write_event(void)
 /* The write end of a pipe whose read end is closed is in error. */
 static void check_error_event(unsigned events)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int fds[2];
 
@@ -466,7 +452,7 @@ static void test_error_event(void)
  * returns 0). */
 static void test_hup_socketpair(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
 
@@ -475,7 +461,7 @@ static void test_hup_socketpair(void)
     r.drain = true;
     r.del_on_eof = true;
     CU_ASSERT_EQUAL(zl_poller_add_fd(p, sv[0], ZL_EV_READ, io_cb, &r), 0);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     put(sv[1], "bye");
     close(sv[1]);
     CU_ASSERT_EQUAL(zl_test_wait_flag(&r.done_calls, WAIT_MS), 1);
@@ -495,7 +481,7 @@ static void test_hup_socketpair(void)
 
 static void check_hup_pipe(unsigned events)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int fds[2];
 
@@ -503,7 +489,7 @@ static void check_hup_pipe(unsigned events)
     io_init(&r, p, fds[0]);
     r.del_self = true;
     CU_ASSERT_EQUAL(zl_poller_add_fd(p, fds[0], events, io_cb, &r), 0);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     close(fds[1]);
     CU_ASSERT_EQUAL(zl_test_wait_count(&r.calls, 1, WAIT_MS), 1);
     settle(p);
@@ -528,7 +514,7 @@ static void test_hup_pipe(void)
 /* ------------------------------------------------------------ edge/level */
 static void test_level_refires(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
     long c1;
@@ -551,7 +537,7 @@ static void test_level_refires(void)
 
 static void test_edge_once_per_data(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
 
@@ -595,7 +581,7 @@ static void mod_task(void *arg)
 
 static void test_mod_fd(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2], other[2];
     mod_ctx_t m;
@@ -687,7 +673,7 @@ static void del_twice_task(void *arg)
 
 static void test_add_twice_del_unknown(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r1, r2, ru;
     int sv[2], un[2];
     twice_ctx_t t;
@@ -745,7 +731,7 @@ static void test_add_twice_del_unknown(void)
  * callbacks */
 static void test_del_self_in_callback(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
 
@@ -874,7 +860,7 @@ static void batch_add_task(void *arg)
 
 static void run_batch(bool reuse)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     batch_ctx_t *c = calloc(1, sizeof(*c));
     int a[2], b[2];
 
@@ -946,7 +932,7 @@ static void test_fd_reuse_same_batch(void)
 /* ------------------------------------------------------------ posted ops */
 static void test_cross_thread_add_mod_del(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
     long c;
@@ -994,7 +980,7 @@ static void test_cross_thread_add_mod_del(void)
 static void test_many_fds(void)
 {
     enum { N = 200 };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t *r = calloc(N, sizeof(*r));
     int (*sv)[2] = calloc(N, sizeof(*sv));
     long got = 0;
@@ -1029,7 +1015,7 @@ static void test_many_fds(void)
 /* ------------------------------------------------------------ lifetime */
 static void test_free_forgets_fds(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     io_rec_t r;
     int sv[2];
     char c = 0;
@@ -1066,14 +1052,14 @@ static void self_free_task(void *arg)
 
 static void test_free_from_own_thread_refused(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     self_free_t s = {p, 0};
 
     CU_ASSERT_EQUAL(zl_poller_async(p, self_free_task, &s), 0);
     CU_ASSERT_EQUAL(zl_test_wait_flag(&s.returned, WAIT_MS), 1);
     /* Still running. */
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
-    CU_ASSERT_EQUAL(zl_poller_run(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_run(p, zl_test_noop, NULL), 0);
     zl_poller_free(p);
 }
 
@@ -1093,7 +1079,7 @@ static void hold_fn(void *arg)
 
 static void test_load(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     hold_t h = {0, 0};
     unsigned idle, busy;
 
@@ -1103,7 +1089,7 @@ static void test_load(void)
     CU_ASSERT_FATAL(zl_test_wait_flag(&h.started, WAIT_MS));
     zl_test_sleep_ms(600);
     atomic_store(&h.release, 1);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     busy = zl_poller_load(p);
     printf("\n    load idle %u%%, after a 600 ms task %u%% ", idle, busy);
     CU_ASSERT(idle <= 100 && busy <= 100);

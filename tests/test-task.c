@@ -11,20 +11,6 @@
 /* Generous ceiling for "this must happen", stretched by ZLTK_TEST_SLOW. */
 #define WAIT_MS 10000u
 
-static zl_poller_t *new_poller(void)
-{
-    zl_poller_t *p = NULL;
-    int rc = zl_poller_new(&p, NULL);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    return p;
-}
-
-static void noop(void *arg)
-{
-    (void)arg;
-}
-
 static void count_task(void *arg)
 {
     atomic_fetch_add((atomic_long *)arg, 1);
@@ -153,7 +139,7 @@ static void *producer_main(void *arg)
 
 static void test_mpsc_fifo(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     pthread_t th[PRODUCERS];
     producer_t pr[PRODUCERS];
     pthread_barrier_t start;
@@ -172,7 +158,7 @@ static void test_mpsc_fifo(void)
         pthread_join(th[i], NULL);
     pthread_barrier_destroy(&start);
     /* Every post happened before this one: FIFO puts it last. */
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
 
     CU_ASSERT_EQUAL(atomic_load(&failed), 0);
     CU_ASSERT_EQUAL(mpsc.total, PRODUCERS * PER_PRODUCER);
@@ -194,7 +180,7 @@ static void test_mpsc_fifo(void)
 static void test_coalesce_blocked(void)
 {
     enum { N = 200000 };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     atomic_long ran = 0;
     gate_t g;
     zl_poller_stats_t before, after;
@@ -223,7 +209,7 @@ static void test_coalesce_blocked(void)
 static void test_coalesce_free_running(void)
 {
     enum { N = 200000 };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     atomic_long ran = 0;
     zl_poller_stats_t st;
 
@@ -259,7 +245,7 @@ static void own_post_task(void *arg)
 
 static void test_own_thread_posts_no_wakeup(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     own_post_t o = {.p = p, .ran = 0};
     zl_poller_stats_t after;
 
@@ -289,7 +275,7 @@ static void first_own_task(void *arg)
 
 static void test_async_first_own_thread(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     first_own_t f;
 
     memset(&f, 0, sizeof(f));
@@ -301,7 +287,7 @@ static void test_async_first_own_thread(void)
     CU_ASSERT_EQUAL(zl_poller_sync(p, first_own_task, &f), 0);
     /* The tasks posted by that task run in a later round; this sync is
      * queued behind them. */
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     for (int i = 0; i < 4; i++)
         CU_ASSERT_EQUAL(f.rc[i], 0);
     CU_ASSERT_EQUAL_FATAL(f.log.n, 4);
@@ -316,7 +302,7 @@ static void test_async_first_own_thread(void)
 
 static void test_async_first_blocked(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     seq_log_t log;
     seq_item_t it1, it2, it3, itx;
     gate_t g;
@@ -333,7 +319,7 @@ static void test_async_first_blocked(void)
     CU_ASSERT_EQUAL(zl_poller_async(p, seq_task, &it3), 0);
     CU_ASSERT_EQUAL(zl_poller_async_first(p, seq_task, &itx), 0);
     gate_open(&g);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     CU_ASSERT_EQUAL_FATAL(log.n, 4);
     CU_ASSERT_EQUAL(log.v[0], 'X');
     CU_ASSERT_EQUAL(log.v[1], 1);
@@ -390,7 +376,7 @@ static void inline_own_task(void *arg)
 
 static void test_inline_own_thread(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     inline_ctx_t c;
 
     memset(&c, 0, sizeof(c));
@@ -412,7 +398,7 @@ static void test_inline_own_thread(void)
  * task runs on the poller thread, with a real handle. */
 static void test_inline_other_thread_posts(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     flag_task_t f1 = {.p = p}, f2 = {.p = p};
     zl_task_t *h = NULL;
     seq_log_t log;
@@ -438,7 +424,7 @@ static void test_inline_other_thread_posts(void)
     CU_ASSERT_EQUAL(zl_poller_async(p, seq_task, &a), 0);
     CU_ASSERT_EQUAL(zl_poller_run(p, seq_task, &b), 0);
     gate_open(&g);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     CU_ASSERT_EQUAL_FATAL(log.n, 2);
     CU_ASSERT_EQUAL(log.v[0], 'a');
     CU_ASSERT_EQUAL(log.v[1], 'b');
@@ -462,7 +448,7 @@ static void cross_inline_task(void *arg)
 
 static void test_inline_from_other_poller(void)
 {
-    zl_poller_t *p1 = new_poller(), *p2 = new_poller();
+    zl_poller_t *p1 = zl_test_new_poller(), *p2 = zl_test_new_poller();
     cross_inline_t c;
 
     memset(&c, 0, sizeof(c));
@@ -502,7 +488,7 @@ static void sync_task(void *arg)
 
 static void test_sync(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     atomic_long earlier = 0;
     sync_ctx_t s = {.p = p, .earlier = &earlier};
 
@@ -523,7 +509,7 @@ static void test_sync(void)
 /* ------------------------------------------------- cancel / release */
 static void test_cancel_before_run(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     flag_task_t f = {.p = p}, f2 = {.p = p};
     zl_task_t *h = NULL, *h2 = NULL;
     gate_t g;
@@ -536,8 +522,8 @@ static void test_cancel_before_run(void)
     CU_ASSERT_TRUE(zl_task_cancel(h));
     CU_ASSERT_TRUE(zl_task_cancel(h2));
     gate_open(&g);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     CU_ASSERT_EQUAL(atomic_load(&f.ran), 0);
     CU_ASSERT_EQUAL(atomic_load(&f2.ran), 0);
     zl_poller_free(p);
@@ -545,21 +531,21 @@ static void test_cancel_before_run(void)
 
 static void test_cancel_after_run(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     flag_task_t f = {.p = p};
     zl_task_t *h = NULL;
 
     CU_ASSERT_EQUAL(zl_poller_post(p, 0, flag_task, &f, &h), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     CU_ASSERT(zl_test_wait_flag(&f.ran, WAIT_MS));
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     CU_ASSERT_FALSE(zl_task_cancel(h));
     zl_poller_free(p);
 }
 
 static void test_release_runs(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     flag_task_t f = {.p = p};
     zl_task_t *h = NULL;
     gate_t g;
@@ -590,7 +576,7 @@ static void race_task(void *arg)
 
 static void test_cancel_race(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     static bool cancelled[RACE_TASKS];
     long n_cancelled = 0, n_ran = 0, bad = 0;
 
@@ -605,7 +591,7 @@ static void test_cancel_race(void)
             zl_test_sleep_ms(0); /* let the loop catch up now and then */
         cancelled[i] = zl_task_cancel(h);
     }
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     for (int i = 0; i < RACE_TASKS; i++) {
         int r = atomic_load(&race.ran[i]);
         if (cancelled[i])
@@ -625,7 +611,7 @@ static void test_cancel_race(void)
  * a task queued before zl_poller_free() ran. */
 static void test_handle_outlives_poller(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     flag_task_t f = {.p = p};
     zl_task_t *h = NULL;
     gate_t g;
@@ -707,7 +693,7 @@ static void drain_task(void *arg)
 static void test_free_runs_queued(void)
 {
     enum { N = 20000 };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     sd_gate_t g;
     drain_item_t *items = calloc(N, sizeof(*items));
     atomic_long ran = 0;
@@ -783,7 +769,7 @@ static void drain_post_task(void *arg)
 
 static void test_post_during_drain_refused(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     sd_gate_t g;
     drain_post_t d;
 
@@ -845,7 +831,7 @@ static void *outside_main(void *arg)
 
 static void test_post_from_outside_while_stopping(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     sd_gate_t g;
     drain_post_t d;
     outside_t o;
@@ -903,7 +889,7 @@ static void probe_cb(zl_poller_t *p, uint64_t delay_us, void *arg)
 
 static void test_probe_delay(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     probe_ctx_t c = {.p = p};
     uint64_t t1, t_release;
     gate_t g;

@@ -12,26 +12,12 @@
 /* A delay no test waits for: such a timer must never fire. */
 #define NEVER_MS 3600000u
 
-static zl_poller_t *new_poller(void)
-{
-    zl_poller_t *p = NULL;
-    int rc = zl_poller_new(&p, NULL);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    return p;
-}
-
-static void noop(void *arg)
-{
-    (void)arg;
-}
-
 /* Let the loop run a while (to catch timers that should NOT fire), then
  * make sure it has finished whatever it was doing. */
 static void settle(zl_poller_t *p, unsigned ms)
 {
     zl_test_sleep_ms(ms);
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
 }
 
 static void busy_wait_ms(unsigned ms)
@@ -233,7 +219,7 @@ static order_ctx_t *run_order(zl_poller_t *p, int n, const uint64_t *delays,
 
 static void check_deadline_order(unsigned busy_ms)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     order_ctx_t *c = run_order(p, ORDER_N, order_delay, 0, busy_ms);
 
     if (c->n == ORDER_N)
@@ -256,7 +242,7 @@ static void test_order_deadline_overdue(void)
 
 static void check_equal_fifo(unsigned busy_ms)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     order_ctx_t *c = run_order(p, EQ_N, NULL, 15, busy_ms);
     int bad = 0;
 
@@ -277,7 +263,7 @@ static void test_equal_deadlines_fifo(void)
 /* ------------------------------------------------------ repeats */
 static void test_repeat_by_return(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t;
     zl_poller_stats_t st;
     uint64_t t0;
@@ -304,7 +290,7 @@ static void test_repeat_by_return(void)
 
 static void test_add_repeat_bool(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t;
     uint64_t t0;
 
@@ -346,7 +332,7 @@ static uint64_t slow_fn(void *arg)
 
 static void test_repeat_delay_after_return(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     slow_cb_t s;
 
     memset(&s, 0, sizeof(s));
@@ -372,7 +358,7 @@ static void test_delay_respected(void)
                                       3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1,
                                       2, 3, 1, 2, 3, 4, 4, 4};
     enum { N = sizeof(delays) / sizeof(delays[0]) };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t[N];
     uint64_t t_add[N], t_add_us[N];
 
@@ -420,7 +406,7 @@ static void late_add_task(void *arg)
 
 static void test_delay_after_long_task(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t;
     late_add_t l;
 
@@ -438,7 +424,7 @@ static void test_delay_after_long_task(void)
 /* ------------------------------------------------------ cancellation */
 static void test_cancel_other_thread(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t a, b;
     zl_timer_t *ha = NULL, *hb = NULL;
 
@@ -493,7 +479,7 @@ static void self_add_task(void *arg)
 
 static void test_cancel_inside_own_callback(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t, r;
     self_add_t a;
 
@@ -555,7 +541,7 @@ static void victim_add_task(void *arg)
 
 static void test_cancel_other_inside_callback(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t a, b, c;
     victim_add_t v = {.p = p, .a = &a, .b = &b, .c = &c, .busy_ms = 25};
 
@@ -587,7 +573,7 @@ static void test_cancel_other_inside_callback(void)
 
 static void test_cancel_after_end(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t, r;
     zl_timer_t *ht = NULL, *hr = NULL;
 
@@ -615,7 +601,7 @@ static void test_cancel_after_end(void)
 
 static void test_release_keeps_timer(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tm_probe_t t;
     zl_timer_t *h = NULL;
 
@@ -638,7 +624,7 @@ static void test_release_keeps_timer(void)
 static void test_cancel_race(void)
 {
     enum { ITER = 80 };
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     int bad_rc = 0, extra_runs = 0, bad_destroy = 0, bad_thread = 0,
         destroy_during_cb = 0;
     long total_runs = 0;
@@ -709,7 +695,7 @@ static void tc_task(void *arg)
 
 static void test_timer_count(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     tc_ctx_t *c = calloc(1, sizeof(*c));
     tm_probe_t f1, f2;
 
@@ -798,7 +784,7 @@ static void pend_add_task(void *arg)
 
 static void test_pending_at_free(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     pend_ctx_t c = {p, 0};
     zl_timer_t *h[PEND_HANDLES];
     long expect = PEND_ONE + PEND_REP + PEND_LATE + PEND_HANDLES;
@@ -847,7 +833,7 @@ static void sd_gate_fn(void *arg)
     uint64_t end = zl_now_ms() + 30000ull * zl_test_slow();
 
     atomic_store(&g->started, 1);
-    while (zl_now_ms() < end && zl_poller_async(g->p, noop, NULL) == 0)
+    while (zl_now_ms() < end && zl_poller_async(g->p, zl_test_noop, NULL) == 0)
         zl_test_sleep_ms(1);
     atomic_store(&g->closing_seen, 1);
     while (!atomic_load(&g->release) && zl_now_ms() < end)
@@ -916,7 +902,7 @@ static void check_refused_or_dropped(int rc, tm_probe_t *t, bool from_outside)
 
 static void test_add_while_stopping(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     sd_gate_t g;
     sd_ctx_t *c = calloc(1, sizeof(*c));
     pthread_t th;
@@ -1021,7 +1007,7 @@ static void mil_add_task(void *arg)
 
 static void test_million_timers(void)
 {
-    zl_poller_t *p = new_poller();
+    zl_poller_t *p = zl_test_new_poller();
     uint64_t t0, elapsed;
     long not_once = 0;
     zl_poller_stats_t st;
@@ -1037,7 +1023,7 @@ static void test_million_timers(void)
     CU_ASSERT_EQUAL(zl_poller_async(p, mil_add_task, NULL), 0);
     CU_ASSERT(zl_test_wait_flag(&mil.done, 60000));
     elapsed = zl_now_ms() - t0;
-    CU_ASSERT_EQUAL(zl_poller_sync(p, noop, NULL), 0);
+    CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
     printf("\n    %d timers over %u ms: added in %llu ms, all done in %llu ms ",
            MILLION, MILLION_SPREAD - 1, (unsigned long long)mil.add_ms,
            (unsigned long long)elapsed);

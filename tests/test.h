@@ -36,6 +36,14 @@ void zl_test_sleep_ms(unsigned ms);
  * ($ZLTK_TEST_SLOW, default 1). */
 unsigned zl_test_slow(void);
 
+/* A new poller (backend from $ZLTK_POLLER_BACKEND); fails the test fatally
+ * if it cannot be created.  Free it with zl_poller_free(). */
+zl_poller_t *zl_test_new_poller(void);
+/* A task that does nothing (for zl_poller_sync barriers). */
+void zl_test_noop(void *arg);
+/* Remove a directory tree the test created. */
+void zl_test_rm_tree(const char *path);
+
 /* Register a suite's tests from a NULL-terminated table. */
 typedef struct {
     const char *name;
