@@ -692,8 +692,11 @@ static void *loop_main(void *arg)
 
     tls_current = p;
     zl_thread_set_name(p->name);
-    p->busy_since = t_wake;
-    load_publish(p, false, t_wake);
+    /* Thread start-up is not load: a poller that has just started must not
+     * read busy against its still-tiny idle window (it would be passed over
+     * by the pool).  The first busy stretch counts from the first wake. */
+    p->busy_since = 0;
+    load_publish(p, true, t_wake);
 
     while (atomic_load_explicit(&p->running, memory_order_acquire)) {
         int timeout, n;

@@ -2,6 +2,8 @@
 #define G_LOG_DOMAIN "zltk-pool"
 #include "zl-internal.h"
 
+#include <limits.h>
+
 struct zl_poller_pool {
     size_t n;
     /* Where the next scan starts.  Atomic, unlike ZLToolKit's _thread_pos,
@@ -112,6 +114,9 @@ bool zl_poller_pool_contains(const zl_poller_pool_t *pool,
     return false;
 }
 
+/* Percentage points within which two loads count as equal. */
+#define ZL__LOAD_TIE 5
+
 zl_poller_t *zl_poller_pool_get(zl_poller_pool_t *pool, bool prefer_current)
 {
     zl_poller_t *best;
@@ -125,17 +130,23 @@ zl_poller_t *zl_poller_pool_get(zl_poller_pool_t *pool, bool prefer_current)
         if (cur && zl_poller_pool_contains(pool, cur))
             return cur;
     }
-    /* Each call starts one further on, so idle pollers take turns. */
+    /* Loads within a few points are ties, and ties take turns (each call
+     * starts one poller further on): otherwise a burst herds onto whichever
+     * poller reads 1% less, since its load rises only as it works. */
     start = atomic_fetch_add_explicit(&pool->cursor, 1, memory_order_relaxed) %
             pool->n;
-    best = pool->pollers[start];
-    best_load = zl_poller_load(best);
-    for (size_t i = 1; i < pool->n && best_load > 0; i++) {
-        zl_poller_t *p = pool->pollers[(start + i) % pool->n];
-        unsigned load = zl_poller_load(p);
-        if (load < best_load) {
-            best = p;
+    best_load = UINT_MAX;
+    for (size_t i = 0; i < pool->n; i++) {
+        unsigned load = zl_poller_load(pool->pollers[i]);
+        if (load < best_load)
             best_load = load;
+    }
+    best = pool->pollers[start];
+    for (size_t i = 0; i < pool->n; i++) {
+        zl_poller_t *p = pool->pollers[(start + i) % pool->n];
+        if (zl_poller_load(p) <= best_load + ZL__LOAD_TIE) {
+            best = p;
+            break;
         }
     }
     return best;

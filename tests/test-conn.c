@@ -3090,6 +3090,81 @@ static void test_keep_recv_buffer(void)
     }
 }
 
+/* ------------------------------------------------------------ spreading */
+
+/* Sessions go to the pool's pollers by load.  The acceptor's own poller
+ * reads busier while it accepts, so it may get none of a burst; the idle
+ * ones tie, and ties go round-robin: the burst spreads over them. */
+#define SPREAD_CONNS 16
+typedef struct spread {
+    _Atomic(zl_poller_t *) pollers[SPREAD_CONNS];
+    atomic_int slot, n, closed;
+} spread_t;
+
+static void spread_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    spread_t *sp = zl_conn_get_data(c);
+    int i = atomic_fetch_add(&sp->slot, 1);
+
+    (void)err;
+    if (i < SPREAD_CONNS)
+        atomic_store(&sp->pollers[i], zl_conn_poller(c));
+    atomic_fetch_add(&sp->n, 1); /* after the slot is written */
+    /* Every callback runs on the poller that owns the session. */
+    CU_ASSERT(zl_poller_is_current(zl_conn_poller(c)));
+}
+
+static void spread_recv(zl_conn_t *c, zl_buf_t *b)
+{
+    (void)c;
+    (void)b;
+}
+
+static void spread_closed(zl_conn_t *c)
+{
+    spread_t *sp = zl_conn_get_data(c);
+    atomic_fetch_add(&sp->closed, 1);
+}
+
+static void test_sessions_spread(void)
+{
+    env_t e;
+    spread_t sp;
+    zl_conn_handler_t h = {.on_connect = spread_connect,
+                           .on_recv = spread_recv,
+                           .on_closed = spread_closed};
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    int fds[SPREAD_CONNS], per[3] = {0}, used = 0;
+
+    memset(&sp, 0, sizeof(sp));
+    env_up(&e, 3);
+    so.pool = e.pool;
+    CU_ASSERT_EQUAL_FATAL(zl_server_new(&s, &so, &h, &sp), 0);
+    for (int i = 0; i < SPREAD_CONNS; i++) {
+        fds[i] = raw_connect("127.0.0.1", srv_port(s), 0);
+        CU_ASSERT_FATAL(fds[i] >= 0);
+    }
+    CU_ASSERT_EQUAL(wait_ge(&sp.n, SPREAD_CONNS, 5000), SPREAD_CONNS);
+    for (int i = 0; i < SPREAD_CONNS && i < atomic_load(&sp.n); i++) {
+        zl_poller_t *p = atomic_load(&sp.pollers[i]);
+        CU_ASSERT(zl_poller_pool_contains(e.pool, p));
+        for (int j = 0; j < 3; j++)
+            per[j] += p == zl_poller_pool_at(e.pool, (size_t)j);
+    }
+    for (int j = 0; j < 3; j++)
+        used += per[j] > 0;
+    if (used < 2)
+        fprintf(stderr, "\n  sessions per poller: %d %d %d\n", per[0], per[1],
+                per[2]);
+    CU_ASSERT(used >= 2);
+    for (int i = 0; i < SPREAD_CONNS; i++)
+        close(fds[i]);
+    CU_ASSERT_EQUAL(wait_ge(&sp.closed, SPREAD_CONNS, 5000), SPREAD_CONNS);
+    zl_server_free(s);
+    env_down(&e);
+}
+
 int zl_test_register_conn(void)
 {
     static const zl_test_case_t cases[] = {
@@ -3166,6 +3241,7 @@ int zl_test_register_conn(void)
          test_client_options},
         {"on_recv buffer kept with zl_buf_ref: no copy, fresh buffer next",
          test_keep_recv_buffer},
+        {"sessions spread over the pool's pollers", test_sessions_spread},
         {NULL, NULL},
     };
     return zl_test_add_suite("conn", NULL, NULL, cases);

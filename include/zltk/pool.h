@@ -48,9 +48,10 @@ ZL_API size_t zl_poller_pool_size(const zl_poller_pool_t *pool);
 ZL_API zl_poller_t *zl_poller_pool_at(const zl_poller_pool_t *pool, size_t i);
 
 /* Pick a poller: the calling thread's own poller if prefer_current and it
- * belongs to this pool, else the one with the lowest zl_poller_load()
- * (scanning round-robin so ties spread out).  Owned by the pool.  Any
- * thread. */
+ * belongs to this pool, else the one with the lowest zl_poller_load().
+ * Loads within 5 percentage points count as equal and equal pollers take
+ * turns, so a burst of work spreads instead of herding onto the poller that
+ * read 1% less.  Owned by the pool.  Any thread. */
 ZL_API zl_poller_t *zl_poller_pool_get(zl_poller_pool_t *pool,
                                        bool prefer_current);
 
