@@ -61,6 +61,7 @@ typedef struct zl__ring {
 /* Load window: the last ZL__LOAD_SAMPLES wake-ups, at most 2 s old. */
 #define ZL__LOAD_SAMPLES 32
 #define ZL__LOAD_WINDOW_NS 2000000000ull
+#define ZL__LOAD_MIN_WINDOW_NS 100000000ull
 
 typedef struct zl__load_sample {
     uint64_t busy_ns, idle_ns, end_ns;

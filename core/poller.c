@@ -636,8 +636,10 @@ unsigned zl_poller_load(const zl_poller_t *p)
         idle += cur;
     else
         busy += cur;
-    if (busy + idle == 0)
-        return 0;
+    /* Over at least ZL__LOAD_MIN_WINDOW_NS: right after start the window is
+     * microseconds long, and one small task would read as real load. */
+    if (busy + idle < ZL__LOAD_MIN_WINDOW_NS)
+        idle = ZL__LOAD_MIN_WINDOW_NS - busy;
     return (unsigned)(busy * 100 / (busy + idle));
 }
 

@@ -196,7 +196,9 @@ ZL_API size_t zl_poller_timer_count(const zl_poller_t *poller);
 /* Load and statistics                                                  */
 
 /* Busy fraction of the loop, in percent, over the last 32 wake-ups or
- * 2 seconds, whichever is shorter (as ZLToolKit measures it).  Any thread. */
+ * 2 seconds, whichever is shorter (as ZLToolKit measures it), and over no
+ * less than 100 ms, so a poller that has just started does not read busy
+ * after one small task.  Any thread. */
 ZL_API unsigned zl_poller_load(const zl_poller_t *poller);
 
 /* Queueing-delay probe: posts a task stamped with the current time; when it
