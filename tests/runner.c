@@ -97,6 +97,32 @@ void zl_test_noop(void *arg)
     (void)arg;
 }
 
+int zl_test_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+int zl_test_wait_threads(int want)
+{
+    uint64_t end = zl_now_ms() + 2000u * zl_test_slow();
+    int n;
+
+    while ((n = zl_test_count_entries("/proc/self/task")) != want &&
+           zl_now_ms() < end)
+        zl_test_sleep_ms(1);
+    return n;
+}
+
 void zl_test_rm_tree(const char *path)
 {
     DIR *d = opendir(path);

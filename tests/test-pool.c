@@ -58,47 +58,19 @@ static int info_of(zl_poller_t *p, thread_info_t *ti)
     return zl_poller_sync(p, grab_info, ti);
 }
 
-/* Entries of a /proc/self directory: threads or descriptors. */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* Wait (bounded) until the thread count is back to want: a joined thread
- * may linger in /proc for a moment. */
-static int wait_threads(int want)
-{
-    uint64_t end = zl_now_ms() + 2000u * zl_test_slow();
-    int n;
-
-    while ((n = count_entries("/proc/self/task")) != want && zl_now_ms() < end)
-        zl_test_sleep_ms(1);
-    return n;
-}
-
 /* ------------------------------------------------------------ sizes */
 
 static void test_default_size(void)
 {
     zl_poller_pool_t *pool = NULL;
-    int threads = count_entries("/proc/self/task");
+    int threads = zl_test_count_entries("/proc/self/task");
 
     CU_ASSERT_EQUAL_FATAL(zl_poller_pool_new(&pool, NULL), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pool);
     CU_ASSERT_EQUAL(zl_poller_pool_size(pool), online_cpus());
     /* Relative to the count with the pool: TSan starts a helper thread
      * with the first pthread_create(). */
-    threads = count_entries("/proc/self/task") - (int)online_cpus();
+    threads = zl_test_count_entries("/proc/self/task") - (int)online_cpus();
     for (size_t i = 0; i < zl_poller_pool_size(pool); i++)
         CU_ASSERT_PTR_NOT_NULL(zl_poller_pool_at(pool, i));
 
@@ -108,7 +80,7 @@ static void test_default_size(void)
     CU_ASSERT_EQUAL(zl_poller_pool_size(pool2), online_cpus());
     zl_poller_pool_free(pool2);
     zl_poller_pool_free(pool);
-    CU_ASSERT_EQUAL(wait_threads(threads), threads);
+    CU_ASSERT_EQUAL(zl_test_wait_threads(threads), threads);
 }
 
 static void test_explicit_sizes(void)
@@ -138,7 +110,7 @@ static void test_bad_args(void)
     int cpus[1] = {0};
     zl_pool_options_t o = {.affinity = true, .cpus = cpus, .n_cpus = 0};
     zl_pool_options_t bad = {.size = 2, .backend = "no-such-backend"};
-    int threads = count_entries("/proc/self/task");
+    int threads = zl_test_count_entries("/proc/self/task");
 
     CU_ASSERT_EQUAL(zl_poller_pool_new(NULL, NULL), -EINVAL);
     CU_ASSERT_EQUAL(zl_poller_pool_new(&pool, &o), -EINVAL);
@@ -146,7 +118,7 @@ static void test_bad_args(void)
     pool = (zl_poller_pool_t *)&pool;
     CU_ASSERT_EQUAL(zl_poller_pool_new(&pool, &bad), -EINVAL);
     CU_ASSERT_PTR_NULL(pool);
-    CU_ASSERT_EQUAL(count_entries("/proc/self/task"), threads);
+    CU_ASSERT_EQUAL(zl_test_count_entries("/proc/self/task"), threads);
     zl_poller_pool_free(NULL); /* no-op */
 }
 
@@ -157,8 +129,8 @@ static void test_fail_midway(void)
     zl_pool_options_t o = {.size = 8};
     zl_poller_pool_t *pool = (zl_poller_pool_t *)&pool;
     struct rlimit old, lim;
-    int threads = count_entries("/proc/self/task");
-    int fds = count_entries("/proc/self/fd");
+    int threads = zl_test_count_entries("/proc/self/task");
+    int fds = zl_test_count_entries("/proc/self/fd");
     int free_slots = 0, rc;
     rlim_t cap;
 
@@ -177,8 +149,8 @@ static void test_fail_midway(void)
     CU_ASSERT_PTR_NULL(pool);
     if (rc == 0)
         zl_poller_pool_free(pool);
-    CU_ASSERT_EQUAL(wait_threads(threads), threads);
-    CU_ASSERT_EQUAL(count_entries("/proc/self/fd"), fds);
+    CU_ASSERT_EQUAL(zl_test_wait_threads(threads), threads);
+    CU_ASSERT_EQUAL(zl_test_count_entries("/proc/self/fd"), fds);
 }
 
 /* ------------------------------------------------------------ names */

@@ -19,32 +19,6 @@ static unsigned online_cpus(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
-static int count_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    int n = 0;
-
-    if (!d)
-        return -1;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* A joined thread may linger in /proc for a moment. */
-static int wait_threads(int want)
-{
-    uint64_t end = zl_now_ms() + 2000u * zl_test_slow();
-    int n;
-
-    while ((n = count_threads()) != want && zl_now_ms() < end)
-        zl_test_sleep_ms(1);
-    return n;
-}
-
 static void assert_down(void)
 {
     CU_ASSERT_PTR_NULL(zl_runtime_pollers());
@@ -86,8 +60,8 @@ static void test_init_shutdown(void)
         /* 2 pollers + 3 workers; counted from here because TSan starts a
          * helper thread with the first pthread_create(). */
         if (threads < 0)
-            threads = count_threads() - 5;
-        CU_ASSERT_EQUAL(count_threads(), threads + 5);
+            threads = zl_test_count_entries("/proc/self/task") - 5;
+        CU_ASSERT_EQUAL(zl_test_count_entries("/proc/self/task"), threads + 5);
 
         /* Already running: refused, and nothing changes. */
         CU_ASSERT_EQUAL(zl_runtime_init(NULL), -EALREADY);
@@ -96,7 +70,7 @@ static void test_init_shutdown(void)
 
         zl_runtime_shutdown();
         assert_down();
-        CU_ASSERT_EQUAL(wait_threads(threads), threads);
+        CU_ASSERT_EQUAL(zl_test_wait_threads(threads), threads);
     }
 
     /* Defaults: one poller per CPU, max(2, ncpu) workers. */
@@ -107,18 +81,18 @@ static void test_init_shutdown(void)
     zl_runtime_shutdown();
     zl_runtime_shutdown();
     assert_down();
-    CU_ASSERT_EQUAL(wait_threads(threads), threads);
+    CU_ASSERT_EQUAL(zl_test_wait_threads(threads), threads);
 }
 
 static void test_init_failure(void)
 {
     zl_runtime_options_t bad = {.pollers = 2, .backend = "no-such-backend"};
     zl_runtime_options_t poll = {.pollers = 2, .backend = "poll"};
-    int threads = count_threads();
+    int threads = zl_test_count_entries("/proc/self/task");
 
     CU_ASSERT_EQUAL(zl_runtime_init(&bad), -EINVAL);
     assert_down();
-    CU_ASSERT_EQUAL(count_threads(), threads);
+    CU_ASSERT_EQUAL(zl_test_count_entries("/proc/self/task"), threads);
 
     /* Options reach the pools. */
     CU_ASSERT_EQUAL_FATAL(zl_runtime_init(&poll), 0);

@@ -41,6 +41,12 @@ unsigned zl_test_slow(void);
 zl_poller_t *zl_test_new_poller(void);
 /* A task that does nothing (for zl_poller_sync barriers). */
 void zl_test_noop(void *arg);
+/* Entries of a /proc/self directory ("/proc/self/task": threads,
+ * "/proc/self/fd": descriptors); -1 if it cannot be read. */
+int zl_test_count_entries(const char *dir);
+/* Wait (bounded) until the process has want threads again: a joined
+ * thread may linger in /proc for a moment.  Returns the last count. */
+int zl_test_wait_threads(int want);
 /* Remove a directory tree the test created. */
 void zl_test_rm_tree(const char *path);
 
