@@ -14,10 +14,8 @@
 
 #include "host-config.h"
 
-static void report(zl_host_cfg_t *cfg, bool error, const char *group,
-                   const char *key, const char *fmt, ...) G_GNUC_PRINTF(5, 6);
-static void report(zl_host_cfg_t *cfg, bool error, const char *group,
-                   const char *key, const char *fmt, ...)
+void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
+                        const char *key, const char *fmt, ...)
 {
     va_list ap;
     char *msg;
@@ -38,8 +36,11 @@ static void report(zl_host_cfg_t *cfg, bool error, const char *group,
         cfg->warnings++;
 }
 
-#define ERR(cfg, g, k, ...) report(cfg, true, g, k, __VA_ARGS__)
-#define WARN(cfg, g, k, ...) report(cfg, false, g, k, __VA_ARGS__)
+#define ERR(cfg, g, k, ...) zl_host_cfg_report(cfg, true, g, k, __VA_ARGS__)
+#define WARN(cfg, g, k, ...) zl_host_cfg_report(cfg, false, g, k, __VA_ARGS__)
+/* A plugin problem: an error, or a warning when running leniently. */
+#define PERR(cfg, g, k, ...)                                                \
+    zl_host_cfg_report(cfg, !(cfg)->lenient, g, k, __VA_ARGS__)
 
 /* Integer key: returns true and sets *out when present and valid. */
 static bool get_int(zl_host_cfg_t *cfg, const char *g, const char *k,
@@ -162,20 +163,26 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
     uint16_t port;
     const char *colon = strrchr(text, ':');
 
-    if (zl_addr_split(text, host, sizeof(host), &port, false) == 0) {
+    if (!in->server && text[0] == '@') {
+        /* Checked once every group is known (zl_host_cfg_load). */
+        in->peer_server = g_strdup(text + 1);
+        return true;
+    }
+    if (zl_addr_split(text, host, sizeof(host), &port, in->server) == 0) {
         in->host = g_strdup(host);
         in->port = port;
         return true;
     }
     if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
         unsigned long v = strtoul(colon + 1, NULL, 10);
-        if (v == 0 || v > 65535) {
-            ERR(cfg, g, "address", "port %s is out of range (1..65535)",
-                colon + 1);
+        if ((v == 0 && !in->server) || v > 65535) {
+            ERR(cfg, g, "address", "port %s is out of range (%s..65535)",
+                colon + 1, in->server ? "0" : "1");
             return false;
         }
     }
-    ERR(cfg, g, "address", "'%s' is not HOST:PORT or [IPv6]:PORT", text);
+    ERR(cfg, g, "address", "'%s' is not HOST:PORT or [IPv6]:PORT%s", text,
+        in->server ? "" : " (or @NAME for the address of [server.NAME])");
     return false;
 }
 
@@ -186,8 +193,10 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
     int64_t n;
     bool b;
 
+    in->cfg = cfg;
     in->group = g_strdup(g);
     in->server = server;
+    in->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     in->name = g_strdup(strchr(g, '.') + 1);
     if (!*in->name)
         ERR(cfg, g, NULL, "the instance needs a name: [%s.NAME]",
@@ -244,28 +253,39 @@ static void instance_free(gpointer p)
     g_free(in->name);
     g_free(in->plugin);
     g_free(in->host);
+    g_free(in->peer_server);
+    if (in->inst)
+        zl_instance_free(in->inst);
+    g_hash_table_destroy(in->values);
     g_free(in);
 }
 
 /* ------------------------------------------------------------ public */
 
-int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file)
+static void cfg_init(zl_host_cfg_t *cfg, const char *file)
 {
-    GError *e = NULL;
-    char **groups;
-
     memset(cfg, 0, sizeof(*cfg));
     cfg->file = g_strdup(file);
     cfg->kf = g_key_file_new();
     cfg->clients = g_ptr_array_new_with_free_func(instance_free);
     cfg->servers = g_ptr_array_new_with_free_func(instance_free);
     cfg->plugins = g_ptr_array_new_with_free_func(g_free);
-    if (!g_key_file_load_from_file(cfg->kf, file, G_KEY_FILE_NONE, &e)) {
-        ERR(cfg, NULL, NULL, "%s", e->message);
-        g_error_free(e);
-        return -1;
+}
+
+static zl_host_instance_t *find_server(zl_host_cfg_t *cfg, const char *name)
+{
+    for (guint i = 0; i < cfg->servers->len; i++) {
+        zl_host_instance_t *in = cfg->servers->pdata[i];
+        if (!strcmp(in->name, name))
+            return in;
     }
-    groups = g_key_file_get_groups(cfg->kf, NULL);
+    return NULL;
+}
+
+static int cfg_parse(zl_host_cfg_t *cfg)
+{
+    char **groups = g_key_file_get_groups(cfg->kf, NULL);
+
     for (size_t i = 0; groups[i]; i++) {
         const char *g = groups[i];
         if (!strcmp(g, "host"))
@@ -281,7 +301,42 @@ int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file)
                                "[client.NAME] or [server.NAME]); ignored");
     }
     g_strfreev(groups);
+    for (guint i = 0; i < cfg->clients->len; i++) {
+        zl_host_instance_t *in = cfg->clients->pdata[i];
+        if (in->peer_server && !find_server(cfg, in->peer_server))
+            ERR(cfg, in->group, "address",
+                "@%s names no server: there is no [server.%s] group",
+                in->peer_server, in->peer_server);
+    }
     return cfg->errors ? -1 : 0;
+}
+
+int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file)
+{
+    GError *e = NULL;
+
+    cfg_init(cfg, file);
+    if (!g_key_file_load_from_file(cfg->kf, file, G_KEY_FILE_NONE, &e)) {
+        ERR(cfg, NULL, NULL, "%s", e->message);
+        g_error_free(e);
+        return -1;
+    }
+    return cfg_parse(cfg);
+}
+
+int zl_host_cfg_load_data(zl_host_cfg_t *cfg, const char *name,
+                          const char *data)
+{
+    GError *e = NULL;
+
+    cfg_init(cfg, name);
+    if (!g_key_file_load_from_data(cfg->kf, data, (gsize)-1, G_KEY_FILE_NONE,
+                                   &e)) {
+        ERR(cfg, NULL, NULL, "%s", e->message);
+        g_error_free(e);
+        return -1;
+    }
+    return cfg_parse(cfg);
 }
 
 static const char *setting(void *ctx, const char *plugin, const char *key)
@@ -302,6 +357,88 @@ static const char *kind_text(bool server)
     return server ? "server handler" : "client handler";
 }
 
+/* Keys the host itself reads in instance groups. */
+static const char *const host_keys_common[] = {
+    "plugin", "address", "transport", "send-timeout", "high-water",
+    "low-water", NULL};
+static const char *const host_keys_server[] = {"backlog", "max-connections",
+                                               NULL};
+static const char *const host_keys_client[] = {
+    "connect-timeout", "reconnect", "reconnect-min", "reconnect-max",
+    "max-attempts", NULL};
+
+static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
+{
+    char **keys = g_key_file_get_keys(cfg->kf, in->group, NULL, NULL);
+    const char *const *own = in->handler->keys;
+
+    for (size_t i = 0; keys && keys[i]; i++) {
+        const char *k = keys[i];
+        if (in_list(k, host_keys_common) ||
+            in_list(k, in->server ? host_keys_server : host_keys_client) ||
+            (own && in_list(k, own)))
+            continue;
+        if (own && *own) {
+            char *list = g_strjoinv(", ", (char **)own);
+            WARN(cfg, in->group, k, "unknown key, ignored (handler '%s' "
+                                    "reads: %s)", in->plugin, list);
+            g_free(list);
+        } else {
+            WARN(cfg, in->group, k, "unknown key, ignored (handler '%s' "
+                                    "reads no keys of its own)", in->plugin);
+        }
+    }
+    g_strfreev(keys);
+}
+
+static bool resolve_one(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
+                        const char *const *dirs, zl_host_instance_t *in)
+{
+    zl_provides_t kind = in->server ? ZL_PROVIDES_SERVER : ZL_PROVIDES_CLIENT;
+    const zl_registration_t *r;
+    zl_plugin_t *owner = NULL;
+    char *err = NULL;
+
+    if (!in->plugin || !*in->plugin)
+        return false;
+    r = zl_plugins_find_provider(reg, kind, in->plugin, &owner);
+    if (!r && zl_plugins_find_provider(reg, in->server ? ZL_PROVIDES_CLIENT
+                                                       : ZL_PROVIDES_SERVER,
+                                       in->plugin, &owner)) {
+        ERR(cfg, in->group, "plugin",
+            "'%s' (from plugin %s) is a %s, not a %s: use it in a "
+            "[%s.NAME] group",
+            in->plugin, zl_plugin_get_desc(owner)->name,
+            kind_text(!in->server), kind_text(in->server),
+            in->server ? "client" : "server");
+        return false;
+    }
+    if (!r) {
+        /* Not provided by what is loaded: load the plugin of that name
+         * (an instance needs no [plugin.NAME] group). */
+        owner = zl_plugins_find(reg, in->plugin);
+        if (!owner && zl_plugins_load(reg, in->plugin, dirs, &err) < 0) {
+            PERR(cfg, in->group, "plugin", "%s%s", err ? err : "cannot load",
+                 cfg->lenient ? "; this instance does not run" : "");
+            free(err);
+            return false;
+        }
+        free(err);
+        r = zl_plugins_find_provider(reg, kind, in->plugin, &owner);
+    }
+    if (!r) {
+        ERR(cfg, in->group, "plugin",
+            "plugin '%s' provides no %s named '%s' (see "
+            "zltk-host --list-plugins)",
+            in->plugin, kind_text(in->server), in->plugin);
+        return false;
+    }
+    in->handler = r->vtable;
+    in->owner = owner;
+    check_keys(cfg, in);
+    return true;
+}
+
 int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
                         const char *const *dirs)
 {
@@ -311,46 +448,84 @@ int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
         char *group = g_strconcat("plugin.", name, NULL), *err = NULL;
         if (!zl_plugins_find(reg, name) &&
             zl_plugins_load(reg, name, dirs, &err) < 0)
-            ERR(cfg, group, NULL, "%s", err ? err : "cannot load");
+            PERR(cfg, group, NULL, "%s", err ? err : "cannot load");
         free(err);
         g_free(group);
     }
     for (int s = 0; s < 2; s++) {
         GPtrArray *list = s ? cfg->servers : cfg->clients;
-        zl_provides_t kind = s ? ZL_PROVIDES_SERVER : ZL_PROVIDES_CLIENT;
+        for (guint i = 0; i < list->len; i++)
+            resolve_one(cfg, reg, dirs, list->pdata[i]);
+    }
+    return cfg->errors ? -1 : 0;
+}
+
+/* ------------------------------------------------------ instances */
+
+static const char *inst_config(void *ctx, const char *key)
+{
+    zl_host_instance_t *in = ctx;
+    char *v = g_hash_table_lookup(in->values, key);
+
+    if (v)
+        return v;
+    v = g_key_file_get_value(in->cfg->kf, in->group, key, NULL);
+    if (!v)
+        return NULL;
+    g_hash_table_insert(in->values, g_strdup(key), v);
+    return v;
+}
+
+static void inst_report(void *ctx, const char *key, const char *message)
+{
+    zl_host_instance_t *in = ctx;
+
+    ERR(in->cfg, in->group, key, "%s", message);
+}
+
+int zl_host_cfg_instances(zl_host_cfg_t *cfg)
+{
+    for (int s = 0; s < 2; s++) {
+        GPtrArray *list = s ? cfg->servers : cfg->clients;
         for (guint i = 0; i < list->len; i++) {
             zl_host_instance_t *in = list->pdata[i];
-            zl_plugin_t *owner = NULL;
-            char *err = NULL;
+            zl_instance_options_t o = {
+                .name = in->name,
+                .server = in->server,
+                .handler = in->handler,
+                .plugin = in->owner,
+                .config = inst_config,
+                .report = inst_report,
+                .ctx = in,
+                .on_finished = cfg->on_finished,
+            };
+            zl_conn_options_t *co = in->server ? &o.server_opts.conn
+                                               : &o.client.conn;
 
-            if (!in->plugin || !*in->plugin)
+            if (!in->handler || in->inst)
                 continue;
-            if (zl_plugins_find_provider(reg, kind, in->plugin, NULL))
-                continue;
-            if (zl_plugins_find_provider(reg, s ? ZL_PROVIDES_CLIENT
-                                                : ZL_PROVIDES_SERVER,
-                                         in->plugin, &owner)) {
-                ERR(cfg, in->group, "plugin",
-                    "'%s' (from plugin %s) is a %s, not a %s: use it in a "
-                    "[%s.NAME] group",
-                    in->plugin, zl_plugin_get_desc(owner)->name,
-                    kind_text(!s), kind_text(s), s ? "client" : "server");
-                continue;
+            co->high_water = in->high_water;
+            co->low_water = in->low_water;
+            if (in->has_send_timeout) {
+                co->send_timeout_ms = (uint32_t)in->send_timeout_ms;
+                co->no_send_timeout = in->send_timeout_ms == 0;
             }
-            /* Not provided by what is loaded: load the plugin of that name
-             * (an instance needs no [plugin.NAME] group). */
-            owner = zl_plugins_find(reg, in->plugin);
-            if (!owner && zl_plugins_load(reg, in->plugin, dirs, &err) < 0) {
-                ERR(cfg, in->group, "plugin", "%s", err ? err : "cannot load");
-                free(err);
-                continue;
+            if (in->server) {
+                o.server_opts.host = in->host;
+                o.server_opts.port = in->port;
+                o.server_opts.backlog = in->backlog;
+                o.server_opts.max_conns = in->max_conns;
+            } else {
+                o.client.host = in->host; /* NULL for @NAME: set at start */
+                o.client.port = in->port;
+                o.client.connect_timeout_ms = in->connect_timeout_ms;
+                o.client.reconnect = in->reconnect;
+                o.client.reconnect_min_ms = in->reconnect_min_ms;
+                o.client.reconnect_max_ms = in->reconnect_max_ms;
+                o.client.max_attempts = in->max_attempts;
             }
-            free(err);
-            if (!zl_plugins_find_provider(reg, kind, in->plugin, NULL))
-                ERR(cfg, in->group, "plugin",
-                    "plugin '%s' provides no %s named '%s' (see "
-                    "zltk-host --list-plugins)",
-                    in->plugin, kind_text(s), in->plugin);
+            if (zl_instance_new(&in->inst, &o) < 0)
+                in->inst = NULL;
         }
     }
     return cfg->errors ? -1 : 0;

@@ -5,9 +5,13 @@
 #include <glib.h>
 #include <zltk/zltk.h>
 
+typedef struct zl_host_cfg zl_host_cfg_t;
+
 /* One [client.NAME] or [server.NAME] group, validated. */
 typedef struct zl_host_instance {
+    zl_host_cfg_t *cfg;
     char *group, *name, *plugin, *host;
+    char *peer_server; /* client address "@NAME": server.NAME's address */
     bool server;
     uint16_t port;
     int64_t send_timeout_ms; /* with has_send_timeout; 0 = off */
@@ -18,9 +22,14 @@ typedef struct zl_host_instance {
     uint32_t connect_timeout_ms, reconnect_min_ms, reconnect_max_ms;
     bool reconnect;
     unsigned max_attempts;
+    /* Filled by zl_host_cfg_resolve / zl_host_cfg_instances. */
+    const zl_handler_t *handler;
+    zl_plugin_t *owner;
+    zl_instance_t *inst;
+    GHashTable *values; /* key -> raw value, kept for the instance */
 } zl_host_instance_t;
 
-typedef struct zl_host_cfg {
+struct zl_host_cfg {
     char *file;
     GKeyFile *kf;
     int errors, warnings;
@@ -29,11 +38,28 @@ typedef struct zl_host_cfg {
     char *backend, *log_level, *plugin_dir;
     GPtrArray *plugins;          /* names of [plugin.NAME] groups */
     GPtrArray *clients, *servers; /* zl_host_instance_t */
-} zl_host_cfg_t;
+    bool lenient; /* plugin problems are warnings; instances are skipped */
+    /* Given to every client instance (zl_instance_options_t.on_finished);
+     * its ctx argument is the zl_host_instance_t. */
+    void (*on_finished)(zl_instance_t *inst, void *ctx);
+};
 
 /* Parse and validate file; every problem is printed to stderr (one line,
  * naming file, group and key).  Returns 0, or -1 if there were errors. */
 int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file);
+/* Same, from text in memory; name stands for the file in messages. */
+int zl_host_cfg_load_data(zl_host_cfg_t *cfg, const char *name,
+                          const char *data);
+
+/* Report a problem as "zltk-host: FILE: [GROUP] KEY: message". */
+void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
+                        const char *key, const char *fmt, ...)
+    G_GNUC_PRINTF(5, 6);
+
+/* Create a zl_instance_t for every instance whose handler was resolved
+ * (each handler checks its own keys).  Returns 0, or -1 if there were
+ * errors (printed). */
+int zl_host_cfg_instances(zl_host_cfg_t *cfg);
 
 /* Load the plugins the file names ([plugin.NAME] groups and each
  * instance's plugin) from dirs and check every instance's handler exists

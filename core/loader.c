@@ -8,6 +8,7 @@
 #include "zl-internal.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ struct zl_plugin {
     size_t nregs;
     bool in_init;
     bool inited;
+    bool started;
+    atomic_bool stopped; /* set by the stop completion, any thread */
 };
 
 struct zl_plugin_registry {
@@ -35,6 +38,8 @@ struct zl_plugin_registry {
     zl_plugin_setting_fn setting;
     void *setting_ctx;
     char *source;
+    pthread_mutex_t mu; /* with cv: stop completions */
+    pthread_cond_t cv;
 };
 
 /* ------------------------------------------------------------ messages */
@@ -77,6 +82,22 @@ static int host_register(zl_plugin_t *self, const zl_registration_t *r)
                   "kind and a name)",
                   self->desc->name);
         return -EINVAL;
+    }
+    if (kind != ZL_PROVIDES_LAYER) {
+        const zl_handler_t *h = r->vtable;
+        const char *why = !h ? "has no vtable (a zl_handler_t)"
+                          : h->struct_size < ZL_HANDLER_SIZE_1_0
+                              ? "has a zl_handler_t with a bad struct_size "
+                                "(set it to sizeof(zl_handler_t))"
+                          : !h->on_recv ? "lacks the mandatory on_recv callback"
+                                        : NULL;
+        if (why) {
+            g_warning("plugin %s: %s handler '%s' %s: fix the plugin",
+                      self->desc->name,
+                      kind == ZL_PROVIDES_CLIENT ? "client" : "server",
+                      r->name, why);
+            return -EINVAL;
+        }
     }
     if (zl_plugins_find_provider(self->reg, r->kind, r->name, NULL)) {
         g_warning("plugin %s: a %s named '%s' is already registered",
@@ -136,32 +157,23 @@ static void type_error(zl_plugin_t *self, const char *key, const char *v,
               self->desc->name, key, v, want);
 }
 
-static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
+int zl__parse_int(const char *v, int64_t *out)
 {
-    const char *v = host_get_string(self, key);
     gint64 n;
     char *end;
 
-    if (!v)
-        return -ENOENT;
     errno = 0;
     n = g_ascii_strtoll(v, &end, 10);
     while (*end == ' ' || *end == '\t')
         end++;
-    if (end == v || *end || errno) {
-        type_error(self, key, v, "an integer");
+    if (end == v || *end || errno)
         return -EINVAL;
-    }
     *out = n;
     return 0;
 }
 
-static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
+int zl__parse_bool(const char *v, bool *out)
 {
-    const char *v = host_get_string(self, key);
-
-    if (!v)
-        return -ENOENT;
     if (!g_ascii_strcasecmp(v, "true") || !g_ascii_strcasecmp(v, "yes") ||
         !strcmp(v, "1")) {
         *out = true;
@@ -172,8 +184,33 @@ static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
         *out = false;
         return 0;
     }
-    type_error(self, key, v, "a boolean (true or false)");
     return -EINVAL;
+}
+
+static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
+{
+    const char *v = host_get_string(self, key);
+
+    if (!v)
+        return -ENOENT;
+    if (zl__parse_int(v, out) < 0) {
+        type_error(self, key, v, "an integer");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
+{
+    const char *v = host_get_string(self, key);
+
+    if (!v)
+        return -ENOENT;
+    if (zl__parse_bool(v, out) < 0) {
+        type_error(self, key, v, "a boolean (true or false)");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static const char *host_name(const zl_plugin_t *self)
@@ -191,6 +228,32 @@ static const zl_host_api_t host_api = {
     .get_int = host_get_int,
     .get_bool = host_get_bool,
     .name = host_name,
+    .instance_name = zl__instance_name,
+    .instance_is_server = zl__instance_is_server,
+    .instance_data = zl__instance_data,
+    .config_string = zl__instance_config_string,
+    .config_int = zl__instance_config_int,
+    .config_bool = zl__instance_config_bool,
+    .config_error = zl__instance_config_error,
+    .send = zl__session_send,
+    .send_buf = zl__session_send_buf,
+    .close = zl__session_close,
+    .abort = zl__session_abort,
+    .shutdown = zl__session_shutdown,
+    .pause = zl__session_pause,
+    .resume = zl__session_resume,
+    .peer = zl__session_peer,
+    .local = zl__session_local,
+    .session_name = zl__session_name,
+    .session_instance = zl__session_instance,
+    .session_poller = zl__session_poller,
+    .queued = zl__session_queued,
+    .session_ref = zl__session_ref,
+    .session_unref = zl__session_unref,
+    .add_timer = zl__session_add_timer,
+    .post = zl__session_post,
+    .submit = zl__session_submit,
+    .session_log = zl__session_log,
 };
 
 const zl_host_api_t *zl_plugins_host_api(void)
@@ -203,7 +266,63 @@ const zl_host_api_t *zl_plugins_host_api(void)
 int zl_plugins_new(zl_plugin_registry_t **out)
 {
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -ENOMEM;
+    if (!*out)
+        return -ENOMEM;
+    pthread_mutex_init(&(*out)->mu, NULL);
+    pthread_cond_init(&(*out)->cv, NULL);
+    return 0;
+}
+
+int zl_plugins_start(zl_plugin_registry_t *reg)
+{
+    int failed = 0;
+
+    for (size_t i = 0; i < reg->n; i++) {
+        zl_plugin_t *p = reg->plugins[i];
+        int rc;
+
+        if (p->started)
+            continue;
+        rc = p->desc->start ? p->desc->start(p) : 0;
+        if (rc) {
+            g_warning("plugin %s: start failed: %s; it is skipped",
+                      p->desc->name, zl_strerror(rc < 0 ? rc : -EIO));
+            p->nregs = 0; /* its handlers are no longer offered */
+            failed++;
+            continue;
+        }
+        p->started = true;
+    }
+    return failed;
+}
+
+static void stop_done(zl_plugin_t *p)
+{
+    zl_plugin_registry_t *reg = p->reg;
+
+    pthread_mutex_lock(&reg->mu);
+    atomic_store(&p->stopped, true);
+    pthread_cond_broadcast(&reg->cv);
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void zl_plugins_stop(zl_plugin_registry_t *reg)
+{
+    for (size_t i = reg->n; i-- > 0;) {
+        zl_plugin_t *p = reg->plugins[i];
+
+        if (!p->started)
+            continue;
+        p->started = false;
+        if (!p->desc->stop)
+            continue;
+        atomic_store(&p->stopped, false);
+        p->desc->stop(p, stop_done);
+        pthread_mutex_lock(&reg->mu);
+        while (!atomic_load(&p->stopped))
+            pthread_cond_wait(&reg->cv, &reg->mu);
+        pthread_mutex_unlock(&reg->mu);
+    }
 }
 
 void zl_plugins_set_settings(zl_plugin_registry_t *reg,
@@ -229,10 +348,13 @@ void zl_plugins_free(zl_plugin_registry_t *reg)
 {
     if (!reg)
         return;
+    zl_plugins_stop(reg);
     for (size_t i = reg->n; i-- > 0;)
         plugin_free(reg->plugins[i]);
     free(reg->plugins);
     free(reg->source);
+    pthread_cond_destroy(&reg->cv);
+    pthread_mutex_destroy(&reg->mu);
     free(reg);
 }
 

@@ -30,4 +30,47 @@ void zl__poller_unref(zl_poller_t *p);
 /* Pin the calling thread to one CPU.  Returns 0 or -errno. */
 int zl__thread_pin(int cpu);
 
+/* Config value parsing shared by plugin and instance settings: 0 or
+ * -EINVAL.  Integers are decimal (surrounding blanks allowed); booleans are
+ * true/false, yes/no or 1/0 (case-insensitive). */
+int zl__parse_int(const char *v, int64_t *out);
+int zl__parse_bool(const char *v, bool *out);
+
+/* The host API's instance and session functions (core/session.c). */
+const char *zl__instance_name(const zl_instance_t *inst);
+bool zl__instance_is_server(const zl_instance_t *inst);
+void *zl__instance_data(const zl_instance_t *inst);
+const char *zl__instance_config_string(const zl_instance_t *inst,
+                                       const char *key);
+int zl__instance_config_int(const zl_instance_t *inst, const char *key,
+                            int64_t *out);
+int zl__instance_config_bool(const zl_instance_t *inst, const char *key,
+                             bool *out);
+void zl__instance_config_error(zl_instance_t *inst, const char *key,
+                               const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+int zl__session_send(zl_session_t *s, const void *data, size_t len);
+int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf);
+void zl__session_close(zl_session_t *s);
+void zl__session_abort(zl_session_t *s);
+void zl__session_shutdown(zl_session_t *s);
+void zl__session_pause(zl_session_t *s);
+void zl__session_resume(zl_session_t *s);
+const zl_addr_t *zl__session_peer(const zl_session_t *s);
+const zl_addr_t *zl__session_local(const zl_session_t *s);
+const char *zl__session_name(const zl_session_t *s);
+zl_instance_t *zl__session_instance(const zl_session_t *s);
+zl_poller_t *zl__session_poller(const zl_session_t *s);
+size_t zl__session_queued(const zl_session_t *s);
+zl_session_t *zl__session_ref(zl_session_t *s);
+void zl__session_unref(zl_session_t *s);
+int zl__session_add_timer(zl_session_t *s, uint64_t delay_ms,
+                          zl_session_timer_fn fn, void *arg,
+                          zl_destroy_fn destroy);
+int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
+                     zl_destroy_fn destroy);
+int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
+                       void *arg, zl_destroy_fn destroy);
+void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
+                     ...) G_GNUC_PRINTF(3, 4);
+
 #endif

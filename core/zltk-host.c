@@ -1,11 +1,15 @@
 /* zltk-host — the zltk host program.
  *
- * This version runs the core runtime (a pool of pollers and a worker pool,
- * with a heartbeat on every poller that logs its load and queueing delay)
- * and inspects plugins (--list-plugins).  Running plugin instances from a
- * config file comes next.
+ * Loads the plugins a configuration names and runs its instances: servers
+ * that listen and clients that connect, each driven by a plugin's handler.
+ * Without --config it runs a built-in configuration (an echo server and a
+ * tcp client on loopback); --connect and --listen run one tcp client or one
+ * echo server for one-off use.  SIGINT/SIGTERM stop it gracefully (stop
+ * accepting, close sessions, stop plugins, flush logs); a second signal
+ * ends it at once.
  *
- * Exit codes: 0 success, 1 runtime failure, 2 bad command line.
+ * Exit codes: 0 success, 1 runtime failure (bad configuration, a server
+ * that cannot listen, --connect that failed), 2 bad command line.
  */
 #define G_LOG_DOMAIN "zltk-host"
 #include "config.h"
@@ -25,6 +29,23 @@
 
 #include "host-config.h"
 
+/* The configuration run when no --config is given. */
+static const char default_config[] =
+    "# zltk-host built-in configuration (print it with --print-config):\n"
+    "# an echo server and a tcp client talking to it over loopback.\n"
+    "\n"
+    "[server.echo]\n"
+    "plugin = echo\n"
+    "# port 0: any free port; clients reach it as @echo\n"
+    "address = 127.0.0.1:0\n"
+    "\n"
+    "[client.hello]\n"
+    "plugin = tcp\n"
+    "address = @echo\n"
+    "# sent on connect, and on every manager tick (2 s) with a counter\n"
+    "send = hello from zltk\\n\n"
+    "tick = tick {n}\\n\n";
+
 typedef struct beat {
     zl_poller_t *poller;
     atomic_uint count;
@@ -38,6 +59,13 @@ static void on_delay(zl_poller_t *p, uint64_t delay_us, void *arg)
               zl_poller_name(p), atomic_fetch_add(&b->count, 1) + 1,
               zl_poller_load(p), delay_us, zl_poller_fd_count(p),
               zl_poller_timer_count(p));
+}
+
+static bool heartbeat(void *arg)
+{
+    beat_t *b = arg;
+    zl_poller_probe_delay(b->poller, on_delay, b);
+    return true;
 }
 
 /* Plugin search path: --plugin-dir (in order), the config's [host]
@@ -77,46 +105,6 @@ static const char *kind_name(zl_provides_t k)
     return k == ZL_PROVIDES_CLIENT   ? "client handler"
            : k == ZL_PROVIDES_SERVER ? "server handler"
                                      : "layer";
-}
-
-/* --check-config: validate the file, load the plugins it names, print
- * every problem.  Exit 0 clean (warnings allowed), 1 with errors. */
-static int check_config(const char *file, char **cli_dirs)
-{
-    zl_host_cfg_t cfg;
-    zl_plugin_registry_t *reg = NULL;
-    char **path;
-    int status;
-
-    zl_log_options_t lo = {.level = ZL_LOG_WARNING, .console = true};
-
-    /* Plugins' own log lines in zltk's format, not GLib's default. */
-    zl_log_init(&lo);
-    zl_host_cfg_load(&cfg, file);
-    path = plugin_path(cli_dirs, cfg.plugin_dir);
-    if (cfg.kf && zl_plugins_new(&reg) == 0)
-        zl_host_cfg_resolve(&cfg, reg, (const char *const *)path);
-    if (cfg.errors) {
-        /* On stdout, and not in the shape of a problem line. */
-        printf("configuration FAILED: %s: %d error%s, %d warning%s\n", file,
-               cfg.errors, cfg.errors == 1 ? "" : "s", cfg.warnings,
-               cfg.warnings == 1 ? "" : "s");
-        status = 1;
-    } else {
-        printf("configuration OK: %s: %u client%s, %u server%s, %zu "
-               "plugin%s loaded, %d warning%s\n",
-               file, cfg.clients->len, cfg.clients->len == 1 ? "" : "s",
-               cfg.servers->len, cfg.servers->len == 1 ? "" : "s",
-               reg ? zl_plugins_count(reg) : 0,
-               reg && zl_plugins_count(reg) == 1 ? "" : "s", cfg.warnings,
-               cfg.warnings == 1 ? "" : "s");
-        status = 0;
-    }
-    zl_plugins_free(reg);
-    g_strfreev(path);
-    zl_host_cfg_free(&cfg);
-    zl_log_shutdown();
-    return status;
 }
 
 /* --list-plugins: every plugin found on the path, like gst-inspect. */
@@ -159,81 +147,367 @@ static int list_plugins(char **path)
     return bad ? 1 : 0;
 }
 
-static bool heartbeat(void *arg)
+typedef struct host_opts {
+    gint duration, pollers, workers, heartbeat;
+    gchar *backend, *level, *log_file, *config, *connect, *listen;
+    gboolean version, list, check, print_config, strict;
+    gchar **plugin_dirs;
+} host_opts_t;
+
+static pthread_t main_thread;
+
+/* A client instance ended on its own (gave up, or its peer closed): wake
+ * the main thread, which decides what that means. */
+static void on_finished(zl_instance_t *inst, void *ctx)
 {
-    beat_t *b = arg;
-    zl_poller_probe_delay(b->poller, on_delay, b);
+    (void)inst, (void)ctx;
+    pthread_kill(main_thread, SIGUSR1);
+}
+
+/* Shortcut arguments become a configuration text; refuse what would break
+ * the key file syntax. */
+static bool shortcut_ok(const char *opt, const char *arg)
+{
+    for (const char *c = arg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == '#') {
+            fprintf(stderr, "zltk-host: %s '%s': not HOST:PORT\n", opt, arg);
+            return false;
+        }
+    if (g_str_has_prefix(arg, "tls://")) {
+        fprintf(stderr, "zltk-host: %s %s: TLS is not available yet (this "
+                        "build has no TLS layer); use HOST:PORT\n",
+                opt, arg);
+        return false;
+    }
     return true;
+}
+
+static int load_config(zl_host_cfg_t *cfg, const host_opts_t *o)
+{
+    char *text;
+    int rc;
+
+    if (o->config)
+        return zl_host_cfg_load(cfg, o->config);
+    if (o->connect) {
+        text = g_strdup_printf("[client.connect]\nplugin = tcp\naddress = %s\n"
+                               "mode = stdio\n", o->connect);
+        rc = zl_host_cfg_load_data(cfg, "--connect", text);
+    } else if (o->listen) {
+        text = g_strdup_printf("[server.listen]\nplugin = echo\n"
+                               "address = %s\n", o->listen);
+        rc = zl_host_cfg_load_data(cfg, "--listen", text);
+    } else {
+        text = NULL;
+        rc = zl_host_cfg_load_data(cfg, "built-in configuration",
+                                   default_config);
+    }
+    g_free(text);
+    return rc;
+}
+
+static void print_summary(const zl_host_cfg_t *cfg, zl_plugin_registry_t *reg)
+{
+    if (cfg->errors) {
+        /* On stdout, and not in the shape of a problem line. */
+        printf("configuration FAILED: %s: %d error%s, %d warning%s\n",
+               cfg->file, cfg->errors, cfg->errors == 1 ? "" : "s",
+               cfg->warnings, cfg->warnings == 1 ? "" : "s");
+        return;
+    }
+    printf("configuration OK: %s: %u client%s, %u server%s, %zu "
+           "plugin%s loaded, %d warning%s\n",
+           cfg->file, cfg->clients->len, cfg->clients->len == 1 ? "" : "s",
+           cfg->servers->len, cfg->servers->len == 1 ? "" : "s",
+           reg ? zl_plugins_count(reg) : 0,
+           reg && zl_plugins_count(reg) == 1 ? "" : "s", cfg->warnings,
+           cfg->warnings == 1 ? "" : "s");
+}
+
+/* The address a client reaches server NAME at: its bound address, with a
+ * wildcard replaced by loopback. */
+static bool server_address(zl_host_cfg_t *cfg, const char *name, char *host,
+                           size_t hostlen, uint16_t *port)
+{
+    char buf[ZL_ADDR_STRLEN];
+
+    for (guint i = 0; i < cfg->servers->len; i++) {
+        zl_host_instance_t *in = cfg->servers->pdata[i];
+        const zl_addr_t *a;
+
+        if (strcmp(in->name, name) || !in->inst)
+            continue;
+        a = zl_instance_server_addr(in->inst);
+        if (!a)
+            return false;
+        zl_addr_format(a, buf, sizeof(buf));
+        if (zl_addr_split(buf, host, hostlen, port, true) < 0)
+            return false;
+        if (!strcmp(host, "0.0.0.0"))
+            g_strlcpy(host, "127.0.0.1", hostlen);
+        else if (!strcmp(host, "::"))
+            g_strlcpy(host, "::1", hostlen);
+        return true;
+    }
+    return false;
+}
+
+/* Start servers, then clients.  Returns the number started, or -1 after a
+ * fatal failure (printed). */
+static int start_instances(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
+                           bool strict)
+{
+    int started = 0;
+
+    for (int s = 1; s >= 0; s--) {
+        GPtrArray *list = s ? cfg->servers : cfg->clients;
+        for (guint i = 0; i < list->len; i++) {
+            zl_host_instance_t *in = list->pdata[i];
+            char host[256];
+            uint16_t port;
+            int rc;
+
+            if (!in->inst)
+                continue;
+            if (!zl_plugins_find_provider(reg, s ? ZL_PROVIDES_SERVER
+                                                 : ZL_PROVIDES_CLIENT,
+                                          in->plugin, NULL)) {
+                zl_host_cfg_report(cfg, strict, in->group, "plugin",
+                                   "handler '%s' is gone: its plugin failed "
+                                   "to start%s", in->plugin,
+                                   strict ? "" : "; this instance does not run");
+                if (strict)
+                    return -1;
+                continue;
+            }
+            if (in->peer_server) {
+                if (!server_address(cfg, in->peer_server, host, sizeof(host),
+                                    &port)) {
+                    zl_host_cfg_report(cfg, true, in->group, "address",
+                                       "@%s: that server is not running",
+                                       in->peer_server);
+                    return -1;
+                }
+                zl_instance_set_address(in->inst, host, port);
+            }
+            rc = zl_instance_start(in->inst);
+            if (rc < 0) {
+                zl_host_cfg_report(cfg, true, in->group, "address",
+                                   "cannot %s: %s", s ? "listen" : "connect",
+                                   zl_strerror(rc));
+                return -1;
+            }
+            if (s) {
+                char buf[ZL_ADDR_STRLEN];
+                g_message("[%s] %s listening on %s", in->group, in->plugin,
+                          zl_addr_format(zl_instance_server_addr(in->inst),
+                                         buf, sizeof(buf)));
+            }
+            started++;
+        }
+    }
+    return started;
+}
+
+static void stop_instances(zl_host_cfg_t *cfg)
+{
+    for (int s = 0; s < 2; s++) {
+        GPtrArray *list = s ? cfg->servers : cfg->clients;
+        for (guint i = 0; i < list->len; i++) {
+            zl_host_instance_t *in = list->pdata[i];
+            if (in->inst)
+                zl_instance_stop(in->inst);
+        }
+    }
+}
+
+/* After SIGUSR1: log clients that have ended; true when every instance has
+ * (nothing is left to run). */
+static bool note_finished(zl_host_cfg_t *cfg, bool *reported, bool quiet)
+{
+    bool all = cfg->servers->len == 0;
+
+    for (guint i = 0; i < cfg->clients->len; i++) {
+        zl_host_instance_t *in = cfg->clients->pdata[i];
+        zl_instance_stats_t st;
+        char msg[256];
+
+        if (!in->inst)
+            continue;
+        zl_instance_get_stats(in->inst, &st);
+        if (st.active) {
+            all = false;
+            continue;
+        }
+        if (!reported[i] && !quiet)
+            g_message("[%s] ended: %s", in->group,
+                      *zl_instance_last_error(in->inst, msg, sizeof(msg))
+                          ? msg
+                          : "closed");
+        reported[i] = true;
+    }
+    return all;
+}
+
+/* --connect: 0 if the connection was made and ended normally. */
+static int connect_status(zl_host_cfg_t *cfg, const char *addr)
+{
+    zl_host_instance_t *in = cfg->clients->len ? cfg->clients->pdata[0] : NULL;
+    zl_instance_stats_t st;
+    char msg[256];
+
+    if (!in || !in->inst)
+        return 1;
+    zl_instance_get_stats(in->inst, &st);
+    zl_instance_last_error(in->inst, msg, sizeof(msg));
+    if (!st.connected) {
+        fprintf(stderr, "zltk-host: cannot connect to %s: %s\n", addr,
+                *msg ? msg : "stopped before connecting");
+        return 1;
+    }
+    if (st.last_error && st.last_error != ZL_EOF &&
+        st.last_error != ZL_ESHUTDOWN) {
+        fprintf(stderr, "zltk-host: connection to %s failed: %s\n", addr, msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Wait for a stop signal, the duration, or (connect mode) the end of the
+ * client.  Returns the signal, or 0 when time ran out or everything ended. */
+static int wait_for_stop(const sigset_t *set, int duration,
+                         zl_host_cfg_t *cfg, bool connect_mode)
+{
+    uint64_t deadline = duration > 0 ? zl_now_ms() + (uint64_t)duration * 1000
+                                     : 0;
+    bool *reported = g_new0(bool, cfg->clients->len + 1);
+    int sig;
+
+    for (;;) {
+        if (deadline) {
+            uint64_t now = zl_now_ms(), left;
+            struct timespec ts;
+
+            if (now >= deadline) {
+                sig = 0;
+                break;
+            }
+            left = deadline - now;
+            ts.tv_sec = (time_t)(left / 1000);
+            ts.tv_nsec = (long)(left % 1000) * 1000000L;
+            sig = sigtimedwait(set, NULL, &ts);
+            if (sig < 0) {
+                if (errno == EINTR)
+                    continue;
+                sig = 0;
+                break;
+            }
+        } else if (sigwait(set, &sig) != 0) {
+            continue;
+        }
+        if (sig != SIGUSR1)
+            break;
+        if (note_finished(cfg, reported, connect_mode)) {
+            sig = 0;
+            break;
+        }
+    }
+    g_free(reported);
+    return sig;
 }
 
 int main(int argc, char **argv)
 {
-    gint duration = 0, pollers = 0, workers = 0;
-    gint interval = 2000;
-    gchar *backend = NULL, *level = NULL, *log_file = NULL;
-    gboolean version = FALSE, list = FALSE, check = FALSE;
-    gchar *config = NULL;
-    gchar **plugin_dirs = NULL;
-    char **path = NULL;
+    host_opts_t o = {.pollers = -1, .workers = -1};
     GOptionEntry entries[] = {
-        {"duration", 'd', 0, G_OPTION_ARG_INT, &duration,
+        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &o.config,
+         "Run the instances of FILE (a key file: [host], [plugin.NAME], "
+         "[client.NAME], [server.NAME]; see zltk.conf(5)).  Without it, the "
+         "built-in configuration runs", "FILE"},
+        {"check-config", 0, 0, G_OPTION_ARG_NONE, &o.check,
+         "Validate the configuration and load the plugins it names without "
+         "starting anything; print every problem, exit 1 if any", NULL},
+        {"print-config", 0, 0, G_OPTION_ARG_NONE, &o.print_config,
+         "Print the built-in configuration (a starting point for your own) "
+         "and exit", NULL},
+        {"connect", 0, 0, G_OPTION_ARG_STRING, &o.connect,
+         "Connect to HOST:PORT ([IPv6]:PORT) and bridge standard input and "
+         "output to it, like ncat; at the end of input, half-close and print "
+         "until the peer closes.  Exit 1 if the connection fails",
+         "HOST:PORT"},
+        {"listen", 0, 0, G_OPTION_ARG_STRING, &o.listen,
+         "Run one echo server on HOST:PORT (port 0: any free port)",
+         "HOST:PORT"},
+        {"duration", 'd', 0, G_OPTION_ARG_INT, &o.duration,
          "Run for SECONDS, then stop gracefully (default: until SIGINT or "
          "SIGTERM)", "SECONDS"},
-        {"pollers", 'p', 0, G_OPTION_ARG_INT, &pollers,
-         "Number of poller threads (default 0: one per CPU)", "N"},
-        {"workers", 'w', 0, G_OPTION_ARG_INT, &workers,
-         "Number of worker threads for blocking jobs (default 0: one per "
-         "CPU, at least 2)", "N"},
-        {"backend", 'b', 0, G_OPTION_ARG_STRING, &backend,
-         "Poller backend: epoll, poll or kqueue (default: the best one; "
-         "also $ZLTK_POLLER_BACKEND)", "NAME"},
-        {"heartbeat", 0, 0, G_OPTION_ARG_INT, &interval,
-         "Milliseconds between heartbeat lines of each poller (default "
-         "2000)", "MS"},
-        {"log-level", 'l', 0, G_OPTION_ARG_STRING, &level,
-         "error, critical, warning, message (default), info or debug",
-         "LEVEL"},
-        {"log-file", 0, 0, G_OPTION_ARG_FILENAME, &log_file,
-         "Also append log lines to FILE", "FILE"},
-        {"plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
-         "Look for plugins in DIR first (repeatable; then $ZLTK_PLUGIN_PATH, "
-         "then " ZLTK_PLUGINDIR ")", "DIR"},
-        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
-         "Configuration file (GLib key file: [host], [plugin.NAME], "
-         "[client.NAME], [server.NAME]); for now only with --check-config",
-         "FILE"},
-        {"check-config", 0, 0, G_OPTION_ARG_NONE, &check,
-         "Validate --config FILE and load the plugins it names without "
-         "starting anything; print every problem, exit 1 if any", NULL},
-        {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &list,
+        {"plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &o.plugin_dirs,
+         "Look for plugins in DIR first (repeatable; then [host] plugin-dir, "
+         "$ZLTK_PLUGIN_PATH, " ZLTK_PLUGINDIR ")", "DIR"},
+        {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &o.list,
          "List every plugin on the plugin path with its version, ABI and "
          "what it provides, then exit (non-zero if any file was refused)",
          NULL},
-        {"version", 'V', 0, G_OPTION_ARG_NONE, &version,
+        {"strict-plugins", 0, 0, G_OPTION_ARG_NONE, &o.strict,
+         "Refuse to run when a plugin fails to load, initialise or start "
+         "(default: skip it and the instances that use it, with a warning)",
+         NULL},
+        {"pollers", 'p', 0, G_OPTION_ARG_INT, &o.pollers,
+         "Number of poller threads (default: [host] pollers, or 0: one per "
+         "CPU)", "N"},
+        {"workers", 'w', 0, G_OPTION_ARG_INT, &o.workers,
+         "Number of worker threads for blocking jobs (default: [host] "
+         "workers, or 0: one per CPU, at least 2)", "N"},
+        {"backend", 'b', 0, G_OPTION_ARG_STRING, &o.backend,
+         "Poller backend: epoll, poll or kqueue (default: [host] backend, "
+         "$ZLTK_POLLER_BACKEND, or the best one)", "NAME"},
+        {"heartbeat", 0, 0, G_OPTION_ARG_INT, &o.heartbeat,
+         "Log each poller's load and queueing delay every MS milliseconds "
+         "(default 0: off)", "MS"},
+        {"log-level", 'l', 0, G_OPTION_ARG_STRING, &o.level,
+         "error, critical, warning, message, info or debug (default: [host] "
+         "log-level, or message; warning with --connect)", "LEVEL"},
+        {"log-file", 0, 0, G_OPTION_ARG_FILENAME, &o.log_file,
+         "Also append log lines to FILE", "FILE"},
+        {"version", 'V', 0, G_OPTION_ARG_NONE, &o.version,
          "Print the version and exit", NULL},
         {NULL}};
     GOptionContext *ctx;
     GError *err = NULL;
     zl_log_options_t lopts = {.level = ZL_LOG_MESSAGE, .console = true};
     zl_runtime_options_t ropts = {0};
+    zl_host_cfg_t cfg = {0};
+    zl_plugin_registry_t *reg = NULL;
     beat_t *beats = NULL;
     zl_timer_t **timers = NULL;
     size_t n = 0;
     sigset_t set;
-    int rc, sig, status = 0;
+    char **path = NULL;
+    bool log_up = false, runtime_up = false, cli_level = false;
+    int rc, sig = 0, status = 0, modes;
 
-    ctx = g_option_context_new("- run the zltk event runtime");
+    ctx = g_option_context_new("- run zltk plugins: servers and clients");
     g_option_context_set_summary(
-        ctx, "Starts one event poller per CPU and a worker pool, and logs a\n"
-             "heartbeat of each poller (load and queueing delay) until it is\n"
-             "stopped with SIGINT/SIGTERM or --duration ends.  A second\n"
-             "signal exits at once.");
+        ctx,
+        "Loads the plugins a configuration names and runs its instances:\n"
+        "[server.NAME] groups listen, [client.NAME] groups connect, each\n"
+        "driven by a plugin's handler.  Without --config a built-in\n"
+        "configuration runs: an echo server and a tcp client that greets it\n"
+        "and sends a tick every 2 seconds, all on loopback.\n"
+        "SIGINT or SIGTERM stops gracefully; a second one exits at once.");
     g_option_context_set_description(
-        ctx, "Examples:\n"
-             "  zltk-host --duration 5\n"
-             "  zltk-host --pollers 4 --backend poll --log-level debug\n\n"
-             "Exit status: 0 stopped normally, 1 runtime failure, 2 bad "
-             "usage.\n");
+        ctx,
+        "Examples:\n"
+        "  zltk-host --duration 5                 the built-in demo for 5 s\n"
+        "  zltk-host --check-config -c my.conf    validate, start nothing\n"
+        "  zltk-host -c my.conf                   run my.conf\n"
+        "  zltk-host --print-config > my.conf     start your own config\n"
+        "  zltk-host --listen 127.0.0.1:9000      one echo server\n"
+        "  echo hi | zltk-host --connect 127.0.0.1:9000\n"
+        "  zltk-host --list-plugins -P ./plugins  what plugins provide\n\n"
+        "Exit status: 0 stopped normally, 1 runtime failure (bad\n"
+        "configuration, a server that cannot listen, --connect that\n"
+        "failed), 2 bad usage.  See zltk-host(1) and zltk.conf(5).\n");
     g_option_context_add_main_entries(ctx, entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "zltk-host: %s (try --help)\n", err->message);
@@ -242,113 +516,191 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
-    if (version) {
+    if (argc > 1) {
+        fprintf(stderr, "zltk-host: unexpected argument '%s' (try --help)\n",
+                argv[1]);
+        status = 2;
+        goto out_args;
+    }
+    if (o.version) {
         printf("zltk-host %s (plugin ABI %d.%d)\n", zl_version(),
                ZLTK_PLUGIN_ABI_MAJOR, ZLTK_PLUGIN_ABI_MINOR);
-        status = 0;
         goto out_args;
     }
-    if (check && !config) {
-        fprintf(stderr, "zltk-host: --check-config needs --config FILE\n");
+    if (o.print_config) {
+        fputs(default_config, stdout);
+        goto out_args;
+    }
+    modes = !!o.config + !!o.connect + !!o.listen;
+    if (modes > 1) {
+        fprintf(stderr, "zltk-host: use one of --config, --connect and "
+                        "--listen\n");
         status = 2;
         goto out_args;
     }
-    if (check) {
-        status = check_config(config, plugin_dirs);
-        goto out_args;
-    }
-    if (config) {
-        fprintf(stderr, "zltk-host: running instances from a configuration "
-                        "file is not available yet; validate it with "
-                        "--check-config --config %s\n", config);
+    if ((o.connect && !shortcut_ok("--connect", o.connect)) ||
+        (o.listen && !shortcut_ok("--listen", o.listen))) {
         status = 2;
         goto out_args;
     }
-    path = plugin_path(plugin_dirs, NULL);
-    if (list) {
+    if (o.level) {
+        if (zl_log_level_parse(o.level, &lopts.level) < 0) {
+            fprintf(stderr,
+                    "zltk-host: unknown --log-level '%s' (use error, "
+                    "critical, warning, message, info or debug)\n",
+                    o.level);
+            status = 2;
+            goto out_args;
+        }
+        cli_level = true;
+    } else if (o.connect || o.check) {
+        lopts.level = ZL_LOG_WARNING;
+    }
+    if (o.duration < 0 || o.pollers < -1 || o.workers < -1 ||
+        o.heartbeat < 0) {
+        fprintf(stderr, "zltk-host: --duration, --pollers, --workers and "
+                        "--heartbeat must be >= 0\n");
+        status = 2;
+        goto out_args;
+    }
+    if (o.list) {
+        path = plugin_path(o.plugin_dirs, NULL);
         status = list_plugins(path);
         goto out_args;
     }
-    if (level && zl_log_level_parse(level, &lopts.level) < 0) {
-        fprintf(stderr,
-                "zltk-host: unknown --log-level '%s' (use error, critical, "
-                "warning, message, info or debug)\n",
-                level);
-        status = 2;
-        goto out_args;
-    }
-    if (duration < 0 || pollers < 0 || workers < 0 || interval <= 0) {
-        fprintf(stderr, "zltk-host: --duration, --pollers and --workers must "
-                        "be >= 0, --heartbeat > 0\n");
-        status = 2;
-        goto out_args;
-    }
-    lopts.file = log_file;
+
+    /* Plugins' own log lines in zltk's format from the start. */
+    lopts.file = o.log_file;
     rc = zl_log_init(&lopts);
     if (rc < 0) {
         fprintf(stderr, "zltk-host: cannot open log file '%s': %s\n",
-                log_file ? log_file : "", zl_strerror(rc));
+                o.log_file ? o.log_file : "", zl_strerror(rc));
         status = 1;
         goto out_args;
     }
+    log_up = true;
 
-    /* Block the stop signals in every thread; main waits for them. */
+    cfg.lenient = !o.strict && !o.check;
+    load_config(&cfg, &o);
+    cfg.lenient = !o.strict && !o.check;
+    cfg.on_finished = on_finished;
+    if (cfg.log_level && !cli_level) {
+        zl_log_level_t lv;
+        if (zl_log_level_parse(cfg.log_level, &lv) == 0)
+            zl_log_set_level(lv);
+    }
+    path = plugin_path(o.plugin_dirs, cfg.plugin_dir);
+    if (cfg.kf && zl_plugins_new(&reg) == 0 &&
+        zl_host_cfg_resolve(&cfg, reg, (const char *const *)path) == 0)
+        zl_host_cfg_instances(&cfg);
+    if (o.check) {
+        print_summary(&cfg, reg);
+        status = cfg.errors ? 1 : 0;
+        goto out;
+    }
+    if (cfg.errors) {
+        fprintf(stderr, "zltk-host: %s: %d error%s; nothing started (zltk-host "
+                        "--check-config lists every problem)\n",
+                cfg.file, cfg.errors, cfg.errors == 1 ? "" : "s");
+        status = 1;
+        goto out;
+    }
+
+    /* Block the stop signals in every thread; main waits for them.
+     * SIGUSR1 is the wake-up from instances that end on their own. */
+    main_thread = pthread_self();
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    ropts.pollers = (unsigned)pollers;
-    ropts.workers = (unsigned)workers;
-    ropts.backend = backend;
+    ropts.pollers = (unsigned)(o.pollers >= 0 ? o.pollers : cfg.pollers);
+    ropts.workers = (unsigned)(o.workers >= 0 ? o.workers : cfg.workers);
+    ropts.backend = o.backend ? o.backend : cfg.backend;
     rc = zl_runtime_init(&ropts);
     if (rc < 0) {
         g_critical("cannot start the runtime: %s", zl_strerror(rc));
         status = 1;
-        goto out_log;
+        goto out;
+    }
+    runtime_up = true;
+    if (zl_plugins_start(reg) && o.strict) {
+        fprintf(stderr, "zltk-host: a plugin failed to start "
+                        "(--strict-plugins)\n");
+        status = 1;
+        goto out;
     }
     n = zl_poller_pool_size(zl_runtime_pollers());
-    beats = g_new0(beat_t, n);
-    timers = g_new0(zl_timer_t *, n);
-    for (size_t i = 0; i < n; i++) {
-        beats[i].poller = zl_poller_pool_at(zl_runtime_pollers(), i);
-        zl_poller_add_repeat(beats[i].poller, (uint64_t)interval, heartbeat,
-                             &beats[i], NULL, &timers[i]);
+    if (o.heartbeat > 0) {
+        beats = g_new0(beat_t, n);
+        timers = g_new0(zl_timer_t *, n);
+        for (size_t i = 0; i < n; i++) {
+            beats[i].poller = zl_poller_pool_at(zl_runtime_pollers(), i);
+            zl_poller_add_repeat(beats[i].poller, (uint64_t)o.heartbeat,
+                                 heartbeat, &beats[i], NULL, &timers[i]);
+        }
     }
-    g_message("zltk-host %s running: %zu pollers (%s), %zu workers%s", 
-              zl_version(), n, zl_poller_backend(beats[0].poller),
-              zl_worker_pool_size(zl_runtime_workers()),
-              duration ? "" : "; stop with Ctrl-C");
+    rc = start_instances(&cfg, reg, o.strict);
+    if (rc <= 0) {
+        if (rc == 0)
+            fprintf(stderr, "zltk-host: %s: nothing to run (no instance "
+                            "could start)\n", cfg.file);
+        status = 1;
+        goto stop;
+    }
+    g_message("zltk-host %s running %s: %u server%s, %u client%s on %zu "
+              "pollers (%s)%s",
+              zl_version(), cfg.file, cfg.servers->len,
+              cfg.servers->len == 1 ? "" : "s", cfg.clients->len,
+              cfg.clients->len == 1 ? "" : "s", n,
+              zl_poller_backend(zl_poller_pool_at(zl_runtime_pollers(), 0)),
+              o.duration ? "" : "; stop with Ctrl-C");
 
-    if (duration > 0) {
-        struct timespec ts = {duration, 0};
-        do
-            sig = sigtimedwait(&set, NULL, &ts);
-        while (sig < 0 && errno == EINTR);
-    } else {
-        while (sigwait(&set, &sig) != 0)
-            ;
-    }
+    sig = wait_for_stop(&set, o.duration, &cfg, o.connect != NULL);
+
+stop:
     /* A second signal ends the process at once. */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    g_message("stopping (%s)", sig > 0 ? strsignal(sig) : "duration elapsed");
-
-    for (size_t i = 0; i < n; i++)
-        zl_timer_cancel(timers[i]);
-    zl_runtime_shutdown();
-    g_message("stopped");
+    {
+        sigset_t stops;
+        sigemptyset(&stops);
+        sigaddset(&stops, SIGINT);
+        sigaddset(&stops, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
+    }
+    if (status == 0)
+        g_message("stopping (%s)", sig > 0 ? strsignal(sig)
+                                   : o.duration && !o.connect
+                                       ? "duration elapsed"
+                                       : "done");
+    for (size_t i = 0; timers && i < n; i++)
+        if (timers[i])
+            zl_timer_cancel(timers[i]);
+    stop_instances(&cfg);
+    zl_plugins_stop(reg);
+    if (o.connect && status == 0)
+        status = connect_status(&cfg, o.connect);
+out:
+    if (runtime_up)
+        zl_runtime_shutdown();
+    zl_host_cfg_free(&cfg); /* instances: their handlers' instance_free */
+    zl_plugins_free(reg);
+    if (runtime_up && status == 0)
+        g_message("stopped");
     g_free(timers);
     g_free(beats);
-out_log:
-    zl_log_shutdown();
+    if (log_up)
+        zl_log_shutdown();
 out_args:
     g_strfreev(path);
-    g_strfreev(plugin_dirs);
-    g_free(config);
-    g_free(backend);
-    g_free(level);
-    g_free(log_file);
+    g_strfreev(o.plugin_dirs);
+    g_free(o.config);
+    g_free(o.connect);
+    g_free(o.listen);
+    g_free(o.backend);
+    g_free(o.level);
+    g_free(o.log_file);
     return status;
 }

@@ -36,6 +36,7 @@ static const struct {
     {"net", zl_test_register_net},
     {"conn", zl_test_register_conn},
     {"plugin", zl_test_register_plugin},
+    {"handlers", zl_test_register_handlers},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -458,6 +458,32 @@ static void test_refuse_init_failure(void)
     g_free(path);
 }
 
+/* A handler without its mandatory on_recv: the registration is refused,
+ * init fails with it, and nothing of the plugin is offered. */
+static void test_refuse_handler_without_recv(void)
+{
+    zl_plugin_registry_t *reg = new_registry();
+    char *path = plugin_path("norecv");
+    char *einval = g_strdup_printf("%s|%s|EINVAL", zl_strerror(-EINVAL),
+                                   strerror(EINVAL));
+    char *t;
+
+    trace_reset();
+    refuse_at(__LINE__, reg, path, -EINVAL, WORDS("init", "norecv", einval));
+    CU_ASSERT_PTR_NULL(zl_plugins_find(reg, "norecv"));
+    CU_ASSERT_PTR_NULL(zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER,
+                                                "norecv-echo", NULL));
+    LOAD_GOOD(reg);
+    CU_ASSERT_EQUAL(zl_plugins_count(reg), 1);
+    zl_plugins_free(reg);
+    t = trace_take();
+    CHECK(trace_index(t, "init norecv register=-22") >= 0,
+          "register_provider refused the handler with -EINVAL: %s", t);
+    g_free(t);
+    g_free(einval);
+    g_free(path);
+}
+
 static void test_refuse_dup_name(void)
 {
     zl_plugin_registry_t *reg = new_registry();
@@ -693,7 +719,7 @@ static void test_load_dir_build(void)
     check_reports(__LINE__, &rep, plugin_dir,
                   WORDS("badmagic.so", "badname.so", "good.so", "initfail.so",
                         "major.so", "minor.so", "noentry.so", "noinit.so",
-                        "noversion.so", "smallsize.so"));
+                        "norecv.so", "noversion.so", "smallsize.so"));
     if (zl_plugins_count(reg) == 3) {
         char *dupname = plugin_path("dupname");
         CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 0)), "good");
@@ -1248,6 +1274,8 @@ int zl_test_register_plugin(void)
         {"refuse a malformed name", test_refuse_bad_name},
         {"init failure skips the plugin, destroy once",
          test_refuse_init_failure},
+        {"a handler without on_recv is refused, the others run",
+         test_refuse_handler_without_recv},
         {"refuse a duplicate name", test_refuse_dup_name},
         {"a taken provider name fails init", test_refuse_dup_provider},
         {"error pointer may be NULL", test_error_pointer_optional},

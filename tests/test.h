@@ -24,6 +24,7 @@ int zl_test_register_log(void);
 int zl_test_register_net(void);
 int zl_test_register_conn(void);
 int zl_test_register_plugin(void);
+int zl_test_register_handlers(void);
 
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */

@@ -76,8 +76,18 @@ ZL_API const char *zl_plugin_get_path(const zl_plugin_t *p);
 ZL_API size_t zl_plugin_registrations(const zl_plugin_t *p,
                                       const zl_registration_t **out);
 
-/* Call every plugin's destroy (reverse load order) and free the registry.
- * The shared objects stay mapped. */
+/* Call start of every loaded plugin not yet started, in load order.  A
+ * plugin whose start fails is logged and offers no handlers any more.
+ * Returns the number of failures. */
+ZL_API int zl_plugins_start(zl_plugin_registry_t *reg);
+
+/* Call stop of every started plugin in reverse load order, waiting for each
+ * one's completion (there is no time limit: a plugin must call done).
+ * Stop instances first.  Idempotent. */
+ZL_API void zl_plugins_stop(zl_plugin_registry_t *reg);
+
+/* Stop (if needed), call every plugin's destroy (reverse load order) and
+ * free the registry.  The shared objects stay mapped. */
 ZL_API void zl_plugins_free(zl_plugin_registry_t *reg);
 
 /* The host API handed to plugins (for tests that drive a plugin by hand). */

@@ -33,8 +33,12 @@
 #define ZLTK_PLUGIN_H
 
 #include <zltk/common.h>
+#include <zltk/conn.h>
+#include <zltk/handler.h>
 #include <zltk/log.h>
+#include <zltk/poller.h>
 #include <zltk/version.h>
+#include <zltk/worker.h>
 
 ZL_BEGIN_DECLS
 
@@ -94,8 +98,83 @@ struct zl_host_api {
     int (*get_int)(zl_plugin_t *self, const char *key, int64_t *out);
     int (*get_bool)(zl_plugin_t *self, const char *key, bool *out);
 
-    /* The plugin's own name and descriptor.  Any thread. */
+    /* The plugin's own name.  Any thread. */
     const char *(*name)(const zl_plugin_t *self);
+
+    /* ---- Instances ([client.NAME] / [server.NAME] groups).  Any thread
+     * while the instance exists; config_error during instance_new only. */
+
+    /* "NAME" of the group, and whether it is a server. */
+    const char *(*instance_name)(const zl_instance_t *inst);
+    bool (*instance_is_server)(const zl_instance_t *inst);
+    /* What the handler's instance_new stored, or NULL. */
+    void *(*instance_data)(const zl_instance_t *inst);
+    /* The instance's own keys, as for get_string/get_int/get_bool above:
+     * config_string returns NULL when absent (the string lives as long as
+     * the instance); config_int/config_bool return 0, -ENOENT (absent) or
+     * -EINVAL (wrong type, reported with file, group and key). */
+    const char *(*config_string)(const zl_instance_t *inst, const char *key);
+    int (*config_int)(const zl_instance_t *inst, const char *key,
+                      int64_t *out);
+    int (*config_bool)(const zl_instance_t *inst, const char *key, bool *out);
+    /* Report a problem with key (NULL: the whole group) as
+     * "FILE: [GROUP] KEY: message"; the instance is then refused even if
+     * instance_new returns 0. */
+    void (*config_error)(zl_instance_t *inst, const char *key,
+                         const char *fmt, ...) ZL_PRINTF(3, 4);
+
+    /* ---- Sessions.  Unless noted: the session's poller thread (inside
+     * callbacks), or any thread through a reference (session_ref). */
+
+    /* Send len bytes (copied) / one reference of buf (zero-copy; buf must
+     * not change afterwards).  Returns 0, ZL_CONN_BUSY (accepted, but the
+     * queue is above the high mark: stop producing until on_busy(false)),
+     * ZL_ESHUTDOWN (closing: nothing sent) or -ENOMEM.  A write that fails
+     * at once calls on_err inside this call. */
+    int (*send)(zl_session_t *s, const void *data, size_t len);
+    int (*send_buf)(zl_session_t *s, zl_buf_t *buf);
+    /* Graceful close (what is queued is sent first), abortive close (RST,
+     * queue dropped), half-close (sending side, after the queue; keep
+     * receiving).  Then on_closed follows (not for shutdown).  Idempotent. */
+    void (*close)(zl_session_t *s);
+    void (*abort)(zl_session_t *s);
+    void (*shutdown)(zl_session_t *s);
+    /* Stop / resume reading (backpressure towards the peer). */
+    void (*pause)(zl_session_t *s);
+    void (*resume)(zl_session_t *s);
+    /* Addresses (kept after close), a name for logs ("client#3",
+     * per-thread buffer), the instance, the poller, queued bytes. */
+    const zl_addr_t *(*peer)(const zl_session_t *s);
+    const zl_addr_t *(*local)(const zl_session_t *s);
+    const char *(*session_name)(const zl_session_t *s);
+    zl_instance_t *(*session_instance)(const zl_session_t *s);
+    zl_poller_t *(*session_poller)(const zl_session_t *s);
+    size_t (*queued)(const zl_session_t *s);
+    /* References for other threads: the session's memory (not its
+     * connection) stays valid until the last unref.  Any thread. */
+    zl_session_t *(*session_ref)(zl_session_t *s);
+    void (*session_unref)(zl_session_t *s);
+    /* A timer on the session's poller: fn(s, state, arg) after delay_ms,
+     * then after each non-zero delay it returns.  Cancelled when the session
+     * closes; destroy(arg) runs once in every case (not on failure).
+     * Returns 0, ZL_ESHUTDOWN or -ENOMEM. */
+    int (*add_timer)(zl_session_t *s, uint64_t delay_ms,
+                     zl_session_timer_fn fn, void *arg,
+                     zl_destroy_fn destroy);
+    /* Run fn(s, state, arg) on the session's poller, unless the session
+     * has closed by then; destroy(arg) runs once either way.  Any thread.
+     * Returns 0, ZL_ESHUTDOWN (nothing runs; caller keeps arg) or -ENOMEM. */
+    int (*post)(zl_session_t *s, zl_session_fn fn, void *arg,
+                zl_destroy_fn destroy);
+    /* Blocking work: work(arg) on a worker thread, then done(s, state, arg)
+     * on the session's poller unless the session has closed; destroy(arg)
+     * once in every case.  Any thread.  Returns as post. */
+    int (*submit)(zl_session_t *s, zl_work_fn work, zl_session_fn done,
+                  void *arg, zl_destroy_fn destroy);
+    /* Log a line prefixed with the plugin, instance and session names.
+     * Any thread (through a reference). */
+    void (*session_log)(zl_session_t *s, zl_log_level_t level,
+                        const char *fmt, ...) ZL_PRINTF(3, 4);
 
     void *reserved[16];
 };

@@ -15,7 +15,9 @@
 #include <zltk/conn.h>
 #include <zltk/client.h>
 #include <zltk/server.h>
+#include <zltk/handler.h>
 #include <zltk/plugin.h>
+#include <zltk/instance.h>
 #include <zltk/loader.h>
 
 #endif

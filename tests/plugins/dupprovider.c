@@ -11,20 +11,19 @@
 #include "trace.h"
 
 
-static const int vtable = 4;
 static const zl_registration_t client_reg = {
     .struct_size = sizeof(zl_registration_t),
     .kind = ZL_PROVIDES_CLIENT,
     .name = "dupprov-client",
     .description = "dupprov client (test)",
-    .vtable = &vtable,
+    .vtable = &test_handler,
 };
 static const zl_registration_t server_reg = {
     .struct_size = sizeof(zl_registration_t),
     .kind = ZL_PROVIDES_SERVER,
     .name = "good-echo",
     .description = "dupprov's clash with good-echo",
-    .vtable = &vtable,
+    .vtable = &test_handler,
 };
 
 static int dupprov_init(zl_plugin_t *self, const zl_host_api_t *host)

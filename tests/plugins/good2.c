@@ -21,7 +21,7 @@ static const zl_registration_t client_reg = {
     .kind = ZL_PROVIDES_CLIENT,
     .name = "good-echo",
     .description = "good2 client (test)",
-    .vtable = &vtable,
+    .vtable = &test_handler,
 };
 /* Malformed: never recorded. */
 static const zl_registration_t two_kinds = {

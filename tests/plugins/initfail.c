@@ -11,13 +11,12 @@
 #include "trace.h"
 
 
-static const int vtable = 3;
 static const zl_registration_t client_reg = {
     .struct_size = sizeof(zl_registration_t),
     .kind = ZL_PROVIDES_CLIENT,
     .name = "initfail-client",
     .description = "never usable",
-    .vtable = &vtable,
+    .vtable = &test_handler,
 };
 
 static int initfail_init(zl_plugin_t *self, const zl_host_api_t *host)

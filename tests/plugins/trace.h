@@ -12,6 +12,16 @@
 
 #include <zltk/plugin.h>
 
+/* A minimal valid handler for test registrations. */
+static void test_on_recv(zl_session_t *s, void *state, zl_buf_t *buf)
+{
+    (void)s, (void)state, (void)buf;
+}
+__attribute__((unused)) static const zl_handler_t test_handler = {
+    .struct_size = sizeof(zl_handler_t),
+    .on_recv = test_on_recv,
+};
+
 static void trace(const char *fmt, ...) ZL_PRINTF(1, 2);
 static void trace(const char *fmt, ...)
 {

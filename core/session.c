@@ -1,0 +1,845 @@
+/* zltk — instances and sessions: running handler vtables over connections.
+ *
+ * An instance binds a plugin's zl_handler_t to a client or a server; each
+ * connection becomes a session with the handler's state allocated beside
+ * it.  The session sits between the core connection (which owns the
+ * descriptor) and the handler, so that the handler acts only through the
+ * host API and never sees a zl_conn_t.
+ *
+ * Lifetimes.  A session holds one reference to its connection and is itself
+ * reference counted: the connection's hold (dropped after on_closed), the
+ * instance's hold on a client's session, and one per timer, posted task,
+ * worker job or session_ref().  "closed" is set on the owner thread just
+ * before the handler's on_closed; timers, tasks and worker completions check
+ * it there, so nothing reaches the handler after on_closed.
+ */
+#define G_LOG_DOMAIN "zltk"
+#include "zl-internal.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+typedef struct stimer stimer_t;
+
+struct zl_session {
+    atomic_int refs;
+    zl_instance_t *inst;
+    zl_conn_t *conn; /* one reference, dropped when the session is freed */
+    zl_poller_t *poller;
+    bool opened, refused, closed;
+    stimer_t *timers; /* armed session timers (owner thread) */
+};
+
+#define STATE_OFFSET                                                        \
+    ((sizeof(struct zl_session) + alignof(max_align_t) - 1) &              \
+     ~(alignof(max_align_t) - 1))
+
+static inline void *state_of(zl_session_t *s)
+{
+    return (char *)s + STATE_OFFSET;
+}
+
+struct zl_instance {
+    char *name, *host, *local_ip;
+    bool server;
+    const zl_handler_t *h;
+    zl_plugin_t *plugin;
+    zl_instance_config_fn config;
+    zl_instance_report_fn report;
+    void *ctx;
+    void (*on_finished)(zl_instance_t *inst, void *ctx);
+    zl_client_options_t copts;
+    zl_server_options_t sopts;
+    void *data; /* the handler's */
+    int errors; /* configuration problems reported (main thread) */
+    bool has_data, started;
+    atomic_bool stopping;
+    zl_server_t *srv;
+    zl_session_t *client; /* the instance's reference */
+    atomic_uint_fast64_t sessions, active, connected, failed;
+    atomic_int last_error;
+    char last_message[256]; /* under mu */
+    pthread_mutex_t mu; /* with cv: waiting for active == 0 */
+    pthread_cond_t cv;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *plugin_name(const zl_instance_t *inst)
+{
+    return inst->plugin ? zl_plugin_get_desc(inst->plugin)->name : "handler";
+}
+
+static zl_session_t *session_ref(zl_session_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+static void session_unref(zl_session_t *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (s->conn)
+        zl_conn_unref(s->conn);
+    free(s);
+}
+
+static zl_session_t *session_new(zl_instance_t *inst)
+{
+    zl_session_t *s = calloc(1, STATE_OFFSET + inst->h->state_size);
+
+    if (!s)
+        return NULL;
+    atomic_init(&s->refs, 1); /* the connection's hold */
+    s->inst = inst;
+    atomic_fetch_add(&inst->sessions, 1);
+    atomic_fetch_add(&inst->active, 1);
+    return s;
+}
+
+static void note_error(zl_instance_t *inst, const zl_error_t *err)
+{
+    atomic_store(&inst->last_error, err->code);
+    pthread_mutex_lock(&inst->mu);
+    g_strlcpy(inst->last_message, err->message ? err->message : "",
+              sizeof(inst->last_message));
+    pthread_mutex_unlock(&inst->mu);
+}
+
+static void active_done(zl_instance_t *inst)
+{
+    pthread_mutex_lock(&inst->mu);
+    atomic_fetch_sub(&inst->active, 1);
+    pthread_cond_broadcast(&inst->cv);
+    pthread_mutex_unlock(&inst->mu);
+}
+
+/* Every connection callback starts here: the session, opened on first use
+ * (on the owner thread, so on_open runs where the other callbacks do).
+ * NULL when the handler must not be called. */
+static zl_session_t *enter(zl_conn_t *c)
+{
+    zl_session_t *s = zl_conn_get_data(c);
+    zl_instance_t *inst;
+    int rc;
+
+    if (!s || s->closed)
+        return NULL;
+    if (!s->conn)
+        s->conn = zl_conn_ref(c);
+    if (!s->poller)
+        s->poller = zl_conn_poller(c);
+    if (s->opened)
+        return s->refused ? NULL : s;
+    s->opened = true;
+    inst = s->inst;
+    if (inst->h->on_open && (rc = inst->h->on_open(s, state_of(s), inst)) < 0) {
+        g_warning("%s: %s.%s %s: refused by the handler's on_open: %s",
+                  plugin_name(inst), inst->server ? "server" : "client",
+                  inst->name, zl_conn_name(c), zl_strerror(rc));
+        s->refused = true;
+        zl_conn_abort(c);
+        return NULL;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------ conn callbacks */
+
+static void on_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    zl_session_t *s = zl_conn_get_data(c);
+
+    if (s) {
+        if (err) {
+            atomic_fetch_add(&s->inst->failed, 1);
+            note_error(s->inst, err);
+        } else {
+            atomic_fetch_add(&s->inst->connected, 1);
+        }
+    }
+    s = enter(c);
+    if (s && s->inst->h->on_connect)
+        s->inst->h->on_connect(s, state_of(s), err);
+}
+
+static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    zl_instance_t *inst = zl_conn_get_data(c);
+    zl_session_t *s = session_new(inst);
+
+    if (!s) {
+        g_warning("%s: server.%s: out of memory for a session; dropped",
+                  plugin_name(inst), inst->name);
+        zl_conn_set_data(c, NULL);
+        zl_conn_abort(c);
+        return;
+    }
+    atomic_fetch_add(&inst->connected, 1);
+    zl_conn_set_data(c, s);
+    s = enter(c);
+    if (s && inst->h->on_connect)
+        inst->h->on_connect(s, state_of(s), err);
+}
+
+static void on_recv(zl_conn_t *c, zl_buf_t *buf)
+{
+    zl_session_t *s = enter(c);
+
+    if (s)
+        s->inst->h->on_recv(s, state_of(s), buf);
+}
+
+static void on_err(zl_conn_t *c, const zl_error_t *err)
+{
+    zl_session_t *s = zl_conn_get_data(c);
+
+    if (s)
+        note_error(s->inst, err);
+    s = enter(c);
+    if (s && s->inst->h->on_err)
+        s->inst->h->on_err(s, state_of(s), err);
+}
+
+static void on_flush(zl_conn_t *c)
+{
+    zl_session_t *s = enter(c);
+
+    if (s && s->inst->h->on_flush)
+        s->inst->h->on_flush(s, state_of(s));
+}
+
+static void on_busy(zl_conn_t *c, bool busy)
+{
+    zl_session_t *s = enter(c);
+
+    if (s && s->inst->h->on_busy)
+        s->inst->h->on_busy(s, state_of(s), busy);
+}
+
+static void on_manager(zl_conn_t *c)
+{
+    zl_session_t *s = enter(c);
+
+    if (s && s->inst->h->on_manager)
+        s->inst->h->on_manager(s, state_of(s));
+}
+
+static void cancel_timers(zl_session_t *s);
+
+static void on_closed(zl_conn_t *c)
+{
+    zl_session_t *s = zl_conn_get_data(c);
+    zl_instance_t *inst;
+    bool finished;
+
+    if (!s)
+        return;
+    inst = s->inst;
+    if (!s->conn)
+        s->conn = zl_conn_ref(c);
+    s->closed = true;
+    if (s->opened && inst->h->on_closed)
+        inst->h->on_closed(s, state_of(s));
+    cancel_timers(s);
+    zl_conn_set_data(c, NULL);
+    finished = !inst->server && !atomic_load(&inst->stopping);
+    /* The instance may be freed as soon as active reaches 0: read what is
+     * needed first. */
+    if (finished && inst->on_finished)
+        inst->on_finished(inst, inst->ctx);
+    active_done(inst);
+    session_unref(s);
+}
+
+static const zl_conn_handler_t client_handler = {
+    .on_connect = on_connect,
+    .on_recv = on_recv,
+    .on_err = on_err,
+    .on_flush = on_flush,
+    .on_busy = on_busy,
+    .on_manager = on_manager,
+    .on_closed = on_closed,
+};
+
+static const zl_conn_handler_t server_handler = {
+    .on_connect = srv_on_connect,
+    .on_recv = on_recv,
+    .on_err = on_err,
+    .on_flush = on_flush,
+    .on_busy = on_busy,
+    .on_manager = on_manager,
+    .on_closed = on_closed,
+};
+
+/* ------------------------------------------------- host API: sessions */
+
+int zl__session_send(zl_session_t *s, const void *data, size_t len)
+{
+    return s->conn ? zl_conn_send(s->conn, data, len) : ZL_ESHUTDOWN;
+}
+
+int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf)
+{
+    if (!s->conn) {
+        zl_buf_unref(buf);
+        return ZL_ESHUTDOWN;
+    }
+    return zl_conn_send_buf(s->conn, buf);
+}
+
+void zl__session_close(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_close(s->conn);
+}
+
+void zl__session_abort(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_abort(s->conn);
+}
+
+void zl__session_shutdown(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_shutdown(s->conn);
+}
+
+void zl__session_pause(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_pause(s->conn);
+}
+
+void zl__session_resume(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_resume(s->conn);
+}
+
+const zl_addr_t *zl__session_peer(const zl_session_t *s)
+{
+    return zl_conn_peer(s->conn);
+}
+
+const zl_addr_t *zl__session_local(const zl_session_t *s)
+{
+    return zl_conn_local(s->conn);
+}
+
+const char *zl__session_name(const zl_session_t *s)
+{
+    return zl_conn_name(s->conn);
+}
+
+zl_instance_t *zl__session_instance(const zl_session_t *s)
+{
+    return s->inst;
+}
+
+zl_poller_t *zl__session_poller(const zl_session_t *s)
+{
+    return s->poller;
+}
+
+size_t zl__session_queued(const zl_session_t *s)
+{
+    return zl_conn_queued(s->conn);
+}
+
+zl_session_t *zl__session_ref(zl_session_t *s)
+{
+    return session_ref(s);
+}
+
+void zl__session_unref(zl_session_t *s)
+{
+    session_unref(s);
+}
+
+/* Timers: linked into the session so that close cancels them. */
+struct stimer {
+    stimer_t *next, **pprev; /* pprev NULL: unlinked */
+    zl_session_t *s;
+    zl_session_timer_fn fn;
+    void *arg;
+    zl_destroy_fn destroy;
+    zl_timer_t *handle;
+};
+
+static void stimer_unlink(stimer_t *t)
+{
+    if (!t->pprev)
+        return;
+    *t->pprev = t->next;
+    if (t->next)
+        t->next->pprev = t->pprev;
+    t->pprev = NULL;
+}
+
+static uint64_t stimer_fire(void *arg)
+{
+    stimer_t *t = arg;
+
+    if (t->s->closed)
+        return 0;
+    return t->fn(t->s, state_of(t->s), t->arg);
+}
+
+static void stimer_destroy(void *arg)
+{
+    stimer_t *t = arg;
+
+    stimer_unlink(t);
+    if (t->handle)
+        zl_timer_release(t->handle);
+    if (t->destroy)
+        t->destroy(t->arg);
+    session_unref(t->s);
+    free(t);
+}
+
+static void cancel_timers(zl_session_t *s)
+{
+    while (s->timers) {
+        stimer_t *t = s->timers;
+        zl_timer_t *h = t->handle;
+
+        stimer_unlink(t);
+        t->handle = NULL;
+        zl_timer_cancel(h); /* destroy runs now, or after a running fn */
+    }
+}
+
+int zl__session_add_timer(zl_session_t *s, uint64_t delay_ms,
+                          zl_session_timer_fn fn, void *arg,
+                          zl_destroy_fn destroy)
+{
+    stimer_t *t;
+    int rc;
+
+    if (!fn)
+        return -EINVAL;
+    if (!s->poller || !zl_poller_is_current(s->poller)) {
+        g_warning("%s: add_timer must be called on the session's poller "
+                  "(inside a callback); use post from other threads",
+                  plugin_name(s->inst));
+        return -EPERM;
+    }
+    if (s->closed)
+        return ZL_ESHUTDOWN;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->s = session_ref(s);
+    t->fn = fn;
+    t->arg = arg;
+    t->destroy = destroy;
+    rc = zl_poller_add_timer(s->poller, delay_ms, stimer_fire, t,
+                             stimer_destroy, &t->handle);
+    if (rc < 0) {
+        session_unref(s);
+        free(t);
+        return rc;
+    }
+    t->next = s->timers;
+    if (t->next)
+        t->next->pprev = &t->next;
+    s->timers = t;
+    t->pprev = &s->timers;
+    return 0;
+}
+
+/* Posted tasks and worker jobs share one record. */
+typedef struct sjob {
+    zl_session_t *s;
+    zl_session_fn fn;
+    zl_work_fn work;
+    void *arg;
+    zl_destroy_fn destroy;
+} sjob_t;
+
+static sjob_t *sjob_new(zl_session_t *s, zl_session_fn fn, void *arg,
+                        zl_destroy_fn destroy)
+{
+    sjob_t *j = calloc(1, sizeof(*j));
+
+    if (j) {
+        j->s = session_ref(s);
+        j->fn = fn;
+        j->arg = arg;
+        j->destroy = destroy;
+    }
+    return j;
+}
+
+static void sjob_free(void *arg)
+{
+    sjob_t *j = arg;
+
+    if (j->destroy)
+        j->destroy(j->arg);
+    session_unref(j->s);
+    free(j);
+}
+
+/* On the owner poller: the session's closed flag is only read here. */
+static void sjob_done(void *arg)
+{
+    sjob_t *j = arg;
+
+    if (j->fn && !j->s->closed && j->s->opened && !j->s->refused)
+        j->fn(j->s, state_of(j->s), j->arg);
+}
+
+static void sjob_run_task(void *arg)
+{
+    sjob_done(arg);
+    sjob_free(arg);
+}
+
+static void sjob_work(void *arg)
+{
+    sjob_t *j = arg;
+
+    j->work(j->arg);
+}
+
+int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
+                     zl_destroy_fn destroy)
+{
+    sjob_t *j;
+    int rc;
+
+    if (!fn || !s->poller)
+        return !fn ? -EINVAL : ZL_ESHUTDOWN;
+    j = sjob_new(s, fn, arg, destroy);
+    if (!j)
+        return -ENOMEM;
+    rc = zl_poller_async(s->poller, sjob_run_task, j);
+    if (rc < 0) {
+        session_unref(s);
+        free(j);
+    }
+    return rc;
+}
+
+int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
+                       void *arg, zl_destroy_fn destroy)
+{
+    zl_worker_pool_t *pool = zl_runtime_workers();
+    sjob_t *j;
+    int rc;
+
+    if (!work)
+        return -EINVAL;
+    if (!pool || !s->poller)
+        return ZL_ESHUTDOWN;
+    j = sjob_new(s, done, arg, destroy);
+    if (!j)
+        return -ENOMEM;
+    j->work = work;
+    rc = zl_worker_submit(pool, s->poller, sjob_work, sjob_done, sjob_free, j,
+                          NULL);
+    if (rc < 0) {
+        session_unref(s);
+        free(j);
+    }
+    return rc;
+}
+
+void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
+                     ...)
+{
+    static const GLogLevelFlags map[] = {
+        G_LOG_LEVEL_CRITICAL, G_LOG_LEVEL_CRITICAL, G_LOG_LEVEL_WARNING,
+        G_LOG_LEVEL_MESSAGE,  G_LOG_LEVEL_INFO,     G_LOG_LEVEL_DEBUG};
+    zl_instance_t *inst = s->inst;
+    char *msg;
+    va_list ap;
+
+    if ((unsigned)level > ZL_LOG_DEBUG)
+        level = ZL_LOG_MESSAGE;
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_log_structured("zltk-plugin", map[level], "MESSAGE", "%s: %s.%s %s: %s",
+                     plugin_name(inst), inst->server ? "server" : "client",
+                     inst->name, s->conn ? zl_conn_name(s->conn) : "-", msg);
+    g_free(msg);
+}
+
+/* ----------------------------------------------- host API: instances */
+
+const char *zl__instance_name(const zl_instance_t *inst)
+{
+    return inst->name;
+}
+
+bool zl__instance_is_server(const zl_instance_t *inst)
+{
+    return inst->server;
+}
+
+void *zl__instance_data(const zl_instance_t *inst)
+{
+    return inst->data;
+}
+
+const char *zl__instance_config_string(const zl_instance_t *inst,
+                                       const char *key)
+{
+    return inst->config && key ? inst->config(inst->ctx, key) : NULL;
+}
+
+static void report(zl_instance_t *inst, const char *key, const char *msg)
+{
+    inst->errors++;
+    if (inst->report)
+        inst->report(inst->ctx, key, msg);
+    else
+        g_warning("[%s.%s] %s%s%s", inst->server ? "server" : "client",
+                  inst->name, key ? key : "", key ? ": " : "", msg);
+}
+
+void zl__instance_config_error(zl_instance_t *inst, const char *key,
+                               const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    report(inst, key, msg);
+    g_free(msg);
+}
+
+int zl__instance_config_int(const zl_instance_t *inst, const char *key,
+                            int64_t *out)
+{
+    const char *v = zl__instance_config_string(inst, key);
+    int rc;
+
+    if (!v)
+        return -ENOENT;
+    rc = zl__parse_int(v, out);
+    if (rc < 0)
+        zl__instance_config_error((zl_instance_t *)inst, key,
+                                  "'%s' is not an integer", v);
+    return rc;
+}
+
+int zl__instance_config_bool(const zl_instance_t *inst, const char *key,
+                             bool *out)
+{
+    const char *v = zl__instance_config_string(inst, key);
+    int rc;
+
+    if (!v)
+        return -ENOENT;
+    rc = zl__parse_bool(v, out);
+    if (rc < 0)
+        zl__instance_config_error((zl_instance_t *)inst, key,
+                                  "'%s' is not a boolean (true or false)", v);
+    return rc;
+}
+
+/* ------------------------------------------------- public: instances */
+
+int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
+{
+    zl_instance_t *inst;
+    int rc;
+
+    *out = NULL;
+    if (!o || !o->name || !*o->name || !o->handler) {
+        g_warning("zl_instance_new: a name and a handler are required");
+        return -EINVAL;
+    }
+    if (o->handler->struct_size < ZL_HANDLER_SIZE_1_0 ||
+        !o->handler->on_recv) {
+        g_warning("zl_instance_new: %s.%s: the handler is malformed (needs "
+                  "struct_size and on_recv)",
+                  o->server ? "server" : "client", o->name);
+        return -EINVAL;
+    }
+    inst = calloc(1, sizeof(*inst));
+    if (!inst)
+        return -ENOMEM;
+    inst->name = g_strdup(o->name);
+    inst->server = o->server;
+    inst->h = o->handler;
+    inst->plugin = o->plugin;
+    inst->config = o->config;
+    inst->report = o->report;
+    inst->ctx = o->ctx;
+    inst->on_finished = o->on_finished;
+    inst->copts = o->client;
+    inst->sopts = o->server_opts;
+    inst->host = g_strdup(o->server ? o->server_opts.host : o->client.host);
+    inst->local_ip = g_strdup(o->client.local_ip);
+    inst->copts.host = inst->host;
+    inst->copts.local_ip = inst->local_ip;
+    inst->copts.name = inst->name;
+    inst->sopts.host = inst->host;
+    inst->sopts.name = inst->name;
+    atomic_init(&inst->stopping, false);
+    pthread_mutex_init(&inst->mu, NULL);
+    pthread_cond_init(&inst->cv, NULL);
+    if (inst->h->instance_new) {
+        rc = inst->h->instance_new(inst, &inst->data);
+        if (rc < 0 && !inst->errors)
+            report(inst, NULL, zl_strerror(rc));
+        inst->has_data = rc >= 0;
+    }
+    if (inst->errors) {
+        zl_instance_free(inst);
+        return -EINVAL;
+    }
+    *out = inst;
+    return 0;
+}
+
+int zl_instance_set_address(zl_instance_t *inst, const char *host,
+                            uint16_t port)
+{
+    if (inst->started || inst->server || !host || !*host || !port)
+        return -EINVAL;
+    g_free(inst->host);
+    inst->host = g_strdup(host);
+    inst->copts.host = inst->host;
+    inst->copts.port = port;
+    return 0;
+}
+
+typedef struct start_ctx {
+    zl_instance_t *inst;
+    zl_session_t *s;
+    int rc;
+} start_ctx_t;
+
+/* On the client's poller, so that callbacks (which may run inline) and
+ * this code see the session from one thread. */
+static void client_start(void *arg)
+{
+    start_ctx_t *sc = arg;
+    zl_conn_t *c = NULL;
+
+    sc->rc = zl_client_connect(&c, &sc->inst->copts, &client_handler, sc->s);
+    if (sc->rc < 0)
+        return;
+    if (!sc->s->conn)
+        sc->s->conn = c;
+    else
+        zl_conn_unref(c);
+}
+
+int zl_instance_start(zl_instance_t *inst)
+{
+    int rc;
+
+    if (inst->started)
+        return -EALREADY;
+    if (!zl_runtime_pollers()) {
+        g_warning("%s.%s: the runtime is not running",
+                  inst->server ? "server" : "client", inst->name);
+        return -EINVAL;
+    }
+    inst->started = true;
+    if (inst->server) {
+        rc = zl_server_new(&inst->srv, &inst->sopts, &server_handler, inst);
+        if (rc < 0)
+            g_warning("server.%s: cannot listen on %s:%u: %s", inst->name,
+                      inst->host ? inst->host : "*", inst->sopts.port,
+                      zl_strerror(rc));
+        return rc;
+    } else {
+        start_ctx_t sc = {.inst = inst};
+
+        if (!inst->copts.poller)
+            inst->copts.poller = zl_runtime_get_poller(false);
+        sc.s = session_new(inst);
+        if (!sc.s)
+            return -ENOMEM;
+        sc.s->poller = inst->copts.poller;
+        inst->client = session_ref(sc.s);
+        rc = zl_poller_sync(inst->copts.poller, client_start, &sc);
+        if (rc == 0)
+            rc = sc.rc;
+        if (rc < 0) {
+            g_warning("client.%s: cannot start connecting to %s:%u: %s",
+                      inst->name, inst->host, inst->copts.port,
+                      zl_strerror(rc));
+            session_unref(inst->client); /* ours */
+            inst->client = NULL;
+            active_done(inst);
+            session_unref(sc.s); /* the connection's, never taken */
+        }
+        return rc;
+    }
+}
+
+void zl_instance_stop(zl_instance_t *inst)
+{
+    if (!inst || atomic_exchange(&inst->stopping, true))
+        return;
+    if (inst->server) {
+        zl_server_free(inst->srv);
+        inst->srv = NULL;
+    } else if (inst->client) {
+        zl__session_close(inst->client);
+    }
+    pthread_mutex_lock(&inst->mu);
+    while (atomic_load(&inst->active))
+        pthread_cond_wait(&inst->cv, &inst->mu);
+    pthread_mutex_unlock(&inst->mu);
+    session_unref(inst->client);
+    inst->client = NULL;
+}
+
+void zl_instance_free(zl_instance_t *inst)
+{
+    if (!inst)
+        return;
+    zl_instance_stop(inst);
+    if (inst->has_data && inst->h->instance_free)
+        inst->h->instance_free(inst, inst->data);
+    pthread_cond_destroy(&inst->cv);
+    pthread_mutex_destroy(&inst->mu);
+    g_free(inst->name);
+    g_free(inst->host);
+    g_free(inst->local_ip);
+    free(inst);
+}
+
+const char *zl_instance_get_name(const zl_instance_t *inst)
+{
+    return inst->name;
+}
+
+const zl_addr_t *zl_instance_server_addr(const zl_instance_t *inst)
+{
+    return inst->srv ? zl_server_addr(inst->srv) : NULL;
+}
+
+void zl_instance_get_stats(const zl_instance_t *inst, zl_instance_stats_t *o)
+{
+    o->sessions = atomic_load(&inst->sessions);
+    o->active = atomic_load(&inst->active);
+    o->connected = atomic_load(&inst->connected);
+    o->failed = atomic_load(&inst->failed);
+    o->last_error = atomic_load(&inst->last_error);
+}
+
+char *zl_instance_last_error(zl_instance_t *inst, char *buf, size_t len)
+{
+    pthread_mutex_lock(&inst->mu);
+    g_strlcpy(buf, inst->last_message, len);
+    pthread_mutex_unlock(&inst->mu);
+    return buf;
+}
