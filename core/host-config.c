@@ -169,6 +169,13 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
         return true;
     }
     if (zl_addr_split(text, host, sizeof(host), &port, in->server) == 0) {
+        zl_addr_t tmp;
+        if (in->server && zl_addr_from_ip(&tmp, host, port) < 0) {
+            ERR(cfg, g, "address", "'%s' is not an IP address: a server "
+                                   "listens on an IP literal (0.0.0.0 or [::] "
+                                   "for every address)", host);
+            return false;
+        }
         in->host = g_strdup(host);
         in->port = port;
         return true;
@@ -452,7 +459,9 @@ int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
         free(err);
         g_free(group);
     }
-    for (int s = 0; s < 2; s++) {
+    /* Servers first: "plugin = echo" in a client group then finds echo
+     * loaded and is told it is a server handler. */
+    for (int s = 1; s >= 0; s--) {
         GPtrArray *list = s ? cfg->servers : cfg->clients;
         for (guint i = 0; i < list->len; i++)
             resolve_one(cfg, reg, dirs, list->pdata[i]);

@@ -23,7 +23,13 @@
 
 typedef struct stimer stimer_t;
 
+/* First field of both records: a server connection's data is the instance
+ * until its on_connect turns it into a session. */
+#define SESSION_MAGIC 0x5a4c5353u  /* "ZLSS" */
+#define INSTANCE_MAGIC 0x5a4c494eu /* "ZLIN" */
+
 struct zl_session {
+    uint32_t magic;
     atomic_int refs;
     zl_instance_t *inst;
     zl_conn_t *conn; /* one reference, dropped when the session is freed */
@@ -42,6 +48,7 @@ static inline void *state_of(zl_session_t *s)
 }
 
 struct zl_instance {
+    uint32_t magic;
     char *name, *host, *local_ip;
     bool server;
     const zl_handler_t *h;
@@ -84,6 +91,7 @@ static void session_unref(zl_session_t *s)
         return;
     if (s->conn)
         zl_conn_unref(s->conn);
+    s->magic = 0;
     free(s);
 }
 
@@ -93,6 +101,7 @@ static zl_session_t *session_new(zl_instance_t *inst)
 
     if (!s)
         return NULL;
+    s->magic = SESSION_MAGIC;
     atomic_init(&s->refs, 1); /* the connection's hold */
     s->inst = inst;
     atomic_fetch_add(&inst->sessions, 1);
@@ -109,12 +118,24 @@ static void note_error(zl_instance_t *inst, const zl_error_t *err)
     pthread_mutex_unlock(&inst->mu);
 }
 
-static void active_done(zl_instance_t *inst)
+/* A session is over.  Under the lock, so that zl_instance_stop() (which
+ * waits for active == 0 under it) cannot free the instance while this
+ * still uses it, and so that whoever on_finished wakes sees active == 0. */
+static void active_done(zl_instance_t *inst, bool finished)
 {
     pthread_mutex_lock(&inst->mu);
     atomic_fetch_sub(&inst->active, 1);
+    if (finished && inst->on_finished)
+        inst->on_finished(inst, inst->ctx);
     pthread_cond_broadcast(&inst->cv);
     pthread_mutex_unlock(&inst->mu);
+}
+
+static zl_session_t *session_of(zl_conn_t *c)
+{
+    zl_session_t *s = zl_conn_get_data(c);
+
+    return s && s->magic == SESSION_MAGIC ? s : NULL;
 }
 
 /* Every connection callback starts here: the session, opened on first use
@@ -122,7 +143,7 @@ static void active_done(zl_instance_t *inst)
  * NULL when the handler must not be called. */
 static zl_session_t *enter(zl_conn_t *c)
 {
-    zl_session_t *s = zl_conn_get_data(c);
+    zl_session_t *s = session_of(c);
     zl_instance_t *inst;
     int rc;
 
@@ -151,7 +172,7 @@ static zl_session_t *enter(zl_conn_t *c)
 
 static void on_connect(zl_conn_t *c, const zl_error_t *err)
 {
-    zl_session_t *s = zl_conn_get_data(c);
+    zl_session_t *s = session_of(c);
 
     if (s) {
         if (err) {
@@ -169,8 +190,11 @@ static void on_connect(zl_conn_t *c, const zl_error_t *err)
 static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
 {
     zl_instance_t *inst = zl_conn_get_data(c);
-    zl_session_t *s = session_new(inst);
+    zl_session_t *s;
 
+    if (!inst || inst->magic != INSTANCE_MAGIC)
+        return;
+    s = session_new(inst);
     if (!s) {
         g_warning("%s: server.%s: out of memory for a session; dropped",
                   plugin_name(inst), inst->name);
@@ -195,7 +219,7 @@ static void on_recv(zl_conn_t *c, zl_buf_t *buf)
 
 static void on_err(zl_conn_t *c, const zl_error_t *err)
 {
-    zl_session_t *s = zl_conn_get_data(c);
+    zl_session_t *s = session_of(c);
 
     if (s)
         note_error(s->inst, err);
@@ -232,7 +256,7 @@ static void cancel_timers(zl_session_t *s);
 
 static void on_closed(zl_conn_t *c)
 {
-    zl_session_t *s = zl_conn_get_data(c);
+    zl_session_t *s = session_of(c);
     zl_instance_t *inst;
     bool finished;
 
@@ -247,11 +271,7 @@ static void on_closed(zl_conn_t *c)
     cancel_timers(s);
     zl_conn_set_data(c, NULL);
     finished = !inst->server && !atomic_load(&inst->stopping);
-    /* The instance may be freed as soon as active reaches 0: read what is
-     * needed first. */
-    if (finished && inst->on_finished)
-        inst->on_finished(inst, inst->ctx);
-    active_done(inst);
+    active_done(inst, finished);
     session_unref(s);
 }
 
@@ -671,6 +691,7 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
     inst = calloc(1, sizeof(*inst));
     if (!inst)
         return -ENOMEM;
+    inst->magic = INSTANCE_MAGIC;
     inst->name = g_strdup(o->name);
     inst->server = o->server;
     inst->h = o->handler;
@@ -777,7 +798,7 @@ int zl_instance_start(zl_instance_t *inst)
                       zl_strerror(rc));
             session_unref(inst->client); /* ours */
             inst->client = NULL;
-            active_done(inst);
+            active_done(inst, false);
             session_unref(sc.s); /* the connection's, never taken */
         }
         return rc;
@@ -811,6 +832,7 @@ void zl_instance_free(zl_instance_t *inst)
         inst->h->instance_free(inst, inst->data);
     pthread_cond_destroy(&inst->cv);
     pthread_mutex_destroy(&inst->mu);
+    inst->magic = 0;
     g_free(inst->name);
     g_free(inst->host);
     g_free(inst->local_ip);

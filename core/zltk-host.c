@@ -135,10 +135,17 @@ static int list_plugins(char **path)
                d->abi_major, d->abi_minor,
                d->description ? d->description : "(no description)",
                zl_plugin_get_path(p));
-        for (size_t j = 0; j < n; j++)
+        for (size_t j = 0; j < n; j++) {
+            const zl_handler_t *h = r[j].vtable;
             printf("  provides %s '%s'%s%s\n", kind_name(r[j].kind), r[j].name,
                    r[j].description ? ": " : "",
                    r[j].description ? r[j].description : "");
+            if (r[j].kind != ZL_PROVIDES_LAYER && h && h->keys && *h->keys) {
+                char *keys = g_strjoinv(", ", (char **)h->keys);
+                printf("    keys: %s\n", keys);
+                g_free(keys);
+            }
+        }
         printf("\n");
     }
     printf("%zu plugin%s loaded, %d refused\n", zl_plugins_count(reg),
@@ -283,10 +290,14 @@ static int start_instances(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
             if (in->peer_server) {
                 if (!server_address(cfg, in->peer_server, host, sizeof(host),
                                     &port)) {
-                    zl_host_cfg_report(cfg, true, in->group, "address",
-                                       "@%s: that server is not running",
-                                       in->peer_server);
-                    return -1;
+                    zl_host_cfg_report(cfg, strict, in->group, "address",
+                                       "@%s: that server is not running%s",
+                                       in->peer_server,
+                                       strict ? ""
+                                              : "; this instance does not run");
+                    if (strict)
+                        return -1;
+                    continue;
                 }
                 zl_instance_set_address(in->inst, host, port);
             }
@@ -564,8 +575,12 @@ int main(int argc, char **argv)
         goto out_args;
     }
     if (o.list) {
+        zl_log_options_t lo = {.level = ZL_LOG_WARNING, .console = true};
+        /* Plugins' log lines in zltk's format. */
+        zl_log_init(&lo);
         path = plugin_path(o.plugin_dirs, NULL);
         status = list_plugins(path);
+        zl_log_shutdown();
         goto out_args;
     }
 
@@ -590,9 +605,12 @@ int main(int argc, char **argv)
             zl_log_set_level(lv);
     }
     path = plugin_path(o.plugin_dirs, cfg.plugin_dir);
-    if (cfg.kf && zl_plugins_new(&reg) == 0 &&
-        zl_host_cfg_resolve(&cfg, reg, (const char *const *)path) == 0)
+    /* Every instance whose handler resolved checks its own keys, even
+     * after other errors: one pass lists every problem. */
+    if (cfg.kf && zl_plugins_new(&reg) == 0) {
+        zl_host_cfg_resolve(&cfg, reg, (const char *const *)path);
         zl_host_cfg_instances(&cfg);
+    }
     if (o.check) {
         print_summary(&cfg, reg);
         status = cfg.errors ? 1 : 0;
@@ -680,8 +698,10 @@ stop:
             zl_timer_cancel(timers[i]);
     stop_instances(&cfg);
     zl_plugins_stop(reg);
-    if (o.connect && status == 0)
+    if (o.connect && status == 0) {
+        zl_log_flush(); /* the plugin's lines first, then the verdict */
         status = connect_status(&cfg, o.connect);
+    }
 out:
     if (runtime_up)
         zl_runtime_shutdown();

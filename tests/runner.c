@@ -37,6 +37,7 @@ static const struct {
     {"conn", zl_test_register_conn},
     {"plugin", zl_test_register_plugin},
     {"handlers", zl_test_register_handlers},
+    {"instance", zl_test_register_instance},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -70,7 +70,9 @@ deps)
 host)
     deps
     build _build
-    exec "_build/zltk-host" "$@" ;;
+    # The bundled plugins, uninstalled, are found through the search path.
+    ZLTK_PLUGIN_PATH="$top/_build/plugins/.libs${ZLTK_PLUGIN_PATH:+:$ZLTK_PLUGIN_PATH}" \
+        exec "_build/zltk-host" "$@" ;;
 check)
     deps
     build _build

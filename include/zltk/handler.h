@@ -72,8 +72,11 @@ typedef struct zl_handler {
     /* Mandatory.  Bytes arrived (plaintext, below any layer). */
     void (*on_recv)(zl_session_t *s, void *state, zl_buf_t *buf);
     /* Optional.  The connection failed or ended: end of stream (ZL_EOF),
-     * reset, timeout, a TLS failure, …  The session then closes gracefully
-     * (what was queued is still sent); the handler may still send. */
+     * reset, timeout, a TLS failure, …  After end of stream the session
+     * closes gracefully (what is queued is still sent, and the handler may
+     * still send from here); after other errors the connection is reset and
+     * the queue dropped.  A client with a reconnect policy then reconnects
+     * (on_connect again) instead of closing. */
     void (*on_err)(zl_session_t *s, void *state, const zl_error_t *err);
     /* Optional.  The send queue drained after having been non-empty. */
     void (*on_flush)(zl_session_t *s, void *state);

@@ -34,6 +34,7 @@
 
 #include <zltk/common.h>
 #include <zltk/conn.h>
+#include <zltk/error.h>
 #include <zltk/handler.h>
 #include <zltk/log.h>
 #include <zltk/poller.h>
@@ -48,7 +49,7 @@ ZL_BEGIN_DECLS
 #define ZLTK_PLUGIN_ENTRY_SYMBOL "zltk_plugin_entry"
 
 /* The host's record of a loaded plugin; opaque, owned by the host, valid
- * from init until the process exits. */
+ * from init until destroy returns. */
 typedef struct zl_plugin zl_plugin_t;
 typedef struct zl_host_api zl_host_api_t;
 typedef struct zl_plugin_desc zl_plugin_desc_t;
@@ -143,7 +144,9 @@ struct zl_host_api {
     void (*pause)(zl_session_t *s);
     void (*resume)(zl_session_t *s);
     /* Addresses (kept after close), a name for logs ("client#3",
-     * per-thread buffer), the instance, the poller, queued bytes. */
+     * per-thread buffer), queued bytes: the session's poller thread only
+     * (or any thread once on_closed has run).  The instance and the poller:
+     * any thread. */
     const zl_addr_t *(*peer)(const zl_session_t *s);
     const zl_addr_t *(*local)(const zl_session_t *s);
     const char *(*session_name)(const zl_session_t *s);
@@ -157,7 +160,8 @@ struct zl_host_api {
     /* A timer on the session's poller: fn(s, state, arg) after delay_ms,
      * then after each non-zero delay it returns.  Cancelled when the session
      * closes; destroy(arg) runs once in every case (not on failure).
-     * Returns 0, ZL_ESHUTDOWN or -ENOMEM. */
+     * The session's poller thread only (elsewhere: -EPERM; use post).
+     * Returns 0, ZL_ESHUTDOWN, -EPERM or -ENOMEM. */
     int (*add_timer)(zl_session_t *s, uint64_t delay_ms,
                      zl_session_timer_fn fn, void *arg,
                      zl_destroy_fn destroy);
@@ -195,8 +199,9 @@ struct zl_plugin_desc {
      * negative errno: the plugin is then skipped (its reason logged) and
      * destroy is still called. */
     int (*init)(zl_plugin_t *self, const zl_host_api_t *host);
-    /* Optional.  Called once every plugin is initialised, before instances
-     * run.  Non-zero: the plugin is stopped and skipped. */
+    /* Optional.  Called once every plugin is initialised and the runtime
+     * runs, before instances start.  Non-zero: the plugin is skipped (its
+     * handlers are withdrawn; stop is not called, destroy is). */
     int (*start)(zl_plugin_t *self);
     /* Optional, asynchronous.  Stop background work; call done(self) (from
      * any thread) when finished.  Instances are already closed. */
