@@ -141,6 +141,8 @@ static zl_session_t *session_of(zl_conn_t *c)
 /* Every connection callback starts here: the session, opened on first use
  * (on the owner thread, so on_open runs where the other callbacks do).
  * NULL when the handler must not be called. */
+static void cancel_timers(zl_session_t *s);
+
 static zl_session_t *enter(zl_conn_t *c)
 {
     zl_session_t *s = session_of(c);
@@ -162,6 +164,7 @@ static zl_session_t *enter(zl_conn_t *c)
                   plugin_name(inst), inst->server ? "server" : "client",
                   inst->name, zl_conn_name(c), zl_strerror(rc));
         s->refused = true;
+        cancel_timers(s); /* any it armed before refusing */
         zl_conn_abort(c);
         return NULL;
     }
@@ -252,7 +255,6 @@ static void on_manager(zl_conn_t *c)
         s->inst->h->on_manager(s, state_of(s));
 }
 
-static void cancel_timers(zl_session_t *s);
 
 static void on_closed(zl_conn_t *c)
 {
@@ -405,7 +407,7 @@ static uint64_t stimer_fire(void *arg)
 {
     stimer_t *t = arg;
 
-    if (t->s->closed)
+    if (t->s->closed || t->s->refused)
         return 0;
     return t->fn(t->s, state_of(t->s), t->arg);
 }
@@ -584,6 +586,8 @@ void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
 
     if ((unsigned)level > ZL_LOG_DEBUG)
         level = ZL_LOG_MESSAGE;
+    if (level > zl_log_get_level())
+        return; /* discarded anyway: skip the formatting */
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);

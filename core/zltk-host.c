@@ -626,6 +626,9 @@ int main(int argc, char **argv)
 
     /* Block the stop signals in every thread; main waits for them.
      * SIGUSR1 is the wake-up from instances that end on their own. */
+    /* Writes to a closed pipe (stdout of --connect, the log's stderr)
+     * must fail with EPIPE, not kill the host. */
+    signal(SIGPIPE, SIG_IGN);
     main_thread = pthread_self();
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

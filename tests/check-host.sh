@@ -175,7 +175,7 @@ write kinds <<EOF
 
 [server.s1]
 plugin = good-echo
-address = localhost:1
+address = 127.0.0.1:1
 
 [server.s2]
 plugin = good-echo
@@ -304,6 +304,15 @@ address = 127.0.0.1:0
 EOF
 check "$f"
 expect_error "client port 0" "[client.b] address: " 65535
+
+write srvname <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = localhost:9000
+EOF
+check "$f"
+expect_error "server on a host name" "[server.a] address: " "IP"
 
 write badport <<EOF
 [plugin.good]

@@ -8,10 +8,13 @@
  * (epoll, poll).  Exit status: 0 if every test passed, 1 otherwise.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <glib.h>
 #include <time.h>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -40,6 +43,21 @@ static const struct {
     {"instance", zl_test_register_instance},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
+
+bool zl_test_check_at(const char *file, int line, bool ok, const char *fmt,
+                      ...)
+{
+    va_list ap;
+    char *what;
+
+    va_start(ap, fmt);
+    what = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, what,
+                            file, "", CU_FALSE);
+    g_free(what);
+    return ok;
+}
 
 int zl_test_add_suite(const char *name, CU_InitializeFunc init,
                       CU_CleanupFunc cleanup, const zl_test_case_t *cases)

@@ -32,22 +32,7 @@ static char *junk_path; /* tmpdir/notaplugin.so: not ELF at all */
 
 /* ------------------------------------------------------------ helpers */
 
-/* A CUnit assertion with a formatted explanation, reported at line. */
-static bool check_at(int line, bool ok, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
-static bool check_at(int line, bool ok, const char *fmt, ...)
-{
-    va_list ap;
-    char *what;
-
-    va_start(ap, fmt);
-    what = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, what,
-                            __FILE__, "", CU_FALSE);
-    g_free(what);
-    return ok;
-}
-#define CHECK(cond, ...) check_at(__LINE__, (cond), __VA_ARGS__)
+#define CHECK ZL_TEST_CHECK
 
 static char *plugin_path(const char *base)
 {
@@ -122,15 +107,15 @@ static bool has_word(const char *msg, const char *alternatives)
 static void check_msg(int line, const char *msg, const char *path,
                       const char *const *words)
 {
-    if (!check_at(line, msg != NULL, "an error message is set"))
+    if (!zl_test_check_at(__FILE__, line, msg != NULL, "an error message is set"))
         return;
-    check_at(line, *msg != '\0' && !strchr(msg, '\n'),
+    zl_test_check_at(__FILE__, line, *msg != '\0' && !strchr(msg, '\n'),
              "message is one line: \"%s\"", msg);
     if (path)
-        check_at(line, strstr(msg, path) != NULL,
+        zl_test_check_at(__FILE__, line, strstr(msg, path) != NULL,
                  "message names the file %s: \"%s\"", path, msg);
     for (; words && *words; words++)
-        check_at(line, has_word(msg, *words), "message says \"%s\": \"%s\"",
+        zl_test_check_at(__FILE__, line, has_word(msg, *words), "message says \"%s\": \"%s\"",
                  *words, msg);
 }
 #define WORDS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -144,10 +129,10 @@ static void refuse_at(int line, zl_plugin_registry_t *reg, const char *path,
     char *err = NULL;
     int r = zl_plugins_load_file(reg, path, &err);
 
-    check_at(line, r == rc, "load %s returns %d (%s), expected %d (%s)", path,
+    zl_test_check_at(__FILE__, line, r == rc, "load %s returns %d (%s), expected %d (%s)", path,
              r, zl_err_name(r), rc, zl_err_name(rc));
     check_msg(line, err, path, words);
-    check_at(line, zl_plugins_count(reg) == before,
+    zl_test_check_at(__FILE__, line, zl_plugins_count(reg) == before,
              "a refused plugin is not counted");
     free(err);
 }
@@ -160,35 +145,35 @@ static void check_good_providers(int line, zl_plugin_registry_t *reg,
     zl_plugin_t *owner = NULL;
 
     r = zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER, "good-echo", &owner);
-    if (check_at(line, r != NULL, "server good-echo is found")) {
-        check_at(line, owner == good, "server good-echo is owned by good");
-        check_at(line, r->kind == ZL_PROVIDES_SERVER, "good-echo is a server");
-        check_at(line, r->name && !strcmp(r->name, "good-echo"),
+    if (zl_test_check_at(__FILE__, line, r != NULL, "server good-echo is found")) {
+        zl_test_check_at(__FILE__, line, owner == good, "server good-echo is owned by good");
+        zl_test_check_at(__FILE__, line, r->kind == ZL_PROVIDES_SERVER, "good-echo is a server");
+        zl_test_check_at(__FILE__, line, r->name && !strcmp(r->name, "good-echo"),
                  "good-echo is named good-echo");
-        check_at(line,
+        zl_test_check_at(__FILE__, line,
                  r->description &&
                      !strcmp(r->description, "good echo server (test)"),
                  "good-echo has its description");
-        check_at(line, r->vtable != NULL, "good-echo has its vtable");
+        zl_test_check_at(__FILE__, line, r->vtable != NULL, "good-echo has its vtable");
     }
     owner = NULL;
     r = zl_plugins_find_provider(reg, ZL_PROVIDES_CLIENT, "good-client",
                                  &owner);
-    if (check_at(line, r != NULL, "client good-client is found")) {
-        check_at(line, owner == good, "client good-client is owned by good");
-        check_at(line, r->kind == ZL_PROVIDES_CLIENT, "good-client is a client");
-        check_at(line,
+    if (zl_test_check_at(__FILE__, line, r != NULL, "client good-client is found")) {
+        zl_test_check_at(__FILE__, line, owner == good, "client good-client is owned by good");
+        zl_test_check_at(__FILE__, line, r->kind == ZL_PROVIDES_CLIENT, "good-client is a client");
+        zl_test_check_at(__FILE__, line,
                  r->description && !strcmp(r->description, "good client (test)"),
                  "good-client has its description");
     }
-    check_at(line,
+    zl_test_check_at(__FILE__, line,
              !zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER, "good-client",
                                        NULL),
              "no server named good-client (wrong kind)");
-    check_at(line,
+    zl_test_check_at(__FILE__, line,
              !zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, "good-echo", NULL),
              "no layer named good-echo (wrong kind)");
-    check_at(line,
+    zl_test_check_at(__FILE__, line,
              !zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER, "no-such", NULL),
              "no server named no-such");
 }
@@ -200,12 +185,12 @@ static zl_plugin_t *load_good_at(int line, zl_plugin_registry_t *reg)
     int r = zl_plugins_load_file(reg, path, &err);
     zl_plugin_t *p;
 
-    check_at(line, r == 0, "good loads: %d %s", r, err ? err : "");
-    check_at(line, r != 0 || err == NULL, "no message on success");
+    zl_test_check_at(__FILE__, line, r == 0, "good loads: %d %s", r, err ? err : "");
+    zl_test_check_at(__FILE__, line, r != 0 || err == NULL, "no message on success");
     free(err);
     g_free(path);
     p = zl_plugins_find(reg, "good");
-    if (check_at(line, p != NULL, "good is found by name"))
+    if (zl_test_check_at(__FILE__, line, p != NULL, "good is found by name"))
         check_good_providers(line, reg, p);
     return p;
 }
@@ -232,23 +217,23 @@ static void refuse_before_init_at(int line, const char *path, const char *id,
     trace_reset();
     refuse_at(line, reg, path, rc, words);
     if (id)
-        check_at(line, zl_plugins_find(reg, id) == NULL, "%s is not found", id);
+        zl_test_check_at(__FILE__, line, zl_plugins_find(reg, id) == NULL, "%s is not found", id);
     LOAD_GOOD(reg);
-    check_at(line, zl_plugins_count(reg) == 1, "only good is loaded");
-    check_at(line,
+    zl_test_check_at(__FILE__, line, zl_plugins_count(reg) == 1, "only good is loaded");
+    zl_test_check_at(__FILE__, line,
              !zl_plugins_find_provider(reg, ZL_PROVIDES_CLIENT, "good-echo",
                                        NULL),
              "no client named good-echo (wrong kind)");
     zl_plugins_free(reg);
     t = trace_take();
     if (id) {
-        check_at(line, trace_count(t, "init", id) == 0,
+        zl_test_check_at(__FILE__, line, trace_count(t, "init", id) == 0,
                  "%s's init never runs: %s", id, t);
-        check_at(line, trace_count(t, "destroy", id) == 0,
+        zl_test_check_at(__FILE__, line, trace_count(t, "destroy", id) == 0,
                  "%s's destroy never runs: %s", id, t);
     }
-    check_at(line, trace_count(t, "init", "good") == 1, "good init once: %s", t);
-    check_at(line, trace_count(t, "destroy", "good") == 1,
+    zl_test_check_at(__FILE__, line, trace_count(t, "init", "good") == 1, "good init once: %s", t);
+    zl_test_check_at(__FILE__, line, trace_count(t, "destroy", "good") == 1,
              "good destroy once: %s", t);
     g_free(t);
 }
@@ -681,7 +666,7 @@ static void check_reports(int line, const reports_t *r, const char *dir,
 
     for (; names[n]; n++) {
         char *want = g_build_filename(dir, names[n], NULL);
-        check_at(line,
+        zl_test_check_at(__FILE__, line,
                  n < r->paths->len &&
                      !strcmp(g_ptr_array_index(r->paths, n), want),
                  "report %zu is %s (got %s)", n, want,
@@ -689,9 +674,9 @@ static void check_reports(int line, const reports_t *r, const char *dir,
                                    : "nothing");
         g_free(want);
     }
-    check_at(line, r->paths->len == n, "%zu reports, expected %zu",
+    zl_test_check_at(__FILE__, line, r->paths->len == n, "%zu reports, expected %zu",
              (size_t)r->paths->len, n);
-    check_at(line, r->bad_messages == 0,
+    zl_test_check_at(__FILE__, line, r->bad_messages == 0,
              "every report is one line naming its file");
 }
 

@@ -60,4 +60,11 @@ typedef struct {
 int zl_test_add_suite(const char *name, CU_InitializeFunc init,
                       CU_CleanupFunc cleanup, const zl_test_case_t *cases);
 
+/* A CUnit assertion with a formatted explanation, reported at file:line;
+ * returns ok.  ZL_TEST_CHECK(cond, fmt, ...) passes the caller's place. */
+bool zl_test_check_at(const char *file, int line, bool ok, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
+#define ZL_TEST_CHECK(cond, ...)                                            \
+    zl_test_check_at(__FILE__, __LINE__, (cond), __VA_ARGS__)
+
 #endif

@@ -59,7 +59,8 @@ typedef struct zl_handler {
      * on entry) is kept for the instance: host->instance_data(). */
     int (*instance_new)(zl_instance_t *inst, void **data);
     /* Optional.  The instance is gone (main thread, after its last
-     * session's on_closed): free *data. */
+     * session's on_closed): free *data.  Not called when instance_new
+     * failed: instance_new frees what it allocated before failing. */
     void (*instance_free)(zl_instance_t *inst, void *data);
 
     /* Optional.  A session begins; state is zeroed.  Return 0, or a
