@@ -220,11 +220,11 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
         parse_address(cfg, g, v, in);
     g_free(v);
     if ((v = get_str(cfg, g, "transport"))) {
-        if (!strcmp(v, "tls"))
-            ERR(cfg, g, "transport", "tls is not available yet: this build has "
-                                     "no TLS layer (use tcp)");
+        /* tcp, or a layer resolved with the plugins (zl_host_cfg_resolve). */
+        if (!*v)
+            ERR(cfg, g, "transport", "empty: tcp, or a layer such as tls");
         else if (strcmp(v, "tcp"))
-            ERR(cfg, g, "transport", "'%s' is not a transport (tcp or tls)", v);
+            in->transport = g_strdup(v);
         g_free(v);
     }
     if (get_int(cfg, g, "send-timeout", 0, INT32_MAX, &n))
@@ -261,6 +261,7 @@ static void instance_free(gpointer p)
     g_free(in->plugin);
     g_free(in->host);
     g_free(in->peer_server);
+    g_free(in->transport);
     if (in->inst)
         zl_instance_free(in->inst);
     g_hash_table_destroy(in->values);
@@ -378,12 +379,13 @@ static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
 {
     char **keys = g_key_file_get_keys(cfg->kf, in->group, NULL, NULL);
     const char *const *own = in->handler->keys;
+    const char *const *lkeys = in->layer ? in->layer->keys : NULL;
 
     for (size_t i = 0; keys && keys[i]; i++) {
         const char *k = keys[i];
         if (in_list(k, host_keys_common) ||
             in_list(k, in->server ? host_keys_server : host_keys_client) ||
-            (own && in_list(k, own)))
+            (own && in_list(k, own)) || (lkeys && in_list(k, lkeys)))
             continue;
         if (own && *own) {
             char *list = g_strjoinv(", ", (char **)own);
@@ -442,6 +444,33 @@ static bool resolve_one(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
     }
     in->handler = r->vtable;
     in->owner = owner;
+    if (in->transport) {
+        r = zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, in->transport,
+                                     &owner);
+        if (!r && !zl_plugins_find(reg, in->transport) &&
+            zl_plugins_load(reg, in->transport, dirs, &err) < 0) {
+            PERR(cfg, in->group, "transport", "'%s' is not tcp, and no layer "
+                 "plugin of that name loads: %s%s", in->transport,
+                 err ? err : "cannot load",
+                 cfg->lenient ? "; this instance does not run" : "");
+            free(err);
+            in->handler = NULL;
+            return false;
+        }
+        free(err);
+        if (!r)
+            r = zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, in->transport,
+                                         &owner);
+        if (!r) {
+            ERR(cfg, in->group, "transport",
+                "plugin '%s' provides no layer named '%s' (see zltk-host "
+                "--list-plugins)", in->transport, in->transport);
+            in->handler = NULL;
+            return false;
+        }
+        in->layer = r->vtable;
+        in->layer_owner = owner;
+    }
     check_keys(cfg, in);
     return true;
 }
@@ -503,6 +532,8 @@ int zl_host_cfg_instances(zl_host_cfg_t *cfg)
                 .server = in->server,
                 .handler = in->handler,
                 .plugin = in->owner,
+                .layer = in->layer,
+                .layer_plugin = in->layer_owner,
                 .config = inst_config,
                 .report = inst_report,
                 .ctx = in,

@@ -12,6 +12,7 @@ typedef struct zl_host_instance {
     zl_host_cfg_t *cfg;
     char *group, *name, *plugin, *host;
     char *peer_server; /* client address "@NAME": server.NAME's address */
+    char *transport;   /* a layer's name; NULL: plain tcp */
     bool server;
     uint16_t port;
     int64_t send_timeout_ms; /* with has_send_timeout; 0 = off */
@@ -25,6 +26,8 @@ typedef struct zl_host_instance {
     /* Filled by zl_host_cfg_resolve / zl_host_cfg_instances. */
     const zl_handler_t *handler;
     zl_plugin_t *owner;
+    const zl_layer_t *layer;
+    zl_plugin_t *layer_owner;
     zl_instance_t *inst;
     GHashTable *values; /* key -> raw value, kept for the instance */
 } zl_host_instance_t;

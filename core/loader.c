@@ -83,7 +83,22 @@ static int host_register(zl_plugin_t *self, const zl_registration_t *r)
                   self->desc->name);
         return -EINVAL;
     }
-    if (kind != ZL_PROVIDES_LAYER) {
+    if (kind == ZL_PROVIDES_LAYER) {
+        const zl_layer_t *l = r->vtable;
+        const char *why = !l ? "has no vtable (a zl_layer_t)"
+                          : l->struct_size < ZL_LAYER_SIZE_1_0
+                              ? "has a zl_layer_t with a bad struct_size "
+                                "(set it to sizeof(zl_layer_t))"
+                          : !l->on_connect || !l->on_recv || !l->send
+                              ? "lacks a mandatory callback (on_connect, "
+                                "on_recv and send)"
+                              : NULL;
+        if (why) {
+            g_warning("plugin %s: layer '%s' %s: fix the plugin",
+                      self->desc->name, r->name, why);
+            return -EINVAL;
+        }
+    } else {
         const zl_handler_t *h = r->vtable;
         const char *why = !h ? "has no vtable (a zl_handler_t)"
                           : h->struct_size < ZL_HANDLER_SIZE_1_0
@@ -254,6 +269,16 @@ static const zl_host_api_t host_api = {
     .post = zl__session_post,
     .submit = zl__session_submit,
     .session_log = zl__session_log,
+    .lower_send = zl__session_lower_send,
+    .lower_send_buf = zl__session_lower_send_buf,
+    .lower_close = zl__session_lower_close,
+    .lower_shutdown = zl__session_lower_shutdown,
+    .upper_connect = zl__session_upper_connect,
+    .upper_recv = zl__session_upper_recv,
+    .upper_err = zl__session_upper_err,
+    .layer_data = zl__instance_layer_data,
+    .instance_host = zl__instance_host,
+    .transport_info = zl__session_transport_info,
 };
 
 const zl_host_api_t *zl_plugins_host_api(void)

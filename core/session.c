@@ -42,10 +42,15 @@ struct zl_session {
     ((sizeof(struct zl_session) + alignof(max_align_t) - 1) &              \
      ~(alignof(max_align_t) - 1))
 
+#define ALIGN_UP(n) (((n) + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1))
+
 static inline void *state_of(zl_session_t *s)
 {
     return (char *)s + STATE_OFFSET;
 }
+
+/* Defined after struct zl_instance. */
+static inline void *lstate_of(zl_session_t *s);
 
 struct zl_instance {
     uint32_t magic;
@@ -53,6 +58,11 @@ struct zl_instance {
     bool server;
     const zl_handler_t *h;
     zl_plugin_t *plugin;
+    const zl_layer_t *l; /* NULL: plain transport */
+    zl_plugin_t *layer_plugin;
+    void *ldata; /* the layer's */
+    bool has_ldata;
+    size_t loff; /* offset of the layer's state from the handler's */
     zl_instance_config_fn config;
     zl_instance_report_fn report;
     void *ctx;
@@ -71,6 +81,11 @@ struct zl_instance {
     pthread_mutex_t mu; /* with cv: waiting for active == 0 */
     pthread_cond_t cv;
 };
+
+static inline void *lstate_of(zl_session_t *s)
+{
+    return (char *)s + STATE_OFFSET + s->inst->loff;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -97,7 +112,8 @@ static void session_unref(zl_session_t *s)
 
 static zl_session_t *session_new(zl_instance_t *inst)
 {
-    zl_session_t *s = calloc(1, STATE_OFFSET + inst->h->state_size);
+    zl_session_t *s = calloc(1, STATE_OFFSET + inst->loff +
+                                    (inst->l ? inst->l->state_size : 0));
 
     if (!s)
         return NULL;
@@ -159,10 +175,14 @@ static zl_session_t *enter(zl_conn_t *c)
         return s->refused ? NULL : s;
     s->opened = true;
     inst = s->inst;
-    if (inst->h->on_open && (rc = inst->h->on_open(s, state_of(s), inst)) < 0) {
-        g_warning("%s: %s.%s %s: refused by the handler's on_open: %s",
-                  plugin_name(inst), inst->server ? "server" : "client",
-                  inst->name, zl_conn_name(c), zl_strerror(rc));
+    rc = inst->l && inst->l->on_open ? inst->l->on_open(s, lstate_of(s), inst)
+                                      : 0;
+    if (rc >= 0 && inst->h->on_open)
+        rc = inst->h->on_open(s, state_of(s), inst);
+    if (rc < 0) {
+        g_warning("%s: %s.%s %s: refused by on_open: %s", plugin_name(inst),
+                  inst->server ? "server" : "client", inst->name,
+                  zl_conn_name(c), zl_strerror(rc));
         s->refused = true;
         cancel_timers(s); /* any it armed before refusing */
         zl_conn_abort(c);
@@ -186,7 +206,11 @@ static void on_connect(zl_conn_t *c, const zl_error_t *err)
         }
     }
     s = enter(c);
-    if (s && s->inst->h->on_connect)
+    if (!s)
+        return;
+    if (!err && s->inst->l)
+        s->inst->l->on_connect(s, lstate_of(s)); /* handshake first */
+    else if (s->inst->h->on_connect)
         s->inst->h->on_connect(s, state_of(s), err);
 }
 
@@ -208,7 +232,11 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     atomic_fetch_add(&inst->connected, 1);
     zl_conn_set_data(c, s);
     s = enter(c);
-    if (s && inst->h->on_connect)
+    if (!s)
+        return;
+    if (inst->l)
+        inst->l->on_connect(s, lstate_of(s));
+    else if (inst->h->on_connect)
         inst->h->on_connect(s, state_of(s), err);
 }
 
@@ -216,7 +244,11 @@ static void on_recv(zl_conn_t *c, zl_buf_t *buf)
 {
     zl_session_t *s = enter(c);
 
-    if (s)
+    if (!s)
+        return;
+    if (s->inst->l)
+        s->inst->l->on_recv(s, lstate_of(s), buf);
+    else
         s->inst->h->on_recv(s, state_of(s), buf);
 }
 
@@ -227,7 +259,11 @@ static void on_err(zl_conn_t *c, const zl_error_t *err)
     if (s)
         note_error(s->inst, err);
     s = enter(c);
-    if (s && s->inst->h->on_err)
+    if (!s)
+        return;
+    if (s->inst->l && s->inst->l->on_err)
+        s->inst->l->on_err(s, lstate_of(s), err);
+    else if (s->inst->h->on_err)
         s->inst->h->on_err(s, state_of(s), err);
 }
 
@@ -251,6 +287,9 @@ static void on_manager(zl_conn_t *c)
 {
     zl_session_t *s = enter(c);
 
+    if (s && s->inst->l && s->inst->l->on_manager)
+        s->inst->l->on_manager(s, lstate_of(s));
+    s = enter(c); /* the layer may have closed it */
     if (s && s->inst->h->on_manager)
         s->inst->h->on_manager(s, state_of(s));
 }
@@ -270,6 +309,8 @@ static void on_closed(zl_conn_t *c)
     s->closed = true;
     if (s->opened && inst->h->on_closed)
         inst->h->on_closed(s, state_of(s));
+    if (s->opened && inst->l && inst->l->on_closed)
+        inst->l->on_closed(s, lstate_of(s));
     cancel_timers(s);
     zl_conn_set_data(c, NULL);
     finished = !inst->server && !atomic_load(&inst->stopping);
@@ -299,13 +340,90 @@ static const zl_conn_handler_t server_handler = {
 
 /* ------------------------------------------------- host API: sessions */
 
+/* With a layer, a handler's send/close/shutdown runs the layer's code,
+ * which must happen on the session's poller: from elsewhere it is posted.
+ * Without one, the connection's own any-thread functions do. */
+enum { DOWN_SEND, DOWN_CLOSE, DOWN_SHUTDOWN };
+
+static bool layer_here(zl_session_t *s)
+{
+    return s->poller && zl_poller_is_current(s->poller);
+}
+
+static int layer_send(zl_session_t *s, const void *data, size_t len)
+{
+    if (s->closed || s->refused || !s->opened)
+        return ZL_ESHUTDOWN;
+    return s->inst->l->send(s, lstate_of(s), data, len);
+}
+
+static void down_task(zl_session_t *s, void *state, void *arg);
+
+static int post_down(zl_session_t *s, int op, zl_buf_t *buf)
+{
+    uintptr_t tag = (uintptr_t)op;
+    int rc;
+
+    if (op == DOWN_SEND) {
+        rc = zl__session_post(s, down_task, buf, (zl_destroy_fn)zl_buf_unref);
+        if (rc < 0)
+            zl_buf_unref(buf);
+        return rc;
+    }
+    return zl__session_post(s, down_task, (void *)tag, NULL);
+}
+
+static void layer_down(zl_session_t *s, int op)
+{
+    const zl_layer_t *l = s->inst->l;
+    void (*fn)(zl_session_t *, void *) = op == DOWN_CLOSE ? l->close : l->shutdown;
+
+    if (s->closed || s->refused || !s->opened) {
+        if (s->conn && op == DOWN_CLOSE)
+            zl_conn_close(s->conn);
+        return;
+    }
+    if (fn)
+        fn(s, lstate_of(s));
+    else if (op == DOWN_CLOSE)
+        zl_conn_close(s->conn);
+    else
+        zl_conn_shutdown(s->conn);
+}
+
+static void down_task(zl_session_t *s, void *state, void *arg)
+{
+    (void)state;
+    if ((uintptr_t)arg == DOWN_CLOSE || (uintptr_t)arg == DOWN_SHUTDOWN) {
+        layer_down(s, (int)(uintptr_t)arg);
+        return;
+    }
+    layer_send(s, ((zl_buf_t *)arg)->data, ((zl_buf_t *)arg)->len);
+}
+
 int zl__session_send(zl_session_t *s, const void *data, size_t len)
 {
-    return s->conn ? zl_conn_send(s->conn, data, len) : ZL_ESHUTDOWN;
+    zl_buf_t *copy;
+
+    if (!s->inst->l)
+        return s->conn ? zl_conn_send(s->conn, data, len) : ZL_ESHUTDOWN;
+    if (layer_here(s))
+        return layer_send(s, data, len);
+    copy = zl_buf_new_copy(data, len);
+    return copy ? post_down(s, DOWN_SEND, copy) : -ENOMEM;
 }
 
 int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf)
 {
+    int rc;
+
+    if (s->inst->l) {
+        if (!layer_here(s))
+            return post_down(s, DOWN_SEND, buf);
+        rc = layer_send(s, buf->data, buf->len);
+        zl_buf_unref(buf);
+        return rc;
+    }
     if (!s->conn) {
         zl_buf_unref(buf);
         return ZL_ESHUTDOWN;
@@ -315,6 +433,13 @@ int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf)
 
 void zl__session_close(zl_session_t *s)
 {
+    if (s->inst->l) {
+        if (layer_here(s))
+            layer_down(s, DOWN_CLOSE);
+        else if (post_down(s, DOWN_CLOSE, NULL) < 0 && s->conn)
+            zl_conn_close(s->conn);
+        return;
+    }
     if (s->conn)
         zl_conn_close(s->conn);
 }
@@ -327,8 +452,86 @@ void zl__session_abort(zl_session_t *s)
 
 void zl__session_shutdown(zl_session_t *s)
 {
+    if (s->inst->l) {
+        if (layer_here(s))
+            layer_down(s, DOWN_SHUTDOWN);
+        else
+            post_down(s, DOWN_SHUTDOWN, NULL);
+        return;
+    }
     if (s->conn)
         zl_conn_shutdown(s->conn);
+}
+
+/* ------------------------------------------------- host API: layers */
+
+int zl__session_lower_send(zl_session_t *s, const void *data, size_t len)
+{
+    return s->conn ? zl_conn_send(s->conn, data, len) : ZL_ESHUTDOWN;
+}
+
+int zl__session_lower_send_buf(zl_session_t *s, zl_buf_t *buf)
+{
+    if (!s->conn) {
+        zl_buf_unref(buf);
+        return ZL_ESHUTDOWN;
+    }
+    return zl_conn_send_buf(s->conn, buf);
+}
+
+void zl__session_lower_close(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_close(s->conn);
+}
+
+void zl__session_lower_shutdown(zl_session_t *s)
+{
+    if (s->conn)
+        zl_conn_shutdown(s->conn);
+}
+
+void zl__session_upper_connect(zl_session_t *s)
+{
+    if (!s->closed && !s->refused && s->inst->h->on_connect)
+        s->inst->h->on_connect(s, state_of(s), NULL);
+}
+
+void zl__session_upper_recv(zl_session_t *s, zl_buf_t *buf)
+{
+    if (!s->closed && !s->refused)
+        s->inst->h->on_recv(s, state_of(s), buf);
+}
+
+void zl__session_upper_err(zl_session_t *s, const zl_error_t *err)
+{
+    if (s->closed || s->refused)
+        return;
+    note_error(s->inst, err);
+    if (s->inst->h->on_err)
+        s->inst->h->on_err(s, state_of(s), err);
+    /* Graceful, so that the layer's last words (an alert) still go out. */
+    if (s->conn)
+        zl_conn_close(s->conn);
+}
+
+void *zl__instance_layer_data(const zl_instance_t *inst)
+{
+    return inst->ldata;
+}
+
+const char *zl__instance_host(const zl_instance_t *inst)
+{
+    return inst->server ? NULL : inst->host;
+}
+
+const char *zl__session_transport_info(zl_session_t *s, const char *key)
+{
+    const zl_layer_t *l = s->inst->l;
+
+    if (!l || !l->info || !key || s->closed || !s->opened)
+        return NULL;
+    return l->info(s, lstate_of(s), key);
 }
 
 void zl__session_pause(zl_session_t *s)
@@ -692,9 +895,20 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
                   o->server ? "server" : "client", o->name);
         return -EINVAL;
     }
+    if (o->layer && (o->layer->struct_size < ZL_LAYER_SIZE_1_0 ||
+                     !o->layer->on_connect || !o->layer->on_recv ||
+                     !o->layer->send)) {
+        g_warning("zl_instance_new: %s.%s: the layer is malformed (needs "
+                  "struct_size, on_connect, on_recv and send)",
+                  o->server ? "server" : "client", o->name);
+        return -EINVAL;
+    }
     inst = calloc(1, sizeof(*inst));
     if (!inst)
         return -ENOMEM;
+    inst->l = o->layer;
+    inst->layer_plugin = o->layer_plugin;
+    inst->loff = ALIGN_UP(o->handler->state_size);
     inst->magic = INSTANCE_MAGIC;
     inst->name = g_strdup(o->name);
     inst->server = o->server;
@@ -721,6 +935,12 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
         if (rc < 0 && !inst->errors)
             report(inst, NULL, zl_strerror(rc));
         inst->has_data = rc >= 0;
+    }
+    if (inst->l && inst->l->instance_new) {
+        rc = inst->l->instance_new(inst, &inst->ldata);
+        if (rc < 0 && !inst->errors)
+            report(inst, "transport", zl_strerror(rc));
+        inst->has_ldata = rc >= 0;
     }
     if (inst->errors) {
         zl_instance_free(inst);
@@ -832,6 +1052,8 @@ void zl_instance_free(zl_instance_t *inst)
     if (!inst)
         return;
     zl_instance_stop(inst);
+    if (inst->has_ldata && inst->l->instance_free)
+        inst->l->instance_free(inst, inst->ldata);
     if (inst->has_data && inst->h->instance_free)
         inst->h->instance_free(inst, inst->data);
     pthread_cond_destroy(&inst->cv);

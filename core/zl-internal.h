@@ -70,6 +70,16 @@ int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
                      zl_destroy_fn destroy);
 int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
                        void *arg, zl_destroy_fn destroy);
+int zl__session_lower_send(zl_session_t *s, const void *data, size_t len);
+int zl__session_lower_send_buf(zl_session_t *s, zl_buf_t *buf);
+void zl__session_lower_close(zl_session_t *s);
+void zl__session_lower_shutdown(zl_session_t *s);
+void zl__session_upper_connect(zl_session_t *s);
+void zl__session_upper_recv(zl_session_t *s, zl_buf_t *buf);
+void zl__session_upper_err(zl_session_t *s, const zl_error_t *err);
+void *zl__instance_layer_data(const zl_instance_t *inst);
+const char *zl__instance_host(const zl_instance_t *inst);
+const char *zl__session_transport_info(zl_session_t *s, const char *key);
 void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
                      ...) G_GNUC_PRINTF(3, 4);
 

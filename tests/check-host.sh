@@ -340,7 +340,8 @@ address = 127.0.0.1:443
 transport = tls
 EOF
 check "$f"
-expect_error "transport = tls" "[client.b] transport: " tls "not available"
+expect_error "transport = tls without a tls layer plugin" "[client.b] transport: " \
+    tls "tls.so"
 
 write udp <<EOF
 [plugin.good]

@@ -95,6 +95,67 @@ typedef struct zl_handler {
 /* Size of zl_handler_t as ABI 1.0 defines it (struct_size must cover it). */
 #define ZL_HANDLER_SIZE_1_0 offsetof(zl_handler_t, reserved)
 
+/* A transport layer (kind ZL_PROVIDES_LAYER): sits between a session's
+ * connection and its handler, as TLS does, and is chosen per instance with
+ * "transport = NAME".  The connection owns the descriptor; the layer owns
+ * its own state (e.g. the SSL object) and talks both ways through the host
+ * API:
+ *
+ *     connection --on_connect/on_recv/on_err--> layer --upper_*--> handler
+ *     handler --send/close/shutdown--> layer --lower_*--> connection
+ *
+ * Events the layer does not implement pass straight through.  All layer
+ * callbacks run on the session's poller thread; the host posts a handler's
+ * send/close/shutdown made from another thread there first, so a layer's
+ * state is never touched concurrently.  The handler's code is the same
+ * whether a layer is present or not. */
+typedef struct zl_layer {
+    uint32_t struct_size; /* sizeof(zl_layer_t) when built: mandatory */
+    uint32_t state_size;  /* per-session layer state, zeroed */
+    const char *const *keys; /* the layer's configuration keys */
+
+    /* As for handlers; *data is the layer's (host->layer_data()). */
+    int (*instance_new)(zl_instance_t *inst, void **data);
+    void (*instance_free)(zl_instance_t *inst, void *data);
+
+    /* Optional.  The session begins (before the handler's on_open). */
+    int (*on_open)(zl_session_t *s, void *state, zl_instance_t *inst);
+    /* Mandatory.  The transport is connected (client) or accepted
+     * (server): start the layer's handshake, and call
+     * host->upper_connect(s, NULL) when the handler may begin.  Failed
+     * connection attempts go to the handler directly. */
+    void (*on_connect)(zl_session_t *s, void *state);
+    /* Mandatory.  Bytes from the connection: deliver what they decode to
+     * with host->upper_recv(). */
+    void (*on_recv)(zl_session_t *s, void *state, zl_buf_t *buf);
+    /* Optional.  A transport error; by default it reaches the handler as
+     * is.  A layer that implements it calls host->upper_err() itself. */
+    void (*on_err)(zl_session_t *s, void *state, const zl_error_t *err);
+    /* Optional.  Periodic tick, before the handler's (handshake timeouts). */
+    void (*on_manager)(zl_session_t *s, void *state);
+    /* Optional.  After the handler's on_closed: free what hangs off
+     * state. */
+    void (*on_closed)(zl_session_t *s, void *state);
+
+    /* Mandatory.  The handler sends: encode and pass the result down with
+     * host->lower_send().  Returns as zl_host_api_t.send. */
+    int (*send)(zl_session_t *s, void *state, const void *data, size_t len);
+    /* Optional.  The handler closes gracefully / half-closes: say goodbye
+     * (e.g. close_notify), then host->lower_close() / lower_shutdown().
+     * By default the host does the lower call at once. */
+    void (*close)(zl_session_t *s, void *state);
+    void (*shutdown)(zl_session_t *s, void *state);
+    /* Optional.  Facts about the transport for the handler
+     * (host->transport_info): e.g. "alpn", "version", "peer-name".  The
+     * string lives until the next call or on_closed; NULL if unknown. */
+    const char *(*info)(zl_session_t *s, void *state, const char *key);
+
+    void *reserved[8];
+} zl_layer_t;
+
+/* Size of zl_layer_t as ABI 1.0 defines it. */
+#define ZL_LAYER_SIZE_1_0 offsetof(zl_layer_t, reserved)
+
 /* Session-bound callbacks of the host API (timers, posted tasks, worker
  * completions): run on the session's poller with its state. */
 typedef void (*zl_session_fn)(zl_session_t *s, void *state, void *arg);

@@ -32,6 +32,8 @@ typedef struct zl_instance_options {
     bool server;
     const zl_handler_t *handler; /* mandatory, must outlive the instance */
     zl_plugin_t *plugin;         /* owner of handler, for log prefixes */
+    const zl_layer_t *layer;     /* optional transport layer (e.g. tls) */
+    zl_plugin_t *layer_plugin;   /* its owner */
     zl_instance_config_fn config; /* may be NULL: no keys */
     zl_instance_report_fn report; /* NULL: problems are logged */
     void *ctx;                    /* for config and report */

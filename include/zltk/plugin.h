@@ -180,6 +180,31 @@ struct zl_host_api {
     void (*session_log)(zl_session_t *s, zl_log_level_t level,
                         const char *fmt, ...) ZL_PRINTF(3, 4);
 
+    /* ---- Transport layers (zl_layer_t).  The session's poller thread. */
+
+    /* Layer → connection: send encoded bytes (copied / one reference),
+     * close gracefully after what is queued, half-close.  Returns as
+     * send. */
+    int (*lower_send)(zl_session_t *s, const void *data, size_t len);
+    int (*lower_send_buf)(zl_session_t *s, zl_buf_t *buf);
+    void (*lower_close)(zl_session_t *s);
+    void (*lower_shutdown)(zl_session_t *s);
+    /* Layer → handler: the session is ready (on_connect(NULL)), decoded
+     * bytes (on_recv; the layer keeps its reference to buf), an error
+     * (on_err, after which the host closes the connection gracefully so
+     * that a last alert still goes out). */
+    void (*upper_connect)(zl_session_t *s);
+    void (*upper_recv)(zl_session_t *s, zl_buf_t *buf);
+    void (*upper_err)(zl_session_t *s, const zl_error_t *err);
+    /* The layer's instance data (its instance_new's *data). */
+    void *(*layer_data)(const zl_instance_t *inst);
+    /* The peer host a client instance connects to (as configured: a name
+     * or an IP literal), or NULL for a server.  Any thread. */
+    const char *(*instance_host)(const zl_instance_t *inst);
+    /* For handlers: facts from the session's layer (zl_layer_t.info), or
+     * NULL (no layer, or unknown key). */
+    const char *(*transport_info)(zl_session_t *s, const char *key);
+
     void *reserved[16];
 };
 

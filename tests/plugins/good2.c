@@ -56,7 +56,7 @@ static int good2_init(zl_plugin_t *self, const zl_host_api_t *host)
         .kind = ZL_PROVIDES_LAYER,
         .name = "good2-layer",
         .description = "good2 layer (test)",
-        .vtable = &vtable,
+        .vtable = &test_layer,
     };
     int r_client = host->register_provider(self, &client_reg);
     int r_layer = host->register_provider(self, &layer_reg);

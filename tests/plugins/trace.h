@@ -22,6 +22,24 @@ __attribute__((unused)) static const zl_handler_t test_handler = {
     .on_recv = test_on_recv,
 };
 
+/* A minimal valid layer. */
+static void test_layer_connect(zl_session_t *s, void *state)
+{
+    (void)s, (void)state;
+}
+static int test_layer_send(zl_session_t *s, void *state, const void *data,
+                           size_t len)
+{
+    (void)s, (void)state, (void)data, (void)len;
+    return 0;
+}
+__attribute__((unused)) static const zl_layer_t test_layer = {
+    .struct_size = sizeof(zl_layer_t),
+    .on_connect = test_layer_connect,
+    .on_recv = test_on_recv,
+    .send = test_layer_send,
+};
+
 static void trace(const char *fmt, ...) ZL_PRINTF(1, 2);
 static void trace(const char *fmt, ...)
 {
