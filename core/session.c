@@ -36,6 +36,7 @@ struct zl_session {
     zl_poller_t *poller;
     bool opened, refused, closed;
     stimer_t *timers; /* armed session timers (owner thread) */
+    char name[24];    /* "session#12", set once on the owner thread */
 };
 
 #define STATE_OFFSET                                                        \
@@ -77,7 +78,8 @@ struct zl_instance {
     zl_session_t *client; /* the instance's reference */
     atomic_uint_fast64_t sessions, active, connected, failed;
     atomic_int last_error;
-    char last_message[256]; /* under mu */
+    char last_message[256]; /* under msg_mu */
+    pthread_mutex_t msg_mu;
     pthread_mutex_t mu; /* with cv: waiting for active == 0 */
     pthread_cond_t cv;
 };
@@ -128,10 +130,10 @@ static zl_session_t *session_new(zl_instance_t *inst)
 static void note_error(zl_instance_t *inst, const zl_error_t *err)
 {
     atomic_store(&inst->last_error, err->code);
-    pthread_mutex_lock(&inst->mu);
+    pthread_mutex_lock(&inst->msg_mu);
     g_strlcpy(inst->last_message, err->message ? err->message : "",
               sizeof(inst->last_message));
-    pthread_mutex_unlock(&inst->mu);
+    pthread_mutex_unlock(&inst->msg_mu);
 }
 
 /* A session is over.  Under the lock, so that zl_instance_stop() (which
@@ -171,6 +173,8 @@ static zl_session_t *enter(zl_conn_t *c)
         s->conn = zl_conn_ref(c);
     if (!s->poller)
         s->poller = zl_conn_poller(c);
+    if (!s->name[0]) /* before any other thread can hold a reference */
+        g_strlcpy(s->name, zl_conn_name(c), sizeof(s->name));
     if (s->opened)
         return s->refused ? NULL : s;
     s->opened = true;
@@ -558,7 +562,7 @@ const zl_addr_t *zl__session_local(const zl_session_t *s)
 
 const char *zl__session_name(const zl_session_t *s)
 {
-    return zl_conn_name(s->conn);
+    return s->name[0] ? s->name : "-";
 }
 
 zl_instance_t *zl__session_instance(const zl_session_t *s)
@@ -796,7 +800,7 @@ void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
     va_end(ap);
     g_log_structured("zltk-plugin", map[level], "MESSAGE", "%s: %s.%s %s: %s",
                      plugin_name(inst), inst->server ? "server" : "client",
-                     inst->name, s->conn ? zl_conn_name(s->conn) : "-", msg);
+                     inst->name, zl__session_name(s), msg);
     g_free(msg);
 }
 
@@ -881,7 +885,7 @@ int zl__instance_config_bool(const zl_instance_t *inst, const char *key,
 int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
 {
     zl_instance_t *inst;
-    int rc;
+    int rc = 0;
 
     *out = NULL;
     if (!o || !o->name || !*o->name || !o->handler) {
@@ -929,6 +933,7 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
     inst->sopts.name = inst->name;
     atomic_init(&inst->stopping, false);
     pthread_mutex_init(&inst->mu, NULL);
+    pthread_mutex_init(&inst->msg_mu, NULL);
     pthread_cond_init(&inst->cv, NULL);
     if (inst->h->instance_new) {
         rc = inst->h->instance_new(inst, &inst->data);
@@ -944,7 +949,7 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
     }
     if (inst->errors) {
         zl_instance_free(inst);
-        return -EINVAL;
+        return rc == -ENOMEM ? -ENOMEM : -EINVAL;
     }
     *out = inst;
     return 0;
@@ -1058,6 +1063,7 @@ void zl_instance_free(zl_instance_t *inst)
         inst->h->instance_free(inst, inst->data);
     pthread_cond_destroy(&inst->cv);
     pthread_mutex_destroy(&inst->mu);
+    pthread_mutex_destroy(&inst->msg_mu);
     inst->magic = 0;
     g_free(inst->name);
     g_free(inst->host);
@@ -1086,8 +1092,8 @@ void zl_instance_get_stats(const zl_instance_t *inst, zl_instance_stats_t *o)
 
 char *zl_instance_last_error(zl_instance_t *inst, char *buf, size_t len)
 {
-    pthread_mutex_lock(&inst->mu);
+    pthread_mutex_lock(&inst->msg_mu);
     g_strlcpy(buf, inst->last_message, len);
-    pthread_mutex_unlock(&inst->mu);
+    pthread_mutex_unlock(&inst->msg_mu);
     return buf;
 }

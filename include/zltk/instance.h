@@ -44,7 +44,9 @@ typedef struct zl_instance_options {
     zl_server_options_t server_opts;
     /* Optional: called once on a poller thread when the instance ends on
      * its own (a client that closed or gave up).  Not called by
-     * zl_instance_stop(). */
+     * zl_instance_stop().  It runs under the instance's lock: it may read
+     * the stats and zl_instance_last_error(), and must not stop or free
+     * the instance (wake another thread to do that). */
     void (*on_finished)(zl_instance_t *inst, void *ctx);
 } zl_instance_options_t;
 
