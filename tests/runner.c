@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <sys/socket.h>
 
 #include <glib.h>
 #include <time.h>
@@ -57,6 +59,83 @@ bool zl_test_check_at(const char *file, int line, bool ok, const char *fmt,
                             file, "", CU_FALSE);
     g_free(what);
     return ok;
+}
+
+void zl_test_sock_timeouts(int fd, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+bool zl_test_send_all(int fd, const void *data, size_t n)
+{
+    const uint8_t *p = data;
+
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+bool zl_test_recv_exact(int fd, void *dst, size_t n)
+{
+    uint8_t *p = dst;
+
+    while (n) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+int zl_test_read_end(int fd, size_t *discarded)
+{
+    uint8_t buf[16384];
+
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r > 0) {
+            if (discarded)
+                *discarded += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return errno;
+    }
+}
+
+uint16_t zl_test_closed_port(void)
+{
+    zl_addr_t a;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    uint16_t port = 0;
+
+    zl_addr_from_ip(&a, "127.0.0.1", 0);
+    if (fd >= 0 && bind(fd, &a.u.sa, a.len) == 0 &&
+        getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        zl_addr_from_sockaddr(&a, (struct sockaddr *)&ss, len) == 0)
+        port = zl_addr_port(&a);
+    if (fd >= 0)
+        close(fd);
+    return port;
 }
 
 int zl_test_add_suite(const char *name, CU_InitializeFunc init,

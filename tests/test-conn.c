@@ -174,34 +174,6 @@ static bool have_ipv6(void)
     return ok;
 }
 
-static void raw_timeouts(int fd, unsigned ms)
-{
-    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* A port on 127.0.0.1 where nothing listens (bound, then released). */
-static uint16_t closed_port(void)
-{
-    zl_addr_t a;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    uint16_t port = 0;
-
-    zl_addr_from_ip(&a, "127.0.0.1", 0);
-    if (fd >= 0 && bind(fd, &a.u.sa, a.len) == 0 &&
-        getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        zl_addr_from_sockaddr(&a, (struct sockaddr *)&ss, len);
-        port = zl_addr_port(&a);
-    }
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* Blocking listener on ip; *port receives the bound port. */
 static int raw_listen(const char *ip, int backlog, int rcvbuf, uint16_t *port)
 {
@@ -237,7 +209,7 @@ static int raw_accept(int lfd, unsigned ms)
         return -1;
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0)
-        raw_timeouts(fd, slow_ms(5000));
+        zl_test_sock_timeouts(fd, slow_ms(5000));
     return fd;
 }
 
@@ -254,28 +226,12 @@ static int raw_connect(const char *ip, uint16_t port, int rcvbuf)
         return -1;
     if (rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    raw_timeouts(fd, slow_ms(5000));
+    zl_test_sock_timeouts(fd, slow_ms(5000));
     if (connect(fd, &a.u.sa, a.len) < 0) {
         close(fd);
         return -1;
     }
     return fd;
-}
-
-static bool raw_send_all(int fd, const void *data, size_t n)
-{
-    const uint8_t *p = data;
-
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
 }
 
 /* Receive exactly n bytes of stream id from offset off, checking them.
@@ -298,43 +254,6 @@ static size_t raw_recv_stream(int fd, unsigned id, uint64_t off, size_t n,
         got += (size_t)r;
     }
     return got;
-}
-
-static bool raw_recv_exact(int fd, void *dst, size_t n)
-{
-    uint8_t *p = dst;
-
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        p += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-/* Read and discard until the stream ends.  Returns 0 on end of stream, the
- * errno on an error (EAGAIN: the receive timeout passed). */
-static int raw_read_end(int fd, size_t *discarded)
-{
-    uint8_t buf[16 * KIB];
-
-    for (;;) {
-        ssize_t r = recv(fd, buf, sizeof(buf), 0);
-        if (r > 0) {
-            if (discarded)
-                *discarded += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        return errno;
-    }
 }
 
 static void raw_reset(int fd)
@@ -1213,7 +1132,7 @@ static void test_raw_client_zltk_server(void)
     CU_ASSERT_EQUAL(in, total);
     CU_ASSERT_EQUAL(bad, 0);
     shutdown(fd, SHUT_WR);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0); /* the server closes too */
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* the server closes too */
     close(fd);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 5000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.n_eof), 1);
@@ -1249,7 +1168,7 @@ static void *posix_echo_main(void *arg)
             atomic_store(&pe->result, r == 0 ? 1 : -errno);
             break;
         }
-        if (!raw_send_all(fd, buf, (size_t)r)) {
+        if (!zl_test_send_all(fd, buf, (size_t)r)) {
             atomic_store(&pe->result, -errno);
             break;
         }
@@ -1305,7 +1224,7 @@ static void test_refused(void)
     env_t e;
     probe_t p;
     zl_client_options_t o;
-    uint16_t port = closed_port();
+    uint16_t port = zl_test_closed_port();
     char want[32];
 
     CU_ASSERT_FATAL(port != 0);
@@ -1480,8 +1399,8 @@ static void test_reset_by_client(void)
     s = srv_start(&e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT(raw_send_all(fd, "ping", 4));
-    CU_ASSERT(raw_recv_exact(fd, buf, 4));
+    CU_ASSERT(zl_test_send_all(fd, "ping", 4));
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     raw_reset(fd);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), 1);
@@ -1512,7 +1431,7 @@ static void test_reset_by_server(void)
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT(raw_recv_exact(fd, buf, 4));
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     raw_reset(fd);
     CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
     probe_end(&p);
@@ -1549,7 +1468,7 @@ static void half_close_run(bool check_spin)
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
     stream_fill(9, 0, data, total);
-    CU_ASSERT(raw_send_all(fd, data, total));
+    CU_ASSERT(zl_test_send_all(fd, data, total));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
     CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 5000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_EOF);
@@ -1571,7 +1490,7 @@ static void half_close_run(bool check_spin)
     CU_ASSERT_EQUAL(atomic_load(&sv.closed), 0);
     CU_ASSERT_EQUAL(raw_recv_stream(fd, 9, 0, total, &bad), total);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0); /* then end of stream */
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* then end of stream */
     close(fd);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), 1);
@@ -1601,13 +1520,13 @@ static void test_eof_with_last_data(void)
     for (int round = 0; round < 3; round++) {
         fd = raw_connect("127.0.0.1", srv_port(s), 0);
         CU_ASSERT_FATAL(fd >= 0);
-        raw_timeouts(fd, slow_ms(2000));
-        CU_ASSERT(raw_send_all(fd, "hello", 5));
+        zl_test_sock_timeouts(fd, slow_ms(2000));
+        CU_ASSERT(zl_test_send_all(fd, "hello", 5));
         CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-        CU_ASSERT(raw_recv_exact(fd, buf, 5));
+        CU_ASSERT(zl_test_recv_exact(fd, buf, 5));
         CU_ASSERT_EQUAL(memcmp(buf, "hello", 5), 0);
         /* The session saw the end of stream and closed. */
-        CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0);
+        CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
         close(fd);
         CU_ASSERT_EQUAL(wait_ge(&sv.closed, round + 1, 2000), round + 1);
     }
@@ -1669,7 +1588,7 @@ static void test_stalled_peer_send_timeout(void)
     CU_ASSERT(dt >= 450);
     CU_ASSERT(dt <= 500 + (long long)slow_ms(1000));
     /* Not a graceful end: what the peer has buffered, then a reset. */
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), ECONNRESET);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), ECONNRESET);
     close(fd);
     srv_stop(s, &sv);
     env_down(&e);
@@ -1724,7 +1643,7 @@ static void test_drain_notice(void)
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 0);
     zl_conn_close(p.ref);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.final_sent), (long long)total);
@@ -1833,7 +1752,7 @@ static void test_pause_no_spin(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(wait_ge(&sv.connects, 1, 3000), 1);
     stream_fill(21, 0, out, sizeof(out));
-    CU_ASSERT(raw_send_all(fd, out, sizeof(out)));
+    CU_ASSERT(zl_test_send_all(fd, out, sizeof(out)));
     zl_test_sleep_ms(100);
     l0 = poller_loops(zl_poller_pool_at(e.pool, 0));
     zl_test_sleep_ms(300);
@@ -1846,7 +1765,7 @@ static void test_pause_no_spin(void)
     held = atomic_load(&sv.held);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
     zl_conn_resume(held);
-    CU_ASSERT(raw_recv_exact(fd, in, sizeof(in)));
+    CU_ASSERT(zl_test_recv_exact(fd, in, sizeof(in)));
     CU_ASSERT_EQUAL(memcmp(in, out, sizeof(in)), 0);
     close(fd);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
@@ -1899,7 +1818,7 @@ static void test_emfile(void)
     for (int i = 0; i < EMFILE_CLIENTS; i++) {
         cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         CU_ASSERT_FATAL(cl[i] >= 0);
-        raw_timeouts(cl[i], slow_ms(3000));
+        zl_test_sock_timeouts(cl[i], slow_ms(3000));
     }
     CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &old), 0);
     lim = old;
@@ -1948,8 +1867,8 @@ static void test_emfile(void)
     /* Recovery: the same listener serves again. */
     fd = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT(raw_send_all(fd, "ping", 4));
-    CU_ASSERT(raw_recv_exact(fd, buf, 4));
+    CU_ASSERT(zl_test_send_all(fd, "ping", 4));
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     CU_ASSERT_EQUAL(memcmp(buf, "ping", 4), 0);
     close(fd);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
@@ -1982,7 +1901,7 @@ static void close_in_run(int at)
         s = srv_start(&e, &sv, &so);
         port = srv_port(s);
     } else {
-        port = closed_port();
+        port = zl_test_closed_port();
     }
     probe_init(&p, 30 + (unsigned)at);
     p.close_at = at;
@@ -2336,7 +2255,7 @@ static void test_shutdown_half_close(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(raw_recv_stream(fd, 44, 0, total, &bad), total);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0); /* our shutdown */
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* our shutdown */
     /* With an empty queue the half-close is immediate: the peer can see it
      * before the poller thread has stored what the next send returned. */
     for (uint64_t end = zl_now_ms() + slow_ms(2000);
@@ -2344,7 +2263,7 @@ static void test_shutdown_half_close(void)
         zl_test_sleep_ms(1);
     CU_ASSERT_EQUAL(atomic_load(&p.send_after_shutdown), ZL_ESHUTDOWN);
     /* Still receiving. */
-    CU_ASSERT(raw_send_all(fd, "bye", 3));
+    CU_ASSERT(zl_test_send_all(fd, "bye", 3));
     CU_ASSERT_EQUAL(wait_ge_ll(&p.rx, 3, 3000), 3);
     CU_ASSERT_EQUAL(atomic_load(&p.closed), 0);
     close(fd);
@@ -2386,7 +2305,7 @@ static void test_abort_resets(void)
     zl_conn_abort(p.ref);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
     CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), ECONNRESET);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), ECONNRESET);
     CU_ASSERT(atomic_load(&p.final_sent) < (long long)MIB);
     zl_test_sleep_ms(50);
     probe_end(&p);
@@ -2496,7 +2415,7 @@ static void test_reconnect_until_server(void)
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
-    uint16_t port = closed_port();
+    uint16_t port = zl_test_closed_port();
     int n;
 
     CU_ASSERT_FATAL(port != 0);
@@ -2918,14 +2837,14 @@ static void test_max_conns(void)
     for (int i = 0; i < 2; i++) {
         fd[i] = raw_connect("127.0.0.1", srv_port(s), 0);
         CU_ASSERT_FATAL(fd[i] >= 0);
-        CU_ASSERT(raw_send_all(fd[i], "abcd", 4));
-        CU_ASSERT(raw_recv_exact(fd[i], buf, 4));
+        CU_ASSERT(zl_test_send_all(fd[i], "abcd", 4));
+        CU_ASSERT(zl_test_recv_exact(fd[i], buf, 4));
     }
     CU_ASSERT_EQUAL(wait_ge(&sv.connects, 2, 3000), 2);
     for (int i = 2; i < 4; i++) {
         fd[i] = raw_connect("127.0.0.1", srv_port(s), 0);
         CU_ASSERT_FATAL(fd[i] >= 0);
-        CU_ASSERT_EQUAL(raw_read_end(fd[i], NULL), 0); /* dropped */
+        CU_ASSERT_EQUAL(zl_test_read_end(fd[i], NULL), 0); /* dropped */
     }
     zl_server_get_stats(s, &st);
     CU_ASSERT_EQUAL(st.refused_limit, 2);
@@ -2939,8 +2858,8 @@ static void test_max_conns(void)
     CU_ASSERT_EQUAL(st.active, 1);
     fd[4] = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd[4] >= 0);
-    CU_ASSERT(raw_send_all(fd[4], "efgh", 4));
-    CU_ASSERT(raw_recv_exact(fd[4], buf, 4));
+    CU_ASSERT(zl_test_send_all(fd[4], "efgh", 4));
+    CU_ASSERT(zl_test_recv_exact(fd[4], buf, 4));
     CU_ASSERT_EQUAL(memcmp(buf, "efgh", 4), 0);
     zl_server_get_stats(s, &st);
     CU_ASSERT_EQUAL(st.accepted, 3);
@@ -2964,7 +2883,7 @@ static void test_client_options(void)
     zl_conn_handler_t no_recv = probe_handler;
     zl_conn_t *c = (zl_conn_t *)&o; /* non-NULL sentinel */
     probe_t p, q;
-    uint16_t lport = closed_port();
+    uint16_t lport = zl_test_closed_port();
     char want[32];
 
     env_up(&e, 1);
@@ -3072,7 +2991,7 @@ static void test_keep_recv_buffer(void)
     for (int i = 0; i < KEEP_CHUNKS; i++) {
         char chunk[100];
         memset(chunk, 'a' + i, sizeof(chunk));
-        CU_ASSERT(raw_send_all(fd, chunk, sizeof(chunk)));
+        CU_ASSERT(zl_test_send_all(fd, chunk, sizeof(chunk)));
         /* One read per chunk: wait until the session kept this one. */
         CU_ASSERT_EQUAL(wait_ge(&k.n, i + 1, 3000), i + 1);
     }

@@ -484,14 +484,6 @@ static int find_sess(bool server)
 
 /* ------------------------------------------------------------ sockets */
 
-static void raw_timeouts(int fd, unsigned ms)
-{
-    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
 static uint16_t fd_port(int fd, bool peer)
 {
     struct sockaddr_storage ss;
@@ -503,21 +495,6 @@ static uint16_t fd_port(int fd, bool peer)
         zl_addr_from_sockaddr(&a, (struct sockaddr *)&ss, len) < 0)
         return 0;
     return zl_addr_port(&a);
-}
-
-/* A port on 127.0.0.1 where nothing listens (bound, then released). */
-static uint16_t closed_port(void)
-{
-    zl_addr_t a;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    uint16_t port = 0;
-
-    zl_addr_from_ip(&a, "127.0.0.1", 0);
-    if (fd >= 0 && bind(fd, &a.u.sa, a.len) == 0)
-        port = fd_port(fd, false);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 static int raw_listen(uint16_t *port)
@@ -546,7 +523,7 @@ static int raw_accept(int lfd)
         return -1;
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0)
-        raw_timeouts(fd, slow_ms(WAIT_MS));
+        zl_test_sock_timeouts(fd, slow_ms(WAIT_MS));
     return fd;
 }
 
@@ -562,65 +539,12 @@ static int raw_connect(uint16_t port, int rcvbuf)
         return -1;
     if (rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    raw_timeouts(fd, slow_ms(WAIT_MS));
+    zl_test_sock_timeouts(fd, slow_ms(WAIT_MS));
     if (connect(fd, &a.u.sa, a.len) < 0) {
         close(fd);
         return -1;
     }
     return fd;
-}
-
-static bool raw_send_all(int fd, const void *data, size_t n)
-{
-    const uint8_t *p = data;
-
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-static bool raw_recv_exact(int fd, void *dst, size_t n)
-{
-    uint8_t *p = dst;
-
-    while (n) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        p += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-/* Read and discard until the stream ends: 0 on end of stream, else the
- * errno (EAGAIN: the receive timeout passed). */
-static int raw_read_end(int fd, size_t *discarded)
-{
-    uint8_t buf[16 * KIB];
-
-    for (;;) {
-        ssize_t r = recv(fd, buf, sizeof(buf), 0);
-        if (r > 0) {
-            if (discarded)
-                *discarded += (size_t)r;
-            continue;
-        }
-        if (r == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        return errno;
-    }
 }
 
 /* Byte off of the test pattern. */
@@ -686,8 +610,8 @@ static void test_server_order(void)
     pa = fd_port(a, false);
     pb = fd_port(b, false);
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->connects, 2, WAIT_MS), 2);
-    CU_ASSERT(raw_send_all(a, "alpha", 5));
-    CU_ASSERT(raw_send_all(b, "bravo!", 6));
+    CU_ASSERT(zl_test_send_all(a, "alpha", 5));
+    CU_ASSERT(zl_test_send_all(b, "bravo!", 6));
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->rbytes, 11, WAIT_MS), 11);
     close(a);
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->closed, 1, WAIT_MS), 1);
@@ -762,9 +686,9 @@ static void test_client_session(void)
     inst = start(&o);
     fd = raw_accept(lfd);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT(raw_recv_exact(fd, buf, 4) && memcmp(buf, "ping", 4) == 0);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0); /* the client's shutdown */
-    CU_ASSERT(raw_send_all(fd, "pong", 4));
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 4) && memcmp(buf, "ping", 4) == 0);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* the client's shutdown */
+    CU_ASSERT(zl_test_send_all(fd, "pong", 4));
     close(fd);
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->finished, 1, WAIT_MS), 1);
     CU_ASSERT_EQUAL(atomic_load(&R->closed_at_finish), 1);
@@ -800,7 +724,7 @@ static void test_client_refused(void)
     zl_instance_options_t o;
     zl_instance_t *inst;
     zl_instance_stats_t stats;
-    uint16_t port = closed_port();
+    uint16_t port = zl_test_closed_port();
     char msg[256], portstr[8];
     srec_t r;
 
@@ -847,7 +771,7 @@ static void test_client_reconnect_state(void)
     zl_instance_options_t o;
     zl_instance_t *inst;
     zl_instance_stats_t stats;
-    uint16_t port = closed_port();
+    uint16_t port = zl_test_closed_port();
     srec_t r;
 
     CU_ASSERT_NOT_EQUAL_FATAL(port, 0);
@@ -979,8 +903,8 @@ static void test_client_stop(void)
     zl_instance_stop(inst);
     CU_ASSERT_EQUAL(atomic_load(&R->closed), 1);
     CU_ASSERT_EQUAL(atomic_load(&R->finished), 0);
-    CU_ASSERT(raw_recv_exact(fd, buf, 4) && memcmp(buf, "hell", 4) == 0);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0);
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 4) && memcmp(buf, "hell", 4) == 0);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
     zl_instance_get_stats(inst, &stats);
     CU_ASSERT_EQUAL(stats.active, 0);
     CU_ASSERT_EQUAL(stats.connected, 1);
@@ -1372,9 +1296,9 @@ static void test_open_refused(void)
     inst = start(&o);
     fd = raw_connect(server_port(inst), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    raw_send_all(fd, "data", 4); /* may fail: the session is going away */
+    zl_test_send_all(fd, "data", 4); /* may fail: the session is going away */
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->closed, 1, WAIT_MS), 1);
-    e = raw_read_end(fd, NULL);
+    e = zl_test_read_end(fd, NULL);
     CU_ASSERT(e == 0 || e == ECONNRESET);
     close(fd);
     zl_instance_stop(inst);
@@ -1403,7 +1327,7 @@ static void test_open_refused(void)
     CU_ASSERT(fd >= 0);
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->finished, 1, WAIT_MS), 1);
     if (fd >= 0) {
-        e = raw_read_end(fd, NULL);
+        e = zl_test_read_end(fd, NULL);
         CU_ASSERT(e == 0 || e == ECONNRESET);
         close(fd);
     }
@@ -1658,9 +1582,9 @@ static void test_post(void)
     CU_ASSERT_EQUAL(atomic_load(&b.runs), 1);
 
     CU_ASSERT_EQUAL(host->send(s, "from-test", 9), 0);
-    CU_ASSERT(raw_recv_exact(fd, buf, 9) && memcmp(buf, "from-test", 9) == 0);
+    CU_ASSERT(zl_test_recv_exact(fd, buf, 9) && memcmp(buf, "from-test", 9) == 0);
     host->close(s);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->closed, 1, WAIT_MS), 1);
     CU_ASSERT_EQUAL(atomic_load(&R->errs), 0); /* our close: no on_err */
 
@@ -1758,7 +1682,7 @@ static void test_submit(void)
     CU_ASSERT_EQUAL(zl_test_wait_count(&R->connects, 1, WAIT_MS), 1);
     s = atomic_load(&R->held);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-    CU_ASSERT(raw_send_all(fd, "go", 2));
+    CU_ASSERT(zl_test_send_all(fd, "go", 2));
 
     CU_ASSERT_EQUAL(zl_test_wait_count(&g_wj[0].destroys, 1, WAIT_MS), 1);
     CU_ASSERT_EQUAL(atomic_load(&g_wj[0].works), 1);
@@ -1838,7 +1762,7 @@ static void test_stop_waits_for_sessions(void)
     CU_ASSERT_EQUAL(stats.sessions, 3);
     CU_ASSERT_EQUAL(atomic_load(&R->errs), 0);
     for (int i = 0; i < 3; i++) {
-        CU_ASSERT_EQUAL(raw_read_end(fds[i], NULL), 0);
+        CU_ASSERT_EQUAL(zl_test_read_end(fds[i], NULL), 0);
         close(fds[i]);
     }
     for (int i = 0; i < 3; i++)
@@ -1916,7 +1840,7 @@ static void test_stop_graceful(void)
     got = raw_recv_pat(fd, 0, BIG, &mismatch);
     CU_ASSERT_EQUAL(got, BIG);
     CU_ASSERT_EQUAL(mismatch, 0);
-    CU_ASSERT_EQUAL(raw_read_end(fd, NULL), 0);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
     CU_ASSERT_EQUAL(zl_test_wait_flag(&sp.done, WAIT_MS), 1);
     pthread_join(th, NULL);
     CU_ASSERT_EQUAL(atomic_load(&sp.closed_at_return), 1);
@@ -2125,7 +2049,7 @@ static void *drain_main(void *arg)
 {
     drain_t *d = arg;
 
-    d->end = raw_read_end(d->fd, &d->bytes);
+    d->end = zl_test_read_end(d->fd, &d->bytes);
     return NULL;
 }
 
@@ -2222,7 +2146,7 @@ static void test_bug_on_finished_holds_lock(void)
 {
     zl_instance_options_t o;
     zl_instance_t *inst;
-    uint16_t port = closed_port();
+    uint16_t port = zl_test_closed_port();
 
     CU_ASSERT_NOT_EQUAL_FATAL(port, 0);
     rec_new();

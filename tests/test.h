@@ -67,4 +67,17 @@ bool zl_test_check_at(const char *file, int line, bool ok, const char *fmt,
 #define ZL_TEST_CHECK(cond, ...)                                            \
     zl_test_check_at(__FILE__, __LINE__, (cond), __VA_ARGS__)
 
+/* Blocking-socket helpers for peers written by hand.  Receive and send
+ * timeouts of ms on fd. */
+void zl_test_sock_timeouts(int fd, unsigned ms);
+/* Send all n bytes (MSG_NOSIGNAL) / receive exactly n: false on error or
+ * end of stream. */
+bool zl_test_send_all(int fd, const void *data, size_t n);
+bool zl_test_recv_exact(int fd, void *dst, size_t n);
+/* Read and discard until end of stream: 0, or the errno (EAGAIN: the
+ * receive timeout passed).  *discarded (may be NULL) counts the bytes. */
+int zl_test_read_end(int fd, size_t *discarded);
+/* A port on 127.0.0.1 where nothing listens (bound, then released). */
+uint16_t zl_test_closed_port(void);
+
 #endif
