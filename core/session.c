@@ -15,6 +15,7 @@
  */
 #define G_LOG_DOMAIN "zltk"
 #include "zl-internal.h"
+#include "conn-internal.h"
 
 #include <pthread.h>
 #include <stdalign.h>
@@ -36,7 +37,7 @@ struct zl_session {
     zl_poller_t *poller;
     bool opened, refused, closed;
     stimer_t *timers; /* armed session timers (owner thread) */
-    char name[24];    /* "session#12", set once on the owner thread */
+    uint32_t serial;  /* the connection's, for names; set once at open */
 };
 
 #define STATE_OFFSET                                                        \
@@ -130,6 +131,8 @@ static zl_session_t *session_new(zl_instance_t *inst)
 static void note_error(zl_instance_t *inst, const zl_error_t *err)
 {
     atomic_store(&inst->last_error, err->code);
+    if (inst->server)
+        return; /* the message is a client's outcome; not per session */
     pthread_mutex_lock(&inst->msg_mu);
     g_strlcpy(inst->last_message, err->message ? err->message : "",
               sizeof(inst->last_message));
@@ -173,8 +176,8 @@ static zl_session_t *enter(zl_conn_t *c)
         s->conn = zl_conn_ref(c);
     if (!s->poller)
         s->poller = zl_conn_poller(c);
-    if (!s->name[0]) /* before any other thread can hold a reference */
-        g_strlcpy(s->name, zl_conn_name(c), sizeof(s->name));
+    if (!s->serial) /* before any other thread can hold a reference */
+        s->serial = c->serial;
     if (s->opened)
         return s->refused ? NULL : s;
     s->opened = true;
@@ -562,7 +565,11 @@ const zl_addr_t *zl__session_local(const zl_session_t *s)
 
 const char *zl__session_name(const zl_session_t *s)
 {
-    return s->name[0] ? s->name : "-";
+    static _Thread_local char buf[32];
+
+    snprintf(buf, sizeof(buf), "%s#%u", s->inst->server ? "session" : "client",
+             s->serial);
+    return buf;
 }
 
 zl_instance_t *zl__session_instance(const zl_session_t *s)
