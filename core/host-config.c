@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host-config.h"
 
@@ -18,17 +19,29 @@ void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
                         const char *key, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
+    char *msg, *line;
+    size_t len, off = 0;
 
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "zltk-host: %s%s: ", error ? "" : "warning: ", cfg->file);
-    if (group)
-        fprintf(stderr, "[%s] ", group);
-    if (key)
-        fprintf(stderr, "%s: ", key);
-    fprintf(stderr, "%s\n", msg);
+    /* One write(2): the log thread shares stderr, and its lines must not
+     * land inside this one. */
+    line = g_strdup_printf("zltk-host: %s%s: %s%s%s%s%s%s\n",
+                           error ? "" : "warning: ", cfg->file,
+                           group ? "[" : "", group ? group : "",
+                           group ? "] " : "", key ? key : "",
+                           key ? ": " : "", msg);
+    len = strlen(line);
+    while (off < len) {
+        ssize_t w = write(STDERR_FILENO, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    g_free(line);
     g_free(msg);
     if (error)
         cfg->errors++;

@@ -36,6 +36,7 @@ struct zl_session {
     zl_conn_t *conn; /* one reference, dropped when the session is freed */
     zl_poller_t *poller;
     bool opened, refused, closed;
+    bool in_layer_err; /* inside the layer's on_err */
     stimer_t *timers; /* armed session timers (owner thread) */
     uint32_t serial;  /* the connection's, for names; set once at open */
 };
@@ -268,9 +269,11 @@ static void on_err(zl_conn_t *c, const zl_error_t *err)
     s = enter(c);
     if (!s)
         return;
-    if (s->inst->l && s->inst->l->on_err)
+    if (s->inst->l && s->inst->l->on_err) {
+        s->in_layer_err = true;
         s->inst->l->on_err(s, lstate_of(s), err);
-    else if (s->inst->h->on_err)
+        s->in_layer_err = false;
+    } else if (s->inst->h->on_err)
         s->inst->h->on_err(s, state_of(s), err);
 }
 
@@ -498,15 +501,22 @@ void zl__session_lower_shutdown(zl_session_t *s)
         zl_conn_shutdown(s->conn);
 }
 
+/* Nothing goes up once the connection is closing (the handler or the layer
+ * closed or aborted it): the handler's next callback is on_closed. */
+static bool up_ok(zl_session_t *s)
+{
+    return !s->closed && !s->refused && s->conn && !zl_conn_is_closing(s->conn);
+}
+
 void zl__session_upper_connect(zl_session_t *s)
 {
-    if (!s->closed && !s->refused && s->inst->h->on_connect)
+    if (up_ok(s) && s->inst->h->on_connect)
         s->inst->h->on_connect(s, state_of(s), NULL);
 }
 
 void zl__session_upper_recv(zl_session_t *s, zl_buf_t *buf)
 {
-    if (!s->closed && !s->refused)
+    if (up_ok(s))
         s->inst->h->on_recv(s, state_of(s), buf);
 }
 
@@ -517,8 +527,11 @@ void zl__session_upper_err(zl_session_t *s, const zl_error_t *err)
     note_error(s->inst, err);
     if (s->inst->h->on_err)
         s->inst->h->on_err(s, state_of(s), err);
-    /* Graceful, so that the layer's last words (an alert) still go out. */
-    if (s->conn)
+    /* Graceful, so that the layer's last words (an alert) still go out.
+     * From inside the layer's on_err the connection ends by itself (or a
+     * client reconnects) once on_err returns: closing it here would turn
+     * a lost connection into a close by the user, and stop reconnecting. */
+    if (s->conn && !s->in_layer_err)
         zl_conn_close(s->conn);
 }
 

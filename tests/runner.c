@@ -43,6 +43,7 @@ static const struct {
     {"plugin", zl_test_register_plugin},
     {"handlers", zl_test_register_handlers},
     {"instance", zl_test_register_instance},
+    {"tls", zl_test_register_tls},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

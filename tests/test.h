@@ -26,6 +26,7 @@ int zl_test_register_conn(void);
 int zl_test_register_plugin(void);
 int zl_test_register_handlers(void);
 int zl_test_register_instance(void);
+int zl_test_register_tls(void);
 
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */

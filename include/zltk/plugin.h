@@ -192,7 +192,12 @@ struct zl_host_api {
     /* Layer → handler: the session is ready (on_connect(NULL)), decoded
      * bytes (on_recv; the layer keeps its reference to buf), an error
      * (on_err, after which the host closes the connection gracefully so
-     * that a last alert still goes out). */
+     * that a last alert still goes out — except when called from the
+     * layer's own on_err, where the connection is already ending and a
+     * client may reconnect).  upper_connect and upper_recv do nothing once
+     * the connection is closing.
+     * Note: add_timer, post and submit always hand the HANDLER's state to
+     * their callbacks; a layer passes its own state through arg. */
     void (*upper_connect)(zl_session_t *s);
     void (*upper_recv)(zl_session_t *s, zl_buf_t *buf);
     void (*upper_err)(zl_session_t *s, const zl_error_t *err);

@@ -1,0 +1,1864 @@
+/* zltk tests — the TLS layer plugin (suite "tls"; plugins/tls).
+ *
+ * Instances run exactly as zltk-host runs them: the tls and echo plugins
+ * are loaded from $top_builddir/plugins/.libs with the loader, and client
+ * and server instances are made with zl_instance_new() with the tls layer
+ * and a configuration table.  The client side (and the server side where a
+ * test must see it) is the recording handler below, which acts through the
+ * host API of zl_plugins_host_api().
+ *
+ * Suite init makes, with the OpenSSL C API, in a mkdtemp directory: a CA; a
+ * server certificate for DNS:localhost and IP:127.0.0.1 signed by it; one
+ * for DNS:other.example; an expired one; a self-signed one; a client
+ * certificate; and a file that is not PEM.  All keys are EC P-256.
+ *
+ * Everything runs over 127.0.0.1.  Peers that zltk cannot play (a server
+ * with an expired certificate, a server that never answers or hangs up
+ * mid-handshake, a relay that forwards one byte per write) are threads
+ * with blocking sockets and timeouts, so every test ends.
+ *
+ * Callbacks run on poller threads: counters are atomics incremented last
+ * in each callback; the rest of the record is under T->mu.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "test.h"
+
+#define CHECK ZL_TEST_CHECK
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define WAIT_MS 5000u
+#define PAT_MAX MIB
+
+static const zl_host_api_t *host;
+static zl_plugin_registry_t *reg;
+static const zl_layer_t *tls_layer;
+static zl_plugin_t *tls_plugin;
+static const zl_handler_t *echo_handler;
+static zl_plugin_t *echo_plugin;
+static uint8_t *pattern; /* PAT_MAX bytes of a known sequence */
+
+/* Files made by suite init. */
+static char tmpdir[64];
+static char f_ca[128], f_srv[128], f_srv_key[128], f_other[128],
+    f_other_key[128], f_exp[128], f_exp_key[128], f_self[128],
+    f_self_key[128], f_cli[128], f_cli_key[128], f_junk[128];
+
+static unsigned slow_ms(unsigned ms)
+{
+    return ms * zl_test_slow();
+}
+
+/* ------------------------------------------------------------ certificates */
+
+static bool add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX c;
+    X509_EXTENSION *e;
+    int ok;
+
+    X509V3_set_ctx_nodb(&c);
+    X509V3_set_ctx(&c, issuer, x, NULL, NULL, 0);
+    e = X509V3_EXT_conf_nid(NULL, &c, nid, value);
+    if (!e)
+        return false;
+    ok = X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok == 1;
+}
+
+enum { K_CA, K_SERVER, K_CLIENT };
+
+/* A certificate for key, valid from now+nb to now+na seconds, signed by
+ * issuer/ikey (NULL: self-signed). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
+                       EVP_PKEY *ikey, const char *san, long nb, long na,
+                       int kind)
+{
+    static long serial = 1000;
+    X509 *x = X509_new();
+    X509_NAME *n;
+    bool ok;
+
+    if (!x)
+        return NULL;
+    n = X509_get_subject_name(x);
+    ok = X509_set_version(x, 2) &&
+         ASN1_INTEGER_set(X509_get_serialNumber(x), serial++) &&
+         X509_gmtime_adj(X509_getm_notBefore(x), nb) &&
+         X509_gmtime_adj(X509_getm_notAfter(x), na) &&
+         X509_set_pubkey(x, key) &&
+         X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
+                                    (const unsigned char *)"zltk tests", -1,
+                                    -1, 0) &&
+         X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+                                    (const unsigned char *)cn, -1, -1, 0) &&
+         X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+    if (ok) {
+        X509 *iss = issuer ? issuer : x;
+        ok = add_ext(x, iss, NID_subject_key_identifier, "hash") &&
+             add_ext(x, iss, NID_authority_key_identifier, "keyid:always");
+    }
+    if (ok && kind == K_CA)
+        ok = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") &&
+             add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+    else if (ok)
+        ok = add_ext(x, x, NID_basic_constraints, "critical,CA:FALSE") &&
+             add_ext(x, x, NID_key_usage, "critical,digitalSignature") &&
+             add_ext(x, x, NID_ext_key_usage,
+                     kind == K_SERVER ? "serverAuth" : "clientAuth");
+    if (ok && san)
+        ok = add_ext(x, x, NID_subject_alt_name, san);
+    if (ok)
+        ok = X509_sign(x, ikey ? ikey : key, EVP_sha256()) > 0;
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static bool write_pem(const char *cpath, X509 *x, const char *kpath,
+                      EVP_PKEY *k)
+{
+    FILE *f;
+    bool ok = true;
+
+    if (cpath) {
+        f = fopen(cpath, "w");
+        ok = f && PEM_write_X509(f, x) == 1;
+        if (f)
+            fclose(f);
+    }
+    if (ok && kpath) {
+        f = fopen(kpath, "w");
+        ok = f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+        if (f)
+            fclose(f);
+    }
+    return ok;
+}
+
+static void set_path(char *dst, const char *name)
+{
+    snprintf(dst, 128, "%s/%s", tmpdir, name);
+}
+
+#define DAY (24L * 3600L)
+
+static bool make_files(void)
+{
+    EVP_PKEY *kca = EVP_EC_gen("P-256"), *ksrv = EVP_EC_gen("P-256"),
+             *koth = EVP_EC_gen("P-256"), *kexp = EVP_EC_gen("P-256"),
+             *kself = EVP_EC_gen("P-256"), *kcli = EVP_EC_gen("P-256");
+    X509 *ca = NULL, *srv = NULL, *oth = NULL, *exp = NULL, *self = NULL,
+         *cli = NULL;
+    bool ok = kca && ksrv && koth && kexp && kself && kcli;
+    FILE *f;
+
+    if (ok) {
+        ca = make_cert(kca, "zltk test CA", NULL, NULL, NULL, -DAY, 30 * DAY,
+                       K_CA);
+        srv = make_cert(ksrv, "localhost", ca, kca,
+                        "DNS:localhost,IP:127.0.0.1", -DAY, 30 * DAY,
+                        K_SERVER);
+        oth = make_cert(koth, "other.example", ca, kca, "DNS:other.example",
+                        -DAY, 30 * DAY, K_SERVER);
+        exp = make_cert(kexp, "localhost", ca, kca,
+                        "DNS:localhost,IP:127.0.0.1", -3 * DAY, -DAY,
+                        K_SERVER);
+        self = make_cert(kself, "localhost", NULL, NULL,
+                         "DNS:localhost,IP:127.0.0.1", -DAY, 30 * DAY,
+                         K_SERVER);
+        cli = make_cert(kcli, "zltk test client", ca, kca, NULL, -DAY,
+                        30 * DAY, K_CLIENT);
+        ok = ca && srv && oth && exp && self && cli;
+    }
+    set_path(f_ca, "ca.pem");
+    set_path(f_srv, "server.pem");
+    set_path(f_srv_key, "server.key");
+    set_path(f_other, "other.pem");
+    set_path(f_other_key, "other.key");
+    set_path(f_exp, "expired.pem");
+    set_path(f_exp_key, "expired.key");
+    set_path(f_self, "self.pem");
+    set_path(f_self_key, "self.key");
+    set_path(f_cli, "client.pem");
+    set_path(f_cli_key, "client.key");
+    set_path(f_junk, "junk.pem");
+    ok = ok && write_pem(f_ca, ca, NULL, NULL) &&
+         write_pem(f_srv, srv, f_srv_key, ksrv) &&
+         write_pem(f_other, oth, f_other_key, koth) &&
+         write_pem(f_exp, exp, f_exp_key, kexp) &&
+         write_pem(f_self, self, f_self_key, kself) &&
+         write_pem(f_cli, cli, f_cli_key, kcli);
+    f = fopen(f_junk, "w");
+    if (f) {
+        fputs("this is not a certificate\n", f);
+        fclose(f);
+    }
+    ok = ok && f;
+    X509_free(ca);
+    X509_free(srv);
+    X509_free(oth);
+    X509_free(exp);
+    X509_free(self);
+    X509_free(cli);
+    EVP_PKEY_free(kca);
+    EVP_PKEY_free(ksrv);
+    EVP_PKEY_free(koth);
+    EVP_PKEY_free(kexp);
+    EVP_PKEY_free(kself);
+    EVP_PKEY_free(kcli);
+    if (!ok)
+        ERR_print_errors_fp(stderr);
+    ERR_clear_error();
+    return ok;
+}
+
+/* ------------------------------------------------------------ record */
+
+enum { CLI = 0, SRV = 1 };
+#define MAXCONN 4
+
+/* What a side's callbacks recorded, under T->mu. */
+typedef struct sinfo {
+    int err_code;
+    zl_stage_t err_stage;
+    char err_msg[400];
+    long rbytes_at_err;
+    int nconn;
+    char version[MAXCONN][32], alpn[MAXCONN][32], resumed[MAXCONN][8];
+    char cipher[64], subject[256], sni[64];
+    char data[512];
+    size_t ndata;
+} sinfo_t;
+
+typedef struct side {
+    atomic_long opened, connects, conn_fails, errs, closed, rbytes,
+        mismatches, flushes;
+    sinfo_t i; /* under T->mu */
+} side_t;
+
+typedef struct trec {
+    pthread_mutex_t mu;
+    side_t side[2];
+    atomic_long bad, bulk_done;
+    char bad_msg[256];
+    /* Behaviour, set before instances start. */
+    const char *open_send;    /* client: host->send in on_open */
+    bool open_close;          /* client: host->close in on_open after it */
+    size_t open_bytes;        /* client: pattern bytes sent in on_open */
+    const char *connect_send; /* client: host->send in on_connect */
+    bool connect_shutdown;    /* client: half-close after connect_send */
+    size_t bulk;              /* client: pump pattern, expect it back */
+    bool bulk_close_at_once;  /* client: send bulk, close at once */
+    bool srv_echo;            /* server: send back what arrives */
+    bool srv_sink;            /* server: check arrivals against pattern */
+    bool srv_close_on_connect;
+    bool srv_abort_on_recv;   /* server: host->abort in the first on_recv */
+} trec_t;
+
+static trec_t *T;
+
+static void trec_new(void)
+{
+    T = calloc(1, sizeof(*T));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(T);
+    pthread_mutex_init(&T->mu, NULL);
+}
+
+static void trec_done(void)
+{
+    if (atomic_load(&T->bad))
+        fprintf(stderr, "\n    violation: %s (%ld in all)\n", T->bad_msg,
+                atomic_load(&T->bad));
+    CU_ASSERT_EQUAL(atomic_load(&T->bad), 0);
+    pthread_mutex_destroy(&T->mu);
+    free(T);
+    T = NULL;
+}
+
+static void bad(const char *fmt, ...) ZL_PRINTF(1, 2);
+static void bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (atomic_fetch_add(&T->bad, 1) != 0)
+        return;
+    pthread_mutex_lock(&T->mu);
+    va_start(ap, fmt);
+    vsnprintf(T->bad_msg, sizeof(T->bad_msg), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&T->mu);
+}
+
+static sinfo_t snap(int who)
+{
+    sinfo_t v;
+
+    pthread_mutex_lock(&T->mu);
+    v = T->side[who].i;
+    pthread_mutex_unlock(&T->mu);
+    return v;
+}
+
+/* ------------------------------------------------------------ handler */
+
+#define TST_MAGIC 0x7e57715u
+
+typedef struct tst {
+    uint32_t magic;
+    int who;
+    bool closed, connected, erred, aborted;
+    uint64_t sent, recvd;
+} tst_t;
+
+static tst_t *check(zl_session_t *s, void *state, const char *what)
+{
+    tst_t *st = state;
+
+    if (!zl_poller_is_current(host->session_poller(s)))
+        bad("%s: not on the session's poller", what);
+    if (st->magic != TST_MAGIC)
+        bad("%s: state not initialised by on_open", what);
+    if (st->closed)
+        bad("%s: after on_closed", what);
+    return st;
+}
+
+static void copy_info(zl_session_t *s, const char *key, char *dst,
+                      size_t len)
+{
+    const char *v = host->transport_info(s, key);
+
+    snprintf(dst, len, "%s", v ? v : "");
+}
+
+static void pump(zl_session_t *s, tst_t *st)
+{
+    while (st->sent < T->bulk) {
+        size_t n = T->bulk - st->sent < 64 * KIB ? T->bulk - st->sent
+                                                  : 64 * KIB;
+        int rc = host->send(s, pattern + st->sent, n);
+
+        if (rc < 0) {
+            bad("bulk send: %s", zl_strerror(rc));
+            return;
+        }
+        st->sent += n;
+        if (rc == ZL_CONN_BUSY)
+            return; /* on_busy(false) resumes */
+    }
+}
+
+static int t_open(zl_session_t *s, void *state, zl_instance_t *inst)
+{
+    tst_t *st = state;
+
+    st->magic = TST_MAGIC;
+    st->who = host->instance_is_server(inst) ? SRV : CLI;
+    if (st->who == CLI && T->open_send) {
+        int rc = host->send(s, T->open_send, strlen(T->open_send));
+        if (rc != 0)
+            bad("send in on_open: %s", zl_strerror(rc));
+        if (T->open_close)
+            host->close(s);
+    }
+    if (st->who == CLI && T->open_bytes) {
+        /* In three pieces, to see the queue keep them in order. */
+        size_t a = T->open_bytes / 3, b = T->open_bytes / 2;
+        if (host->send(s, pattern, a) != 0 ||
+            host->send(s, pattern + a, b - a) != 0 ||
+            host->send(s, pattern + b, T->open_bytes - b) != 0)
+            bad("send of %zu bytes in on_open failed", T->open_bytes);
+    }
+    atomic_fetch_add(&T->side[st->who].opened, 1);
+    return 0;
+}
+
+static void t_connect(zl_session_t *s, void *state, const zl_error_t *err)
+{
+    tst_t *st = check(s, state, "on_connect");
+    side_t *sd = &T->side[st->who];
+
+    if (err) {
+        atomic_fetch_add(&sd->conn_fails, 1);
+        return;
+    }
+    if (st->connected && !st->erred)
+        bad("on_connect twice on one connection");
+    st->connected = true;
+    st->erred = false;
+    pthread_mutex_lock(&T->mu);
+    if (sd->i.nconn < MAXCONN) {
+        copy_info(s, "version", sd->i.version[sd->i.nconn], 32);
+        copy_info(s, "alpn", sd->i.alpn[sd->i.nconn], 32);
+        copy_info(s, "resumed", sd->i.resumed[sd->i.nconn], 8);
+    }
+    sd->i.nconn++;
+    copy_info(s, "cipher", sd->i.cipher, sizeof(sd->i.cipher));
+    copy_info(s, "peer-subject", sd->i.subject, sizeof(sd->i.subject));
+    copy_info(s, "server-name", sd->i.sni, sizeof(sd->i.sni));
+    pthread_mutex_unlock(&T->mu);
+    if (st->who == SRV && T->srv_close_on_connect)
+        host->close(s);
+    if (st->who == CLI && T->connect_send) {
+        int rc = host->send(s, T->connect_send, strlen(T->connect_send));
+        if (rc != 0)
+            bad("send in on_connect: %s", zl_strerror(rc));
+        if (T->connect_shutdown)
+            host->shutdown(s);
+    }
+    if (st->who == CLI && T->bulk) {
+        st->sent = st->recvd = 0;
+        if (T->bulk_close_at_once) {
+            int rc = host->send(s, pattern, T->bulk);
+            if (rc < 0)
+                bad("bulk send: %s", zl_strerror(rc));
+            host->close(s);
+        } else {
+            pump(s, st);
+        }
+    }
+    atomic_fetch_add(&sd->connects, 1);
+}
+
+static void t_recv(zl_session_t *s, void *state, zl_buf_t *buf)
+{
+    tst_t *st = check(s, state, "on_recv");
+    side_t *sd = &T->side[st->who];
+    bool pat_check = (st->who == CLI && (T->bulk || T->open_bytes)) ||
+                     (st->who == SRV && T->srv_sink);
+
+    if (!st->connected)
+        bad("on_recv before on_connect");
+    if (st->aborted)
+        bad("on_recv after the handler aborted");
+    if (pat_check) {
+        if (st->recvd + buf->len > PAT_MAX ||
+            memcmp(buf->data, pattern + st->recvd, buf->len))
+            atomic_fetch_add(&sd->mismatches, 1);
+    } else {
+        pthread_mutex_lock(&T->mu);
+        size_t room = sizeof(sd->i.data) - 1 - sd->i.ndata;
+        size_t n = buf->len < room ? buf->len : room;
+        memcpy(sd->i.data + sd->i.ndata, buf->data, n);
+        sd->i.ndata += n;
+        sd->i.data[sd->i.ndata] = '\0';
+        pthread_mutex_unlock(&T->mu);
+    }
+    st->recvd += buf->len;
+    if (st->who == SRV && T->srv_abort_on_recv) {
+        st->aborted = true;
+        host->abort(s);
+    }
+    if (st->who == SRV && T->srv_echo) {
+        int rc = host->send(s, buf->data, buf->len);
+        if (rc < 0)
+            bad("echo: %s", zl_strerror(rc));
+    }
+    if (st->who == CLI && T->bulk && !T->bulk_close_at_once &&
+        st->recvd == T->bulk) {
+        host->close(s);
+        atomic_fetch_add(&T->bulk_done, 1);
+    }
+    atomic_fetch_add(&sd->rbytes, (long)buf->len);
+}
+
+static void t_err(zl_session_t *s, void *state, const zl_error_t *err)
+{
+    tst_t *st = check(s, state, "on_err");
+    side_t *sd = &T->side[st->who];
+
+    if (st->erred)
+        bad("two on_err for one connection");
+    st->erred = true;
+    pthread_mutex_lock(&T->mu);
+    if (!atomic_load(&sd->errs)) {
+        sd->i.err_code = err->code;
+        sd->i.err_stage = err->stage;
+        snprintf(sd->i.err_msg, sizeof(sd->i.err_msg), "%s",
+                 err->message ? err->message : "");
+        sd->i.rbytes_at_err = (long)st->recvd;
+    }
+    pthread_mutex_unlock(&T->mu);
+    atomic_fetch_add(&sd->errs, 1);
+}
+
+static void t_busy(zl_session_t *s, void *state, bool busy)
+{
+    tst_t *st = check(s, state, "on_busy");
+
+    if (!busy && st->who == CLI && T->bulk && !T->bulk_close_at_once &&
+        st->connected)
+        pump(s, st);
+}
+
+static void t_flush(zl_session_t *s, void *state)
+{
+    tst_t *st = check(s, state, "on_flush");
+
+    atomic_fetch_add(&T->side[st->who].flushes, 1);
+}
+
+static void t_closed(zl_session_t *s, void *state)
+{
+    tst_t *st = check(s, state, "on_closed");
+
+    st->closed = true;
+    atomic_fetch_add(&T->side[st->who].closed, 1);
+}
+
+static const zl_handler_t rec_h = {
+    .struct_size = sizeof(zl_handler_t),
+    .state_size = sizeof(tst_t),
+    .on_open = t_open,
+    .on_connect = t_connect,
+    .on_recv = t_recv,
+    .on_err = t_err,
+    .on_flush = t_flush,
+    .on_busy = t_busy,
+    .on_closed = t_closed,
+};
+
+/* ------------------------------------------------------------ instances */
+
+#define MAXREP 8
+
+/* One instance's configuration and the problems it reported; must outlive
+ * the instance. */
+typedef struct icfg {
+    const char *kv[24]; /* key, value, ..., NULL */
+    int nrep;
+    char rep_key[MAXREP][32];
+    char rep_msg[MAXREP][600];
+} icfg_t;
+
+static const char *cfg_get(void *ctx, const char *key)
+{
+    icfg_t *c = ctx;
+
+    for (int i = 0; c->kv[i]; i += 2)
+        if (!strcmp(c->kv[i], key))
+            return c->kv[i + 1];
+    return NULL;
+}
+
+static void cfg_report(void *ctx, const char *key, const char *message)
+{
+    icfg_t *c = ctx;
+
+    if (c->nrep < MAXREP) {
+        snprintf(c->rep_key[c->nrep], sizeof(c->rep_key[0]), "%s",
+                 key ? key : "");
+        snprintf(c->rep_msg[c->nrep], sizeof(c->rep_msg[0]), "%s",
+                 message ? message : "");
+    }
+    c->nrep++;
+}
+
+static icfg_t *icfg(const char *first, ...)
+{
+    icfg_t *c = calloc(1, sizeof(*c));
+    va_list ap;
+    const char *k;
+    int i = 0;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    va_start(ap, first);
+    for (k = first; k && i < 22; k = va_arg(ap, const char *)) {
+        c->kv[i++] = k;
+        c->kv[i++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    return c;
+}
+
+static void opts_fill(zl_instance_options_t *o, icfg_t *c, bool server,
+                      const zl_handler_t *h, zl_plugin_t *hp)
+{
+    memset(o, 0, sizeof(*o));
+    o->name = server ? "tls-server" : "tls-client";
+    o->server = server;
+    o->handler = h;
+    o->plugin = hp;
+    o->layer = tls_layer;
+    o->layer_plugin = tls_plugin;
+    o->config = cfg_get;
+    o->report = cfg_report;
+    o->ctx = c;
+    o->server_opts.host = "127.0.0.1";
+    o->client.connect_timeout_ms = 3000;
+}
+
+static void show_reports(const icfg_t *c)
+{
+    for (int i = 0; i < c->nrep && i < MAXREP; i++)
+        fprintf(stderr, "\n    report %s: %s", c->rep_key[i], c->rep_msg[i]);
+}
+
+static zl_instance_t *start_server(icfg_t *c, const zl_handler_t *h,
+                                   zl_plugin_t *hp, uint16_t *port)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int rc;
+
+    opts_fill(&o, c, true, h, hp);
+    rc = zl_instance_new(&inst, &o);
+    if (rc)
+        show_reports(c);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    *port = zl_addr_port(zl_instance_server_addr(inst));
+    CU_ASSERT_NOT_EQUAL_FATAL(*port, 0);
+    return inst;
+}
+
+static zl_instance_t *start_client_opts(icfg_t *c, const char *hostname,
+                                        uint16_t port, bool reconnect)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int rc;
+
+    opts_fill(&o, c, false, &rec_h, NULL);
+    o.client.host = hostname ? hostname : "127.0.0.1";
+    o.client.port = port;
+    if (reconnect) {
+        o.client.reconnect = true;
+        o.client.reconnect_min_ms = 20;
+        o.client.reconnect_max_ms = 50;
+        o.client.max_attempts = 5;
+    }
+    rc = zl_instance_new(&inst, &o);
+    if (rc)
+        show_reports(c);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    return inst;
+}
+
+static zl_instance_t *start_client(icfg_t *c, const char *hostname,
+                                   uint16_t port)
+{
+    return start_client_opts(c, hostname, port, false);
+}
+
+/* ------------------------------------------------------------ raw peers */
+
+static void sock_timeouts(int fd, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static int listen_any(uint16_t *port)
+{
+    zl_addr_t a;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    zl_addr_from_ip(&a, "127.0.0.1", 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, &a.u.sa, a.len) < 0 || listen(fd, 8) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        zl_addr_from_sockaddr(&a, (struct sockaddr *)&ss, len) < 0) {
+        close(fd);
+        return -1;
+    }
+    *port = zl_addr_port(&a);
+    return fd;
+}
+
+static int accept_wait(int lfd, unsigned ms)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+
+    if (poll(&p, 1, (int)ms) != 1)
+        return -1;
+    return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static int connect_to(uint16_t port)
+{
+    zl_addr_t a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    zl_addr_from_ip(&a, "127.0.0.1", port);
+    if (fd < 0)
+        return -1;
+    sock_timeouts(fd, slow_ms(WAIT_MS));
+    if (connect(fd, &a.u.sa, a.len) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A peer thread: a listener that, per mode, serves one connection. */
+enum {
+    RAW_TLS_EXPIRED, /* OpenSSL server presenting the expired certificate */
+    RAW_SILENT,      /* accept, read, never answer */
+    RAW_HANGUP       /* accept, read the ClientHello's first bytes, close */
+};
+
+typedef struct raw {
+    int mode;
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    atomic_int stop, accepted, done;
+    atomic_long got;
+} raw_t;
+
+static void *raw_main(void *arg)
+{
+    raw_t *r = arg;
+    int fd = accept_wait(r->lfd, slow_ms(WAIT_MS));
+    uint8_t buf[4096];
+
+    if (fd < 0) {
+        atomic_store(&r->done, 1);
+        return NULL;
+    }
+    atomic_store(&r->accepted, 1);
+    sock_timeouts(fd, 100);
+    if (r->mode == RAW_TLS_EXPIRED) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+        SSL *ssl = NULL;
+
+        sock_timeouts(fd, slow_ms(WAIT_MS));
+        if (ctx && SSL_CTX_use_certificate_chain_file(ctx, f_exp) == 1 &&
+            SSL_CTX_use_PrivateKey_file(ctx, f_exp_key, SSL_FILETYPE_PEM) ==
+                1 &&
+            (ssl = SSL_new(ctx)) && SSL_set_fd(ssl, fd) == 1)
+            SSL_accept(ssl); /* the client rejects it */
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+    } else if (r->mode == RAW_HANGUP) {
+        /* Read the whole ClientHello (unread bytes would turn the close
+         * into a reset), then hang up. */
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+            atomic_fetch_add(&r->got, n);
+    } else {
+        /* Read (so the client's writes succeed) until told to stop. */
+        while (!atomic_load(&r->stop)) {
+            ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            if (n > 0)
+                atomic_fetch_add(&r->got, n);
+            else if (n == 0)
+                break;
+        }
+    }
+    close(fd);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static raw_t *raw_start(int mode)
+{
+    raw_t *r = calloc(1, sizeof(*r));
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    r->mode = mode;
+    r->lfd = listen_any(&r->port);
+    CU_ASSERT_FATAL(r->lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, raw_main, r), 0);
+    return r;
+}
+
+static void raw_stop(raw_t *r)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+    free(r);
+}
+
+/* A relay between a client and target that writes one byte at a time
+ * (TCP_NODELAY), so the handshake arrives in many tiny reads. */
+typedef struct relay {
+    int lfd;
+    uint16_t port, target;
+    pthread_t th;
+    atomic_int stop, done;
+    atomic_long writes;
+} relay_t;
+
+static bool relay_byte_by_byte(relay_t *r, int from, int to)
+{
+    uint8_t buf[4096];
+    ssize_t n = recv(from, buf, sizeof(buf), 0);
+
+    if (n <= 0) {
+        shutdown(to, SHUT_WR);
+        return false;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (send(to, buf + i, 1, MSG_NOSIGNAL) != 1)
+            return false;
+        atomic_fetch_add(&r->writes, 1);
+        if ((i & 7) == 7)
+            usleep(20); /* let the far end read what came so far */
+    }
+    return true;
+}
+
+static void *relay_main(void *arg)
+{
+    relay_t *r = arg;
+    int one = 1;
+    int a = accept_wait(r->lfd, slow_ms(WAIT_MS)), b = -1;
+    bool a_open = true, b_open = true;
+
+    if (a < 0)
+        goto out;
+    b = connect_to(r->target);
+    if (b < 0)
+        goto out;
+    setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    while (!atomic_load(&r->stop) && (a_open || b_open)) {
+        struct pollfd p[2] = {{a, a_open ? POLLIN : 0, 0},
+                              {b, b_open ? POLLIN : 0, 0}};
+
+        if (poll(p, 2, 50) <= 0)
+            continue;
+        if (a_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            a_open = relay_byte_by_byte(r, a, b);
+        if (b_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            b_open = relay_byte_by_byte(r, b, a);
+    }
+out:
+    if (a >= 0)
+        close(a);
+    if (b >= 0)
+        close(b);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ checks */
+
+static bool has(const char *hay, const char *needle)
+{
+    return hay && strstr(hay, needle);
+}
+
+/* Wait for the client's error; check it is a TLS failure that says want
+ * (or want2) and that the handler never saw the connection succeed. */
+static void expect_client_tls_fail(const char *want, const char *want2,
+                                   int line)
+{
+    sinfo_t c;
+
+    zl_test_wait_count(&T->side[CLI].errs, 1, WAIT_MS);
+    c = snap(CLI);
+    zl_test_check_at(__FILE__, line, atomic_load(&T->side[CLI].errs) == 1,
+                     "client on_err count %ld, want 1",
+                     atomic_load(&T->side[CLI].errs));
+    zl_test_check_at(__FILE__, line, c.err_code == ZL_ETLS,
+                     "client error %s (%s), want ZL_ETLS",
+                     zl_err_name(c.err_code), c.err_msg);
+    zl_test_check_at(__FILE__, line, c.err_stage == ZL_STAGE_TLS,
+                     "client error stage %s, want tls",
+                     zl_stage_name(c.err_stage));
+    zl_test_check_at(__FILE__, line,
+                     has(c.err_msg, want) || (want2 && has(c.err_msg, want2)),
+                     "client error '%s' does not say '%s'%s%s", c.err_msg,
+                     want, want2 ? " or " : "", want2 ? want2 : "");
+    zl_test_check_at(__FILE__, line, atomic_load(&T->side[CLI].connects) == 0,
+                     "the handler's on_connect(NULL) fired %ld times",
+                     atomic_load(&T->side[CLI].connects));
+}
+
+/* A client that ends by itself: wait for its on_closed. */
+static void wait_client_closed(void)
+{
+    CHECK(zl_test_wait_count(&T->side[CLI].closed, 1, WAIT_MS) == 1,
+          "the client session did not close");
+}
+
+/* ------------------------------------------------------------ 1. basic */
+
+static void echo_roundtrip(const char *hostname, icfg_t *cc,
+                           bool server_records, const char *sni)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    zl_instance_t *srv, *cli;
+    const char *msg = "hello over tls\n";
+    uint16_t port;
+    sinfo_t c, s;
+
+    trec_new();
+    T->connect_send = msg;
+    T->srv_echo = true;
+    srv = server_records ? start_server(sc, &rec_h, NULL, &port)
+                         : start_server(sc, echo_handler, echo_plugin, &port);
+    cli = start_client(cc, hostname, port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
+                             WAIT_MS) == (long)strlen(msg),
+          "echo not received (client errors: %ld, %s)",
+          atomic_load(&T->side[CLI].errs), snap(CLI).err_msg);
+    c = snap(CLI);
+    CHECK(!strcmp(c.data, msg), "echoed '%s', want '%s'", c.data, msg);
+    CHECK(!strcmp(c.version[0], "TLSv1.3") || !strcmp(c.version[0], "TLSv1.2"),
+          "version '%s'", c.version[0]);
+    CHECK(c.cipher[0] != '\0', "no cipher reported");
+    CHECK(has(c.subject, "CN=localhost"), "peer-subject '%s'", c.subject);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].connects), 1);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    if (server_records) {
+        s = snap(SRV);
+        CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 1);
+        CHECK(!strcmp(s.version[0], c.version[0]), "server version '%s'",
+              s.version[0]);
+        CHECK(!strcmp(s.sni, sni ? sni : ""), "server saw SNI '%s', want '%s'",
+              s.sni, sni ? sni : "");
+    }
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    free(sc);
+    trec_done();
+}
+
+/* 1. The echo plugin over TLS, verified with the test CA by IP address. */
+static void test_echo_by_ip(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+
+    echo_roundtrip("127.0.0.1", cc, false, NULL);
+    free(cc);
+}
+
+/* 1b. By name: DNS SAN checked, SNI sent (seen by the server). */
+static void test_echo_by_name(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+
+    echo_roundtrip("localhost", cc, true, "localhost");
+    free(cc);
+}
+
+/* 1c. tls-server-name overrides the host to verify and send. */
+static void test_server_name_key(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, "tls-server-name", "localhost", NULL);
+
+    echo_roundtrip("127.0.0.1", cc, true, "localhost");
+    free(cc);
+}
+
+/* ------------------------------------------------------------ 2. verify */
+
+static void verify_fail_case(const char *cert, const char *key,
+                             icfg_t *cc, const char *hostname,
+                             const char *want, const char *want2, int line)
+{
+    icfg_t *sc = icfg("tls-cert", cert, "tls-key", key, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+
+    trec_new();
+    T->connect_send = "must not be sent";
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(cc, hostname, port);
+    expect_client_tls_fail(want, want2, line);
+    zl_test_check_at(__FILE__, line,
+                     has(snap(CLI).err_msg, "TLS handshake with"),
+                     "message '%s' does not name the handshake",
+                     snap(CLI).err_msg);
+    wait_client_closed();
+    /* The server saw the client's alert as a failed handshake. */
+    zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS);
+    zl_test_check_at(__FILE__, line,
+                     atomic_load(&T->side[SRV].connects) == 0 &&
+                         snap(SRV).err_code == ZL_ETLS,
+                     "server: %ld connects, error %s '%s'",
+                     atomic_load(&T->side[SRV].connects),
+                     zl_err_name(snap(SRV).err_code), snap(SRV).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].rbytes), 0);
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    free(sc);
+    trec_done();
+}
+
+static void test_verify_self_signed(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+
+    verify_fail_case(f_self, f_self_key, cc, "127.0.0.1", "self signed",
+                     "self-signed", __LINE__);
+    free(cc);
+}
+
+static void test_verify_hostname_mismatch(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, "tls-server-name", "localhost", NULL);
+
+    verify_fail_case(f_other, f_other_key, cc, "127.0.0.1",
+                     "hostname mismatch", NULL, __LINE__);
+    free(cc);
+}
+
+static void test_verify_ip_mismatch(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+
+    verify_fail_case(f_other, f_other_key, cc, "127.0.0.1",
+                     "IP address mismatch", NULL, __LINE__);
+    free(cc);
+}
+
+static void test_verify_unknown_ca(void)
+{
+    icfg_t *cc = icfg(NULL);
+
+    verify_fail_case(f_srv, f_srv_key, cc, "127.0.0.1",
+                     "unable to get local issuer certificate",
+                     "unable to get issuer", __LINE__);
+    free(cc);
+}
+
+/* The server's instance would refuse an expired certificate (test 4), so
+ * an OpenSSL server thread presents it. */
+static void test_verify_expired(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    raw_t *r = raw_start(RAW_TLS_EXPIRED);
+    zl_instance_t *cli;
+
+    trec_new();
+    cli = start_client(cc, "127.0.0.1", r->port);
+    expect_client_tls_fail("expired", NULL, __LINE__);
+    wait_client_closed();
+    zl_instance_free(cli);
+    raw_stop(r);
+    free(cc);
+    trec_done();
+}
+
+/* ------------------------------------------------------------ 3. opt-out */
+
+static void test_verify_false(void)
+{
+    char dir[] = "/tmp/zltk-tls-log-XXXXXX";
+    zl_log_options_t lo = {.level = ZL_LOG_WARNING};
+    zl_log_level_t level = zl_log_get_level();
+    icfg_t *sc = icfg("tls-cert", f_self, "tls-key", f_self_key, NULL);
+    icfg_t *cc = icfg("tls-verify", "false", NULL);
+    zl_instance_t *srv, *cli;
+    char *path, *text = NULL;
+    uint16_t port;
+    int lrc;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    path = g_strdup_printf("%s/log", dir);
+    lo.file = path;
+    lrc = zl_log_init(&lo);
+    CU_ASSERT_EQUAL(lrc, 0);
+    trec_new();
+    T->connect_send = "insecure but working";
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 20, WAIT_MS) == 20,
+          "no echo with tls-verify = false: %s", snap(CLI).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    CU_ASSERT_STRING_EQUAL(snap(CLI).data, "insecure but working");
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    if (lrc == 0)
+        zl_log_shutdown();
+    zl_log_set_level(level);
+    CU_ASSERT(g_file_get_contents(path, &text, NULL, NULL));
+    CHECK(has(text, "tls-verify = false") && has(text, "client.tls-client") &&
+              has(text, "tls: "),
+          "no warning naming the instance in the log: '%s'",
+          text ? text : "(none)");
+    g_free(text);
+    zl_test_rm_tree(dir);
+    g_free(path);
+    free(sc);
+    free(cc);
+    trec_done();
+}
+
+/* ------------------------------------------------------------ 4. config */
+
+/* zl_instance_new must refuse c with a report on key whose message holds
+ * each of the NULL-terminated words. */
+static void expect_refused(icfg_t *c, bool server, const char *key, int line,
+                           ...)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int rc, found = -1;
+    va_list ap;
+    const char *w;
+
+    opts_fill(&o, c, server, server ? echo_handler : &rec_h,
+              server ? echo_plugin : NULL);
+    o.client.host = "127.0.0.1";
+    o.client.port = 9;
+    rc = zl_instance_new(&inst, &o);
+    zl_test_check_at(__FILE__, line, rc == -EINVAL && !inst,
+                     "zl_instance_new returned %d, want -EINVAL", rc);
+    if (inst)
+        zl_instance_free(inst);
+    for (int i = 0; i < c->nrep && i < MAXREP; i++)
+        if (!strcmp(c->rep_key[i], key)) {
+            found = i;
+            break;
+        }
+    if (!zl_test_check_at(__FILE__, line, found >= 0,
+                          "no report for key %s (%d reports)", key, c->nrep)) {
+        show_reports(c);
+        return;
+    }
+    va_start(ap, line);
+    while ((w = va_arg(ap, const char *)))
+        zl_test_check_at(__FILE__, line, has(c->rep_msg[found], w),
+                         "report for %s '%s' does not say '%s'", key,
+                         c->rep_msg[found], w);
+    va_end(ap);
+}
+
+static void test_config_errors(void)
+{
+    static const char missing[] = "/nonexistent/zltk/cert.pem";
+    icfg_t *c;
+
+    c = icfg("tls-cert", f_srv, NULL);
+    expect_refused(c, true, "tls-key", __LINE__, "tls-key", f_srv, NULL);
+    free(c);
+
+    c = icfg("tls-key", f_srv_key, NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, "tls-cert", NULL);
+    free(c);
+
+    c = icfg("tls-cert", missing, "tls-key", f_srv_key, NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, missing,
+                   "No such file", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_other_key, NULL);
+    expect_refused(c, true, "tls-key", __LINE__, f_other_key, f_srv,
+                   "does not match", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_exp, "tls-key", f_exp_key, NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, f_exp, "expired", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_junk, "tls-key", f_srv_key, NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, f_junk, "PEM", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_junk, NULL);
+    expect_refused(c, true, "tls-key", __LINE__, f_junk, "PEM", NULL);
+    free(c);
+
+    c = icfg("tls-cert", tmpdir, "tls-key", f_srv_key, NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, tmpdir, "directory", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-verify-client",
+             "required", NULL);
+    expect_refused(c, true, "tls-client-ca", __LINE__, "tls-client-ca", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-verify-client",
+             "maybe", NULL);
+    expect_refused(c, true, "tls-verify-client", __LINE__, "maybe", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-client-ca",
+             missing, "tls-verify-client", "optional", NULL);
+    expect_refused(c, true, "tls-client-ca", __LINE__, missing, NULL);
+    free(c);
+
+    c = icfg("tls-ca", missing, NULL);
+    expect_refused(c, false, "tls-ca", __LINE__, missing, NULL);
+    free(c);
+
+    c = icfg("tls-ca", f_junk, NULL);
+    expect_refused(c, false, "tls-ca", __LINE__, f_junk, NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_cli, NULL);
+    expect_refused(c, false, "tls-key", __LINE__, "tls-key", NULL);
+    free(c);
+
+    c = icfg("tls-min-version", "1.1", NULL);
+    expect_refused(c, false, "tls-min-version", __LINE__, "1.1", "1.3", NULL);
+    free(c);
+
+    c = icfg("tls-alpn", "h2,,http/1.1", NULL);
+    expect_refused(c, false, "tls-alpn", __LINE__, "empty", NULL);
+    free(c);
+
+    c = icfg("tls-handshake-timeout", "0", NULL);
+    expect_refused(c, false, "tls-handshake-timeout", __LINE__, "0", NULL);
+    free(c);
+
+    c = icfg("tls-handshake-timeout", "soon", NULL);
+    expect_refused(c, false, "tls-handshake-timeout", __LINE__, "soon", NULL);
+    free(c);
+
+    c = icfg("tls-verify", "perhaps", NULL);
+    expect_refused(c, false, "tls-verify", __LINE__, "perhaps", NULL);
+    free(c);
+
+    /* Both missing: both reported. */
+    c = icfg(NULL);
+    expect_refused(c, true, "tls-cert", __LINE__, NULL);
+    expect_refused(c, true, "tls-key", __LINE__, NULL);
+    free(c);
+}
+
+/* ------------------------------------------------------------ 5. mTLS */
+
+static void test_mutual_tls(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key,
+                      "tls-client-ca", f_ca, "tls-verify-client", "required",
+                      NULL);
+    icfg_t *nocert = icfg("tls-ca", f_ca, NULL);
+    icfg_t *withcert = icfg("tls-ca", f_ca, "tls-cert", f_cli, "tls-key",
+                            f_cli_key, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    sinfo_t c, s;
+
+    /* Without a client certificate: both ends fail. */
+    trec_new();
+    T->srv_echo = true;
+    T->connect_send = "no cert";
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(nocert, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].errs, 1, WAIT_MS) == 1,
+          "client saw no error");
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS) == 1,
+          "server saw no error");
+    c = snap(CLI);
+    s = snap(SRV);
+    CHECK(c.err_code == ZL_ETLS && c.err_stage == ZL_STAGE_TLS,
+          "client error %s '%s'", zl_err_name(c.err_code), c.err_msg);
+    CHECK(s.err_code == ZL_ETLS && has(s.err_msg, "certificate"),
+          "server error %s '%s'", zl_err_name(s.err_code), s.err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].rbytes), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].rbytes), 0);
+    wait_client_closed();
+    zl_instance_free(cli);
+    trec_done();
+
+    /* With one: echo works, the server sees who. */
+    trec_new();
+    T->srv_echo = true;
+    T->connect_send = "with cert";
+    cli = start_client(withcert, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 9, WAIT_MS) == 9,
+          "no echo with a client certificate: %s", snap(CLI).err_msg);
+    s = snap(SRV);
+    CHECK(has(s.subject, "CN=zltk test client"), "server peer-subject '%s'",
+          s.subject);
+    CU_ASSERT_STRING_EQUAL(snap(CLI).data, "with cert");
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(nocert);
+    free(withcert);
+}
+
+/* ------------------------------------------------------------ 6. ALPN */
+
+static void test_alpn(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-alpn",
+                      "h2, http/1.1", NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, "tls-alpn", "http/1.1,h2", NULL);
+    icfg_t *bad_cc = icfg("tls-ca", f_ca, "tls-alpn", "spdy/1", NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+
+    trec_new();
+    T->srv_echo = true;
+    T->connect_send = "alpn";
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 4, WAIT_MS) == 4,
+          "no echo: %s", snap(CLI).err_msg);
+    /* The server's preference wins. */
+    CHECK(!strcmp(snap(CLI).alpn[0], "h2"), "client alpn '%s', want h2",
+          snap(CLI).alpn[0]);
+    CHECK(!strcmp(snap(SRV).alpn[0], "h2"), "server alpn '%s', want h2",
+          snap(SRV).alpn[0]);
+    zl_instance_free(cli);
+    trec_done();
+
+    /* Nothing in common: the server refuses the handshake. */
+    trec_new();
+    cli = start_client(bad_cc, "127.0.0.1", port);
+    expect_client_tls_fail("application protocol", NULL, __LINE__);
+    wait_client_closed();
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+    free(bad_cc);
+}
+
+/* ------------------------------------------------------------ 7. data */
+
+/* Sent from on_open, long before the handshake: delivered after it. */
+static void test_send_before_handshake(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    const size_t n = 200 * KIB;
+
+    trec_new();
+    T->open_bytes = n;
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)n, WAIT_MS) ==
+              (long)n,
+          "echoed %ld of %zu bytes sent in on_open (%s)",
+          atomic_load(&T->side[CLI].rbytes), n, snap(CLI).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    zl_instance_free(cli);
+    trec_done();
+
+    /* A short message. */
+    trec_new();
+    T->open_send = "early bird";
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 10, WAIT_MS) == 10,
+          "short early send not echoed: %s", snap(CLI).err_msg);
+    CU_ASSERT_STRING_EQUAL(snap(CLI).data, "early bird");
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+
+    /* Send, then close, both in on_open: the layer finishes the handshake,
+     * writes the data and close_notify, then closes. */
+    trec_new();
+    T->open_send = "said and gone";
+    T->open_close = true;
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS) == 1,
+          "server saw no end of stream");
+    CU_ASSERT_STRING_EQUAL(snap(SRV).data, "said and gone");
+    CHECK(snap(SRV).err_code == ZL_EOF, "server error %s '%s'",
+          zl_err_name(snap(SRV).err_code), snap(SRV).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].connects), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    wait_client_closed();
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* 100 connections, 1 MiB each way, every byte checked. */
+static void test_many_connections(void)
+{
+    enum { N = 100 };
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli[N];
+    uint16_t port;
+    size_t bulk = zl_test_slow() > 1 ? 128 * KIB : MIB;
+    uint64_t t0 = zl_now_ms();
+    long done;
+
+    trec_new();
+    T->bulk = bulk;
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    for (int i = 0; i < N; i++)
+        cli[i] = start_client(cc, "127.0.0.1", port);
+    done = zl_test_wait_count(&T->bulk_done, N, 20000);
+    CHECK(done == N, "%ld of %d connections echoed %zu bytes (errors %ld: %s)",
+          done, N, bulk, atomic_load(&T->side[CLI].errs), snap(CLI).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].rbytes), (long)(N * bulk));
+    CHECK(zl_test_wait_count(&T->side[CLI].closed, N, WAIT_MS) == N,
+          "clients not closed");
+    if (getenv("ZLTK_TEST_VERBOSE"))
+        fprintf(stderr, "\n    %d x %zu bytes echoed in %llu ms\n", N, bulk,
+                (unsigned long long)(zl_now_ms() - t0));
+    for (int i = 0; i < N; i++)
+        zl_instance_free(cli[i]);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* Send 1 MiB and close at once: the peer gets all of it, then EOF. */
+static void test_close_with_pending(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    sinfo_t s;
+
+    trec_new();
+    T->bulk = MIB;
+    T->bulk_close_at_once = true;
+    T->srv_sink = true;
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS) == 1,
+          "server saw no end of stream (got %ld bytes)",
+          atomic_load(&T->side[SRV].rbytes));
+    s = snap(SRV);
+    CHECK(s.err_code == ZL_EOF, "server error %s '%s', want ZL_EOF",
+          zl_err_name(s.err_code), s.err_msg);
+    CHECK(s.rbytes_at_err == (long)MIB, "%ld bytes before end of stream, "
+          "want %u", s.rbytes_at_err, MIB);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].mismatches), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    wait_client_closed();
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* The handler aborts in its first on_recv while the layer still holds
+ * more plaintext from the same read: nothing more reaches it. */
+static void test_abort_in_recv(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+
+    trec_new();
+    T->open_bytes = 256 * KIB; /* arrives in one burst after the handshake */
+    T->srv_sink = true;
+    T->srv_abort_on_recv = true;
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[SRV].closed, 1, WAIT_MS) == 1,
+          "the server session did not close");
+    CHECK(atomic_load(&T->side[SRV].rbytes) <= 16 * KIB,
+          "%ld bytes reached a handler that aborted after the first read",
+          atomic_load(&T->side[SRV].rbytes));
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].mismatches), 0);
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* Half-close: close_notify + FIN after the data; the echo still comes back,
+ * then end of stream. */
+static void test_shutdown(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    sinfo_t c;
+
+    trec_new();
+    T->connect_send = "half";
+    T->connect_shutdown = true;
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].errs, 1, WAIT_MS) == 1,
+          "no end of stream after the half-close");
+    c = snap(CLI);
+    CU_ASSERT_STRING_EQUAL(c.data, "half");
+    CHECK(c.err_code == ZL_EOF, "client error %s '%s', want ZL_EOF",
+          zl_err_name(c.err_code), c.err_msg);
+    CHECK(c.rbytes_at_err == 4, "%ld bytes before end of stream",
+          c.rbytes_at_err);
+    wait_client_closed();
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* ------------------------------------------------------------ 8. edges */
+
+static void test_byte_by_byte(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    relay_t *r = calloc(1, sizeof(*r));
+    const char *msg = "one byte at a time";
+    uint16_t port;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    trec_new();
+    T->connect_send = msg;
+    T->srv_echo = true;
+    srv = start_server(sc, &rec_h, NULL, &port);
+    r->target = port;
+    r->lfd = listen_any(&r->port);
+    CU_ASSERT_FATAL(r->lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r), 0);
+    cli = start_client(cc, "127.0.0.1", r->port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
+                             2 * WAIT_MS) == (long)strlen(msg),
+          "no echo through the relay: %s", snap(CLI).err_msg);
+    CU_ASSERT_STRING_EQUAL(snap(CLI).data, msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 1);
+    CHECK(atomic_load(&r->writes) > 500, "only %ld single-byte writes",
+          atomic_load(&r->writes));
+    zl_instance_free(cli);
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+    free(r);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+static void test_peer_closes_mid_handshake(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    raw_t *r = raw_start(RAW_HANGUP);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    int fd;
+
+    /* A server that hangs up after the first bytes of the ClientHello. */
+    trec_new();
+    cli = start_client(cc, "127.0.0.1", r->port);
+    expect_client_tls_fail("during the TLS handshake", NULL, __LINE__);
+    wait_client_closed();
+    zl_instance_free(cli);
+    raw_stop(r);
+    trec_done();
+
+    /* A client that sends half a record and hangs up. */
+    trec_new();
+    srv = start_server(sc, &rec_h, NULL, &port);
+    fd = connect_to(port);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send(fd, "\x16\x03\x01\x02", 4, MSG_NOSIGNAL), 4);
+    zl_test_sleep_ms(20);
+    close(fd);
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS) == 1,
+          "server saw no error");
+    CHECK(snap(SRV).err_code == ZL_ETLS &&
+              has(snap(SRV).err_msg, "during the TLS handshake"),
+          "server error %s '%s'", zl_err_name(snap(SRV).err_code),
+          snap(SRV).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 0);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+static void test_handshake_timeout(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key,
+                      "tls-handshake-timeout", "300", NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, "tls-handshake-timeout", "300", NULL);
+    raw_t *r = raw_start(RAW_SILENT);
+    zl_instance_t *srv, *cli;
+    uint64_t t0, dt;
+    uint16_t port;
+    int fd;
+
+    /* Client side: the server accepts and never answers. */
+    trec_new();
+    t0 = zl_now_ms();
+    cli = start_client(cc, "127.0.0.1", r->port);
+    zl_test_wait_count(&T->side[CLI].errs, 1, 2000);
+    dt = zl_now_ms() - t0;
+    expect_client_tls_fail("timed out", NULL, __LINE__);
+    CHECK(has(snap(CLI).err_msg, "300 ms"), "message '%s' lacks the limit",
+          snap(CLI).err_msg);
+    CHECK(dt >= 250 && dt < slow_ms(2000), "timed out after %llu ms",
+          (unsigned long long)dt);
+    wait_client_closed();
+    zl_instance_free(cli);
+    raw_stop(r);
+    trec_done();
+
+    /* Server side: a client connects and says nothing. */
+    trec_new();
+    srv = start_server(sc, &rec_h, NULL, &port);
+    t0 = zl_now_ms();
+    fd = connect_to(port);
+    CU_ASSERT_FATAL(fd >= 0);
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, 2000) == 1,
+          "server handshake did not time out");
+    dt = zl_now_ms() - t0;
+    CHECK(snap(SRV).err_code == ZL_ETLS &&
+              has(snap(SRV).err_msg, "timed out"),
+          "server error %s '%s'", zl_err_name(snap(SRV).err_code),
+          snap(SRV).err_msg);
+    CHECK(dt >= 250 && dt < slow_ms(2000), "server timed out after %llu ms",
+          (unsigned long long)dt);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 0);
+    close(fd);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* Stopping a client whose handshake is stuck returns at once (nothing
+ * queued to deliver), without waiting for the handshake timeout; the
+ * handler hears nothing but on_closed. */
+static void test_stop_during_handshake(void)
+{
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL); /* default 10 s timeout */
+    raw_t *r = raw_start(RAW_SILENT);
+    zl_instance_t *cli;
+    uint64_t t0;
+
+    trec_new();
+    cli = start_client(cc, "127.0.0.1", r->port);
+    CHECK(zl_test_wait_flag(&r->accepted, WAIT_MS), "never connected");
+    zl_test_sleep_ms(50);
+    t0 = zl_now_ms();
+    zl_instance_free(cli);
+    CHECK(zl_now_ms() - t0 < slow_ms(1000), "stop took %llu ms",
+          (unsigned long long)(zl_now_ms() - t0));
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].connects), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].closed), 1);
+    raw_stop(r);
+    trec_done();
+    free(cc);
+}
+
+/* Plain text to a TLS server: a TLS error that says so. */
+static void test_plain_client(void)
+{
+    static const char req[] = "GET / HTTP/1.0\r\n\r\n";
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    zl_instance_t *srv;
+    uint16_t port;
+    size_t n = 0;
+    int fd;
+
+    trec_new();
+    srv = start_server(sc, &rec_h, NULL, &port);
+    fd = connect_to(port);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) ==
+              (ssize_t)sizeof(req) - 1);
+    CHECK(zl_test_wait_count(&T->side[SRV].errs, 1, WAIT_MS) == 1,
+          "server saw no error");
+    CHECK(snap(SRV).err_code == ZL_ETLS &&
+              has(snap(SRV).err_msg, "TLS handshake with 127.0.0.1:") &&
+              (has(snap(SRV).err_msg, "http request") ||
+               has(snap(SRV).err_msg, "wrong version number")),
+          "server error %s '%s'", zl_err_name(snap(SRV).err_code),
+          snap(SRV).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 0);
+    /* The server closed (OpenSSL sends no alert to an HTTP request). */
+    for (;;) {
+        char buf[256];
+        ssize_t k = recv(fd, buf, sizeof(buf), 0);
+        if (k > 0) {
+            n += (size_t)k;
+            continue;
+        }
+        CHECK(k == 0 || errno == ECONNRESET, "the server did not close: %s",
+              strerror(errno));
+        break;
+    }
+    CHECK(n < 64, "%zu bytes back: more than an alert", n);
+    close(fd);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+}
+
+/* ------------------------------------------------------------ 9. resume */
+
+/* The server hangs up after each handshake; the client reconnects and
+ * offers the session it got: the second handshake is a resumption.
+ * (Also a regression test: a client behind a layer once never reconnected,
+ * because upper_err from the layer's on_err closed the connection as if
+ * the user had.) */
+static void test_resumption(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    long n;
+    sinfo_t c;
+
+    trec_new();
+    T->srv_close_on_connect = true;
+    srv = start_server(sc, &rec_h, NULL, &port);
+    cli = start_client_opts(cc, "127.0.0.1", port, true);
+    n = zl_test_wait_count(&T->side[CLI].connects, 2, WAIT_MS);
+    c = snap(CLI);
+    CHECK(n >= 2, "the client connected %ld time(s) (errors %ld, last: %s); "
+          "a client behind a layer must reconnect after the server closed",
+          n, atomic_load(&T->side[CLI].errs), c.err_msg);
+    CHECK(!strcmp(c.resumed[0], "no"), "first handshake resumed='%s'",
+          c.resumed[0]);
+    if (n >= 2)
+        CHECK(!strcmp(c.resumed[1], "yes"), "second handshake resumed='%s' "
+              "(%s)", c.resumed[1], c.version[1]);
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* ------------------------------------------------------------ suite */
+
+static int suite_init(void)
+{
+    const char *top = getenv("top_builddir");
+    char *dir = g_build_filename(top && *top ? top : ".", "plugins", ".libs",
+                                 NULL);
+    const char *names[] = {"tls", "echo"};
+    const zl_registration_t *r;
+    zl_runtime_options_t o = {.pollers = 2, .workers = 2};
+
+    host = zl_plugins_host_api();
+    if (zl_plugins_new(&reg) < 0)
+        goto fail;
+    for (size_t i = 0; i < 2; i++) {
+        char *path = g_strdup_printf("%s/%s.so", dir, names[i]);
+        char *err = NULL;
+        int rc = zl_plugins_load_file(reg, path, &err);
+
+        if (rc < 0)
+            fprintf(stderr, "tls suite: %s: %s (build it with make)\n", path,
+                    err ? err : zl_strerror(rc));
+        free(err);
+        g_free(path);
+        if (rc < 0)
+            goto fail;
+    }
+    r = zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, "tls", &tls_plugin);
+    tls_layer = r ? r->vtable : NULL;
+    r = zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER, "echo",
+                                 &echo_plugin);
+    echo_handler = r ? r->vtable : NULL;
+    if (!tls_layer || !echo_handler)
+        goto fail;
+    pattern = malloc(PAT_MAX);
+    if (!pattern)
+        goto fail;
+    for (size_t i = 0; i < PAT_MAX; i++)
+        pattern[i] = (uint8_t)(i * 31u + (i >> 11));
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/zltk-tls-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        tmpdir[0] = '\0';
+        goto fail;
+    }
+    if (!make_files())
+        goto fail;
+    if (zl_runtime_init(&o) != 0)
+        goto fail;
+    g_free(dir);
+    return 0;
+fail:
+    g_free(dir);
+    return -1;
+}
+
+static int suite_cleanup(void)
+{
+    zl_runtime_shutdown();
+    if (reg)
+        zl_plugins_free(reg);
+    reg = NULL;
+    if (tmpdir[0])
+        zl_test_rm_tree(tmpdir);
+    tmpdir[0] = '\0';
+    free(pattern);
+    pattern = NULL;
+    return 0;
+}
+
+int zl_test_register_tls(void)
+{
+    static const zl_test_case_t cases[] = {
+        {"echo over TLS, verified by IP", test_echo_by_ip},
+        {"echo over TLS, verified by name with SNI", test_echo_by_name},
+        {"tls-server-name", test_server_name_key},
+        {"verify: self-signed", test_verify_self_signed},
+        {"verify: hostname mismatch", test_verify_hostname_mismatch},
+        {"verify: IP address mismatch", test_verify_ip_mismatch},
+        {"verify: expired", test_verify_expired},
+        {"verify: unknown CA", test_verify_unknown_ca},
+        {"tls-verify = false", test_verify_false},
+        {"config errors name key and file", test_config_errors},
+        {"mutual TLS", test_mutual_tls},
+        {"ALPN", test_alpn},
+        {"send before the handshake", test_send_before_handshake},
+        {"100 connections x 1 MiB", test_many_connections},
+        {"close with ciphertext pending", test_close_with_pending},
+        {"half-close", test_shutdown},
+        {"abort inside on_recv", test_abort_in_recv},
+        {"handshake one byte at a time", test_byte_by_byte},
+        {"peer closes mid-handshake", test_peer_closes_mid_handshake},
+        {"handshake timeout", test_handshake_timeout},
+        {"stop during the handshake", test_stop_during_handshake},
+        {"plain text to a TLS server", test_plain_client},
+        {"session resumption across reconnects", test_resumption},
+        {NULL, NULL},
+    };
+
+    return zl_test_add_suite("tls", suite_init, suite_cleanup, cases);
+}
