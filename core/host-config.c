@@ -536,7 +536,9 @@ static void inst_report(void *ctx, const char *key, const char *message)
 
 int zl_host_cfg_instances(zl_host_cfg_t *cfg)
 {
-    for (int s = 0; s < 2; s++) {
+    /* Servers first: a client's layer may refer to a server instance
+     * (tls-pin = @NAME pins that server's ephemeral certificate). */
+    for (int s = 1; s >= 0; s--) {
         GPtrArray *list = s ? cfg->servers : cfg->clients;
         for (guint i = 0; i < list->len; i++) {
             zl_host_instance_t *in = list->pdata[i];

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <glib.h>
@@ -44,7 +45,23 @@ static const char default_config[] =
     "address = @echo\n"
     "# sent on connect, and on every manager tick (2 s) with a counter\n"
     "send = hello from zltk\\n\n"
-    "tick = tick {n}\\n\n";
+    "tick = tick {n}\\n\n"
+    "\n"
+    "# The same over TLS: an ephemeral self-signed certificate made at\n"
+    "# start-up, pinned by the client, so verification stays on.\n"
+    "[server.echo-tls]\n"
+    "plugin = echo\n"
+    "address = 127.0.0.1:0\n"
+    "transport = tls\n"
+    "tls-cert = ephemeral\n"
+    "\n"
+    "[client.hello-tls]\n"
+    "plugin = tcp\n"
+    "address = @echo-tls\n"
+    "transport = tls\n"
+    "tls-pin = @echo-tls\n"
+    "send = hello over tls\\n\n"
+    "tick = tls tick {n}\\n\n";
 
 typedef struct beat {
     zl_poller_t *poller;
@@ -71,23 +88,47 @@ static bool heartbeat(void *arg)
 /* Plugin search path: --plugin-dir (in order), the config's [host]
  * plugin-dir, $ZLTK_PLUGIN_PATH (colon-separated), the installed plugin
  * directory. */
+/* Add dir unless the same directory (by device and inode, so that
+ * "plugins/.libs" and its absolute path count once) is already there: a
+ * directory searched twice would offer every plugin twice. */
+static void path_add(GPtrArray *a, GArray *ids, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0) {
+        for (guint i = 0; i < ids->len; i++) {
+            const struct stat *o = &g_array_index(ids, struct stat, i);
+            if (o->st_dev == st.st_dev && o->st_ino == st.st_ino)
+                return;
+        }
+        g_array_append_val(ids, st);
+    } else {
+        for (guint i = 0; i < a->len; i++)
+            if (!strcmp(a->pdata[i], dir))
+                return;
+    }
+    g_ptr_array_add(a, g_strdup(dir));
+}
+
 static char **plugin_path(char **dirs, const char *config_dir)
 {
     GPtrArray *a = g_ptr_array_new();
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(struct stat));
     const char *env = g_getenv("ZLTK_PLUGIN_PATH");
 
     for (size_t i = 0; dirs && dirs[i]; i++)
-        g_ptr_array_add(a, g_strdup(dirs[i]));
+        path_add(a, ids, dirs[i]);
     if (config_dir)
-        g_ptr_array_add(a, g_strdup(config_dir));
+        path_add(a, ids, config_dir);
     if (env && *env) {
         char **parts = g_strsplit(env, ":", -1);
         for (size_t i = 0; parts[i]; i++)
             if (*parts[i])
-                g_ptr_array_add(a, g_strdup(parts[i]));
+                path_add(a, ids, parts[i]);
         g_strfreev(parts);
     }
-    g_ptr_array_add(a, g_strdup(ZLTK_PLUGINDIR));
+    path_add(a, ids, ZLTK_PLUGINDIR);
+    g_array_free(ids, TRUE);
     g_ptr_array_add(a, NULL);
     return (char **)g_ptr_array_free(a, FALSE);
 }
@@ -159,6 +200,9 @@ typedef struct host_opts {
     gchar *backend, *level, *log_file, *config, *connect, *listen;
     gboolean version, list, check, print_config, strict;
     gchar **plugin_dirs;
+    /* TLS for --connect/--listen tls://HOST:PORT */
+    gchar *tls_ca, *tls_name, *tls_cert, *tls_key, *tls_pin;
+    gboolean tls_insecure;
 } host_opts_t;
 
 static pthread_t main_thread;
@@ -180,13 +224,43 @@ static bool shortcut_ok(const char *opt, const char *arg)
             fprintf(stderr, "zltk-host: %s '%s': not HOST:PORT\n", opt, arg);
             return false;
         }
-    if (g_str_has_prefix(arg, "tls://")) {
-        fprintf(stderr, "zltk-host: %s %s: TLS is not available yet (this "
-                        "build has no TLS layer); use HOST:PORT\n",
-                opt, arg);
-        return false;
-    }
     return true;
+}
+
+/* The one instance of --connect / --listen as a key file: tls://ADDR adds
+ * transport = tls and the --tls-* options. */
+static char *shortcut_config(const host_opts_t *o, bool server)
+{
+    const char *arg = server ? o->listen : o->connect;
+    const char *g = server ? "server.listen" : "client.connect";
+    bool tls = g_str_has_prefix(arg, "tls://");
+    GKeyFile *kf = g_key_file_new();
+    char *text;
+
+    g_key_file_set_value(kf, g, "plugin", server ? "echo" : "tcp");
+    g_key_file_set_value(kf, g, "address", tls ? arg + 6 : arg);
+    if (!server)
+        g_key_file_set_value(kf, g, "mode", "stdio");
+    if (tls) {
+        g_key_file_set_value(kf, g, "transport", "tls");
+        if (server && !o->tls_cert)
+            g_key_file_set_value(kf, g, "tls-cert", "ephemeral");
+        if (o->tls_cert)
+            g_key_file_set_value(kf, g, "tls-cert", o->tls_cert);
+        if (o->tls_key)
+            g_key_file_set_value(kf, g, "tls-key", o->tls_key);
+        if (!server && o->tls_ca)
+            g_key_file_set_value(kf, g, "tls-ca", o->tls_ca);
+        if (!server && o->tls_name)
+            g_key_file_set_value(kf, g, "tls-server-name", o->tls_name);
+        if (!server && o->tls_pin)
+            g_key_file_set_value(kf, g, "tls-pin", o->tls_pin);
+        if (!server && o->tls_insecure)
+            g_key_file_set_value(kf, g, "tls-verify", "false");
+    }
+    text = g_key_file_to_data(kf, NULL, NULL);
+    g_key_file_free(kf);
+    return text;
 }
 
 static int load_config(zl_host_cfg_t *cfg, const host_opts_t *o)
@@ -197,12 +271,10 @@ static int load_config(zl_host_cfg_t *cfg, const host_opts_t *o)
     if (o->config)
         return zl_host_cfg_load(cfg, o->config);
     if (o->connect) {
-        text = g_strdup_printf("[client.connect]\nplugin = tcp\naddress = %s\n"
-                               "mode = stdio\n", o->connect);
+        text = shortcut_config(o, false);
         rc = zl_host_cfg_load_data(cfg, "--connect", text);
     } else if (o->listen) {
-        text = g_strdup_printf("[server.listen]\nplugin = echo\n"
-                               "address = %s\n", o->listen);
+        text = shortcut_config(o, true);
         rc = zl_host_cfg_load_data(cfg, "--listen", text);
     } else {
         text = NULL;
@@ -444,11 +516,31 @@ int main(int argc, char **argv)
         {"connect", 0, 0, G_OPTION_ARG_STRING, &o.connect,
          "Connect to HOST:PORT ([IPv6]:PORT) and bridge standard input and "
          "output to it, like ncat; at the end of input, half-close and print "
-         "until the peer closes.  Exit 1 if the connection fails",
-         "HOST:PORT"},
+         "until the peer closes.  Exit 1 if the connection fails.  "
+         "tls://HOST:PORT speaks TLS, verifying the server (see --tls-*)",
+         "[tls://]HOST:PORT"},
         {"listen", 0, 0, G_OPTION_ARG_STRING, &o.listen,
-         "Run one echo server on HOST:PORT (port 0: any free port)",
-         "HOST:PORT"},
+         "Run one echo server on HOST:PORT (port 0: any free port); "
+         "tls://HOST:PORT serves TLS with --tls-cert/--tls-key, or with an "
+         "ephemeral self-signed certificate whose fingerprint is logged",
+         "[tls://]HOST:PORT"},
+        {"tls-ca", 0, 0, G_OPTION_ARG_FILENAME, &o.tls_ca,
+         "--connect tls://: also trust the CAs in FILE (PEM file or "
+         "directory; the system store is always used)", "FILE"},
+        {"tls-server-name", 0, 0, G_OPTION_ARG_STRING, &o.tls_name,
+         "--connect tls://: verify and send this name instead of HOST",
+         "NAME"},
+        {"tls-pin", 0, 0, G_OPTION_ARG_STRING, &o.tls_pin,
+         "--connect tls://: accept exactly the certificate with this SHA-256 "
+         "fingerprint (as --listen tls:// logs it)", "FINGERPRINT"},
+        {"tls-insecure", 0, 0, G_OPTION_ARG_NONE, &o.tls_insecure,
+         "--connect tls://: do not verify the server (an explicit, logged "
+         "opt-out)", NULL},
+        {"tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &o.tls_cert,
+         "tls://: certificate (PEM) to present: the server's for --listen, "
+         "a client certificate for --connect", "FILE"},
+        {"tls-key", 0, 0, G_OPTION_ARG_FILENAME, &o.tls_key,
+         "tls://: the private key (PEM) of --tls-cert", "FILE"},
         {"duration", 'd', 0, G_OPTION_ARG_INT, &o.duration,
          "Run for SECONDS, then stop gracefully (default: until SIGINT or "
          "SIGTERM)", "SECONDS"},
@@ -504,7 +596,8 @@ int main(int argc, char **argv)
         "[server.NAME] groups listen, [client.NAME] groups connect, each\n"
         "driven by a plugin's handler.  Without --config a built-in\n"
         "configuration runs: an echo server and a tcp client that greets it\n"
-        "and sends a tick every 2 seconds, all on loopback.\n"
+        "and sends a tick every 2 seconds, in plain TCP and over TLS (an\n"
+        "ephemeral certificate the client pins), all on loopback.\n"
         "SIGINT or SIGTERM stops gracefully; a second one exits at once.");
     g_option_context_set_description(
         ctx,
@@ -515,6 +608,8 @@ int main(int argc, char **argv)
         "  zltk-host --print-config > my.conf     start your own config\n"
         "  zltk-host --listen 127.0.0.1:9000      one echo server\n"
         "  echo hi | zltk-host --connect 127.0.0.1:9000\n"
+        "  zltk-host --listen tls://127.0.0.1:9443 (logs the fingerprint)\n"
+        "  echo hi | zltk-host --connect tls://127.0.0.1:9443 --tls-pin FP\n"
         "  zltk-host --list-plugins -P ./plugins  what plugins provide\n\n"
         "Exit status: 0 stopped normally, 1 runtime failure (bad\n"
         "configuration, a server that cannot listen, --connect that\n"
@@ -551,6 +646,20 @@ int main(int argc, char **argv)
     }
     if ((o.connect && !shortcut_ok("--connect", o.connect)) ||
         (o.listen && !shortcut_ok("--listen", o.listen))) {
+        status = 2;
+        goto out_args;
+    }
+    if ((o.tls_ca || o.tls_name || o.tls_pin || o.tls_insecure || o.tls_cert ||
+         o.tls_key) &&
+        !((o.connect && g_str_has_prefix(o.connect, "tls://")) ||
+          (o.listen && g_str_has_prefix(o.listen, "tls://")))) {
+        fprintf(stderr, "zltk-host: the --tls-* options go with --connect "
+                        "tls://HOST:PORT or --listen tls://HOST:PORT\n");
+        status = 2;
+        goto out_args;
+    }
+    if ((o.tls_cert != NULL) != (o.tls_key != NULL)) {
+        fprintf(stderr, "zltk-host: --tls-cert and --tls-key go together\n");
         status = 2;
         goto out_args;
     }
@@ -670,11 +779,9 @@ int main(int argc, char **argv)
         status = 1;
         goto stop;
     }
-    g_message("zltk-host %s running %s: %u server%s, %u client%s on %zu "
-              "pollers (%s)%s",
-              zl_version(), cfg.file, cfg.servers->len,
-              cfg.servers->len == 1 ? "" : "s", cfg.clients->len,
-              cfg.clients->len == 1 ? "" : "s", n,
+    g_message("zltk-host %s running %s: %d instance%s on %zu pollers "
+              "(%s)%s",
+              zl_version(), cfg.file, rc, rc == 1 ? "" : "s", n,
               zl_poller_backend(zl_poller_pool_at(zl_runtime_pollers(), 0)),
               o.duration ? "" : "; stop with Ctrl-C");
 
@@ -725,5 +832,10 @@ out_args:
     g_free(o.backend);
     g_free(o.level);
     g_free(o.log_file);
+    g_free(o.tls_ca);
+    g_free(o.tls_name);
+    g_free(o.tls_cert);
+    g_free(o.tls_key);
+    g_free(o.tls_pin);
     return status;
 }

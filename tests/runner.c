@@ -44,6 +44,7 @@ static const struct {
     {"handlers", zl_test_register_handlers},
     {"instance", zl_test_register_instance},
     {"tls", zl_test_register_tls},
+    {"tls-interop", zl_test_register_tls_interop},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

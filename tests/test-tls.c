@@ -1831,6 +1831,13 @@ static int suite_cleanup(void)
     return 0;
 }
 
+/* Section 10 (pinning), defined after the table. */
+static void test_pin_ephemeral_by_name(void);
+static void test_pin_by_fingerprint(void);
+static void test_pin_mismatch(void);
+static void test_pin_config_errors(void);
+static void test_ephemeral_certificate(void);
+
 int zl_test_register_tls(void)
 {
     static const zl_test_case_t cases[] = {
@@ -1857,8 +1864,550 @@ int zl_test_register_tls(void)
         {"stop during the handshake", test_stop_during_handshake},
         {"plain text to a TLS server", test_plain_client},
         {"session resumption across reconnects", test_resumption},
+        {"tls-cert = ephemeral, tls-pin = @NAME", test_pin_ephemeral_by_name},
+        {"tls-pin = fingerprint", test_pin_by_fingerprint},
+        {"tls-pin mismatch", test_pin_mismatch},
+        {"tls-pin / ephemeral config errors", test_pin_config_errors},
+        {"the ephemeral certificate", test_ephemeral_certificate},
         {NULL, NULL},
     };
 
     return zl_test_add_suite("tls", suite_init, suite_cleanup, cases);
+}
+
+/* ------------------------------------------------------------ 10. pinning */
+
+/* tls-cert = ephemeral and tls-pin.  No certificate files: every server
+ * here makes its certificate in memory, so these tests use none of suite
+ * init's files.  The handler is the recording one, plus the two
+ * fingerprints transport_info reports, recorded before t_connect counts
+ * the connection. */
+
+#define PIN_FP_TEXT 96 /* "AA:...:FF" and its NUL */
+
+typedef struct pin_fps {
+    char peer[2][PIN_FP_TEXT]; /* "peer-fingerprint" of each side */
+    char own[2][PIN_FP_TEXT];  /* "fingerprint" */
+} pin_fps_t;
+
+static pin_fps_t pin_fps; /* under T->mu */
+
+static void pin_connect(zl_session_t *s, void *state, const zl_error_t *err)
+{
+    tst_t *st = state;
+
+    if (!err) {
+        pthread_mutex_lock(&T->mu);
+        copy_info(s, "peer-fingerprint", pin_fps.peer[st->who], PIN_FP_TEXT);
+        copy_info(s, "fingerprint", pin_fps.own[st->who], PIN_FP_TEXT);
+        pthread_mutex_unlock(&T->mu);
+    }
+    t_connect(s, state, err);
+}
+
+static const zl_handler_t pin_h = {
+    .struct_size = sizeof(zl_handler_t),
+    .state_size = sizeof(tst_t),
+    .on_open = t_open,
+    .on_connect = pin_connect,
+    .on_recv = t_recv,
+    .on_err = t_err,
+    .on_flush = t_flush,
+    .on_busy = t_busy,
+    .on_closed = t_closed,
+};
+
+static pin_fps_t pin_snap(void)
+{
+    pin_fps_t v;
+
+    pthread_mutex_lock(&T->mu);
+    v = pin_fps;
+    pthread_mutex_unlock(&T->mu);
+    return v;
+}
+
+/* Servers with tls-cert = ephemeral log their fingerprint at message
+ * level: quiet while a test makes them, except where the line is the
+ * point.  Returns the level to restore. */
+static zl_log_level_t pin_quiet(void)
+{
+    zl_log_level_t level = zl_log_get_level();
+
+    if (level > ZL_LOG_WARNING)
+        zl_log_set_level(ZL_LOG_WARNING);
+    return level;
+}
+
+static void pin_trec_new(void)
+{
+    trec_new();
+    memset(&pin_fps, 0, sizeof(pin_fps));
+}
+
+/* Before trec_done while a recording server lives on: its sessions of
+ * this record have closed (their callbacks use T). */
+static void pin_settle(void)
+{
+    long opened = atomic_load(&T->side[SRV].opened);
+
+    CHECK(zl_test_wait_count(&T->side[SRV].closed, opened, WAIT_MS) >= opened,
+          "server sessions did not close");
+}
+
+/* The server certificate at 127.0.0.1:port, as a plain OpenSSL client
+ * gets it (no verification); NULL on failure. */
+static X509 *pin_fetch_cert(uint16_t port)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+    X509 *x = NULL;
+    int fd = connect_to(port);
+
+    if (fd >= 0 && ssl && SSL_set_fd(ssl, fd) == 1 && SSL_connect(ssl) == 1) {
+        x = SSL_get1_peer_certificate(ssl);
+        SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    ERR_clear_error();
+    return x;
+}
+
+/* Its SHA-256 fingerprint as "AA:BB:...", computed here. */
+static void pin_fetch_fp(uint16_t port, char *fp)
+{
+    X509 *x = pin_fetch_cert(port);
+    unsigned char md[32];
+    unsigned int n = 0;
+
+    fp[0] = '\0';
+    if (x && X509_digest(x, EVP_sha256(), md, &n) && n == 32)
+        for (unsigned i = 0; i < n; i++)
+            snprintf(fp + 3 * i, 4, i + 1 < n ? "%02X:" : "%02X", md[i]);
+    X509_free(x);
+}
+
+/* Whether fp looks like "AA:BB:...:FF" (32 bytes, upper case). */
+static bool pin_fp_form(const char *fp)
+{
+    if (strlen(fp) != 95)
+        return false;
+    for (int i = 0; i < 95; i++)
+        if (i % 3 == 2 ? fp[i] != ':'
+                       : !((fp[i] >= '0' && fp[i] <= '9') ||
+                           (fp[i] >= 'A' && fp[i] <= 'F')))
+            return false;
+    return true;
+}
+
+/* A server instance named name ([server.NAME]: what @NAME refers to). */
+static zl_instance_t *pin_server(icfg_t *c, const char *name,
+                                 const zl_handler_t *h, zl_plugin_t *hp,
+                                 uint16_t *port)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int rc;
+
+    opts_fill(&o, c, true, h, hp);
+    o.name = name;
+    rc = zl_instance_new(&inst, &o);
+    if (rc)
+        show_reports(c);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    *port = zl_addr_port(zl_instance_server_addr(inst));
+    CU_ASSERT_NOT_EQUAL_FATAL(*port, 0);
+    return inst;
+}
+
+static zl_instance_t *pin_client(icfg_t *c, const char *hostname,
+                                 uint16_t port)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int rc;
+
+    opts_fill(&o, c, false, &pin_h, NULL);
+    o.client.host = hostname;
+    o.client.port = port;
+    rc = zl_instance_new(&inst, &o);
+    if (rc)
+        show_reports(c);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    return inst;
+}
+
+/* One client of config cc to hostname:port: its message must come back
+ * (the server echoes).  Starts a record (pin_trec_new) that the caller
+ * reads, then ends with trec_done. */
+static void pin_echo_ok(icfg_t *cc, const char *hostname, uint16_t port,
+                        int line)
+{
+    static const char msg[] = "pinned hello";
+    zl_instance_t *cli;
+    long n;
+
+    pin_trec_new();
+    T->connect_send = msg;
+    T->srv_echo = true;
+    cli = pin_client(cc, hostname, port);
+    n = zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg), WAIT_MS);
+    zl_test_check_at(__FILE__, line, n == (long)strlen(msg),
+                     "no echo for a pinned client to %s (errors %ld: %s)",
+                     hostname, atomic_load(&T->side[CLI].errs),
+                     snap(CLI).err_msg);
+    zl_test_check_at(__FILE__, line, !strcmp(snap(CLI).data, msg),
+                     "echoed '%s'", snap(CLI).data);
+    zl_test_check_at(__FILE__, line, atomic_load(&T->side[CLI].errs) == 0,
+                     "client error: %s", snap(CLI).err_msg);
+    zl_instance_free(cli);
+    pin_settle();
+}
+
+/* The text after "ephemeral certificate, SHA-256 fingerprint " on the
+ * log line of [server.name], or "". */
+static void pin_logged_fp(const char *text, const char *name, char *fp)
+{
+    char *tag = g_strdup_printf("[server.%s] ephemeral certificate, SHA-256 "
+                                "fingerprint ",
+                                name);
+    const char *p = text ? strstr(text, tag) : NULL;
+
+    fp[0] = '\0';
+    if (p)
+        snprintf(fp, PIN_FP_TEXT, "%.95s", p + strlen(tag));
+    g_free(tag);
+}
+
+/* Ephemeral server, client pinned with @NAME, verification on: echo works
+ * by address and by name; the fingerprint is logged at message level and
+ * is the one both ends report. */
+static void test_pin_ephemeral_by_name(void)
+{
+    char dir[] = "/tmp/zltk-tls-pin-XXXXXX";
+    zl_log_options_t lo = {.level = ZL_LOG_MESSAGE};
+    zl_log_level_t level = zl_log_get_level();
+    icfg_t *sc = icfg("tls-cert", "ephemeral", NULL);
+    icfg_t *cc = icfg("tls-pin", "@eph-by-name", NULL);
+    zl_instance_t *srv, *cli;
+    char *path, *text = NULL, logged[PIN_FP_TEXT];
+    const char *msg = "hello pinned";
+    uint16_t port;
+    pin_fps_t f;
+    sinfo_t c;
+    int lrc;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    path = g_strdup_printf("%s/log", dir);
+    lo.file = path;
+    lrc = zl_log_init(&lo);
+    CU_ASSERT_EQUAL(lrc, 0);
+    pin_trec_new();
+    T->connect_send = msg;
+    T->srv_echo = true;
+    /* The server first: @NAME is resolved when the client is made. */
+    srv = pin_server(sc, "eph-by-name", &pin_h, NULL, &port);
+    cli = pin_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
+                             WAIT_MS) == (long)strlen(msg),
+          "no echo with tls-pin = @NAME (errors %ld: %s)",
+          atomic_load(&T->side[CLI].errs), snap(CLI).err_msg);
+    c = snap(CLI);
+    f = pin_snap();
+    CU_ASSERT_STRING_EQUAL(c.data, msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    CHECK(has(c.subject, "CN=zltk ephemeral eph-by-name"),
+          "peer-subject '%s'", c.subject);
+    CHECK(pin_fp_form(f.peer[CLI]), "client peer-fingerprint '%s'",
+          f.peer[CLI]);
+    CHECK(!strcmp(f.peer[CLI], f.own[SRV]),
+          "client sees %s, server says it is %s", f.peer[CLI], f.own[SRV]);
+    CHECK(f.peer[SRV][0] == '\0', "server peer-fingerprint '%s' without a "
+          "client certificate", f.peer[SRV]);
+    CHECK(f.own[CLI][0] == '\0', "client fingerprint '%s' without a client "
+          "certificate", f.own[CLI]);
+    zl_instance_free(cli);
+    pin_settle();
+    trec_done();
+
+    /* By name: the certificate's DNS:localhost is checked too. */
+    pin_echo_ok(cc, "localhost", port, __LINE__);
+    trec_done();
+
+    zl_instance_free(srv);
+    if (lrc == 0)
+        zl_log_shutdown();
+    zl_log_set_level(level);
+    CU_ASSERT(g_file_get_contents(path, &text, NULL, NULL));
+    pin_logged_fp(text, "eph-by-name", logged);
+    CHECK(pin_fp_form(logged) && has(text, "tls: [server.eph-by-name] "
+                                           "ephemeral certificate"),
+          "no fingerprint logged for [server.eph-by-name]: '%s'",
+          text ? text : "(none)");
+    CHECK(!strcmp(logged, f.peer[CLI]), "logged %s, the client saw %s",
+          logged, f.peer[CLI]);
+    g_free(text);
+    zl_test_rm_tree(dir);
+    g_free(path);
+    free(sc);
+    free(cc);
+}
+
+/* Pinned by the hex fingerprint, read from a first connection: with
+ * colons and without, upper and lower case; the name is still checked
+ * unless tls-verify = false. */
+static void test_pin_by_fingerprint(void)
+{
+    icfg_t *sc = icfg("tls-cert", "ephemeral", NULL);
+    zl_instance_t *srv, *cli;
+    char fp[PIN_FP_TEXT], plain[65];
+    icfg_t *cc;
+    uint16_t port;
+    size_t n = 0;
+    zl_log_level_t level = pin_quiet();
+
+    srv = pin_server(sc, "eph-by-fp", echo_handler, echo_plugin, &port);
+    pin_fetch_fp(port, fp);
+    CU_ASSERT_FATAL(pin_fp_form(fp));
+    for (const char *p = fp; *p; p++)
+        if (*p != ':')
+            plain[n++] = (char)g_ascii_tolower(*p);
+    plain[n] = '\0';
+
+    cc = icfg("tls-pin", fp, NULL);
+    pin_echo_ok(cc, "127.0.0.1", port, __LINE__);
+    CHECK(!strcmp(pin_snap().peer[CLI], fp), "peer-fingerprint %s, want %s",
+          pin_snap().peer[CLI], fp);
+    trec_done();
+    free(cc);
+
+    cc = icfg("tls-pin", plain, NULL);
+    pin_echo_ok(cc, "localhost", port, __LINE__);
+    trec_done();
+    free(cc);
+
+    /* As openssl x509 -noout -fingerprint -sha256 prints it. */
+    {
+        char *pasted = g_strdup_printf("sha256 Fingerprint=%s", fp);
+        cc = icfg("tls-pin", pasted, NULL);
+        pin_echo_ok(cc, "127.0.0.1", port, __LINE__);
+        trec_done();
+        free(cc);
+        g_free(pasted);
+    }
+
+    /* A name the certificate does not carry: refused, as without a pin... */
+    cc = icfg("tls-pin", fp, "tls-server-name", "other.example", NULL);
+    pin_trec_new();
+    cli = pin_client(cc, "127.0.0.1", port);
+    expect_client_tls_fail("hostname mismatch", NULL, __LINE__);
+    wait_client_closed();
+    zl_instance_free(cli);
+    trec_done();
+    free(cc);
+
+    /* ... unless names are not checked: the pin alone decides. */
+    cc = icfg("tls-pin", fp, "tls-server-name", "other.example",
+              "tls-verify", "false", NULL);
+    pin_echo_ok(cc, "127.0.0.1", port, __LINE__);
+    trec_done();
+    free(cc);
+
+    zl_instance_free(srv);
+    free(sc);
+    zl_log_set_level(level);
+}
+
+/* A pin that does not match: ZL_ETLS, "certificate pin mismatch", both
+ * fingerprints named, the handler never connected. */
+static void test_pin_mismatch(void)
+{
+    icfg_t *sa = icfg("tls-cert", "ephemeral", NULL);
+    icfg_t *sb = icfg("tls-cert", "ephemeral", NULL);
+    icfg_t *ca = icfg("tls-pin", "@eph-a", NULL);
+    icfg_t *cz = icfg("tls-pin", "00:00:00:00:00:00:00:00:00:00:00:00:00:00:"
+                                 "00:00:00:00:00:00:00:00:00:00:00:00:00:00:"
+                                 "00:00:00:00",
+                      NULL);
+    zl_instance_t *a, *b, *cli;
+    uint16_t pa, pb;
+    char fa[PIN_FP_TEXT], fb[PIN_FP_TEXT], *want;
+    zl_log_level_t level = pin_quiet();
+
+    /* Two ephemeral servers: their fingerprints, by a pinned echo each. */
+    a = pin_server(sa, "eph-a", &pin_h, NULL, &pa);
+    b = pin_server(sb, "eph-b", &pin_h, NULL, &pb);
+    pin_echo_ok(ca, "127.0.0.1", pa, __LINE__);
+    snprintf(fa, sizeof(fa), "%s", pin_snap().own[SRV]);
+    pin_fetch_fp(pa, fb);
+    CHECK(!strcmp(fa, fb), "server fingerprint %s, computed %s", fa, fb);
+    trec_done();
+    {
+        icfg_t *cb = icfg("tls-pin", "@eph-b", NULL);
+        pin_echo_ok(cb, "127.0.0.1", pb, __LINE__);
+        snprintf(fb, sizeof(fb), "%s", pin_snap().own[SRV]);
+        trec_done();
+        free(cb);
+    }
+    CU_ASSERT_FATAL(pin_fp_form(fa) && pin_fp_form(fb));
+    CHECK(strcmp(fa, fb), "two ephemeral certificates, one fingerprint %s",
+          fa);
+
+    /* Pinned to a, connecting to b. */
+    pin_trec_new();
+    T->connect_send = "must not be sent";
+    cli = pin_client(ca, "127.0.0.1", pb);
+    expect_client_tls_fail("certificate pin mismatch", NULL, __LINE__);
+    want = g_strdup_printf("expected %s, got %s", fa, fb);
+    CHECK(has(snap(CLI).err_msg, want), "message '%s' does not say '%s'",
+          snap(CLI).err_msg, want);
+    g_free(want);
+    wait_client_closed();
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].rbytes), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 0);
+    zl_instance_free(cli);
+    pin_settle();
+    trec_done();
+
+    /* A hex pin of nobody. */
+    pin_trec_new();
+    cli = pin_client(cz, "127.0.0.1", pa);
+    expect_client_tls_fail("certificate pin mismatch", NULL, __LINE__);
+    CHECK(has(snap(CLI).err_msg, fa), "message '%s' does not name %s",
+          snap(CLI).err_msg, fa);
+    wait_client_closed();
+    zl_instance_free(cli);
+    pin_settle();
+    trec_done();
+
+    zl_instance_free(a);
+    zl_instance_free(b);
+    free(sa);
+    free(sb);
+    free(ca);
+    free(cz);
+    zl_log_set_level(level);
+}
+
+/* Refused configurations, each naming its key. */
+static void test_pin_config_errors(void)
+{
+    icfg_t *c, *sc;
+    zl_instance_t *srv;
+    uint16_t port;
+    zl_log_level_t level = pin_quiet();
+
+    c = icfg("tls-pin", "@unknown", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "@unknown",
+                   "no server instance", "tls-cert = ephemeral", NULL);
+    free(c);
+
+    c = icfg("tls-pin", "@", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "@NAME", NULL);
+    free(c);
+
+    c = icfg("tls-pin", "AB:CD:EF", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "AB:CD:EF", "SHA-256",
+                   "64 hex digits", NULL);
+    free(c);
+
+    c = icfg("tls-pin", "zz", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "not a hex digit", NULL);
+    free(c);
+
+    c = icfg("tls-pin", "0123456789abcdef0123456789abcdef01234567", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "SHA-1", NULL);
+    free(c);
+
+    c = icfg("tls-cert", "ephemeral", "tls-key", "/nonexistent/x.key", NULL);
+    expect_refused(c, true, "tls-key", __LINE__, "ephemeral",
+                   "remove tls-key", NULL);
+    free(c);
+
+    c = icfg("tls-cert", "ephemeral", NULL);
+    expect_refused(c, false, "tls-cert", __LINE__, "servers", NULL);
+    free(c);
+
+    /* A server that is gone no longer resolves. */
+    pin_trec_new();
+    sc = icfg("tls-cert", "ephemeral", NULL);
+    srv = pin_server(sc, "eph-gone", echo_handler, echo_plugin, &port);
+    zl_instance_free(srv);
+    c = icfg("tls-pin", "@eph-gone", NULL);
+    expect_refused(c, false, "tls-pin", __LINE__, "@eph-gone", NULL);
+    free(c);
+    free(sc);
+    trec_done();
+    zl_log_set_level(level);
+}
+
+/* The ephemeral certificate itself, as a plain OpenSSL client sees it:
+ * self-signed, EC P-256, names, dates, CN; a fresh one per instance. */
+static void test_ephemeral_certificate(void)
+{
+    icfg_t *sc = icfg("tls-cert", "ephemeral", NULL);
+    zl_instance_t *srv;
+    uint16_t port;
+    X509 *x = NULL, *prev = NULL;
+    zl_log_level_t level = pin_quiet();
+
+    pin_trec_new();
+    for (int round = 0; round < 2; round++) {
+        int day, sec;
+
+        srv = pin_server(sc, "eph-cert", &pin_h, NULL, &port);
+        x = pin_fetch_cert(port);
+        zl_instance_free(srv);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+
+        CHECK(X509_self_signed(x, 1) == 1, "not self-signed");
+        CHECK(X509_check_host(x, "localhost", 0, 0, NULL) == 1,
+              "no DNS:localhost");
+        CHECK(X509_check_ip_asc(x, "127.0.0.1", 0) == 1, "no IP:127.0.0.1");
+        CHECK(X509_check_ip_asc(x, "::1", 0) == 1, "no IP:::1");
+        CHECK(X509_check_host(x, "example.com", 0, 0, NULL) != 1,
+              "names example.com");
+        {
+            char cn[128] = "";
+            X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+                                      NID_commonName, cn, sizeof(cn));
+            CHECK(!strcmp(cn, "zltk ephemeral eph-cert"), "CN '%s'", cn);
+        }
+        {
+            EVP_PKEY *k = X509_get0_pubkey(x);
+            char group[64] = "";
+            size_t gl = 0;
+            CHECK(k && EVP_PKEY_is_a(k, "EC") &&
+                      EVP_PKEY_get_group_name(k, group, sizeof(group), &gl) &&
+                      !strcmp(group, "prime256v1"),
+                  "key is not EC P-256 (group '%s')", group);
+        }
+        /* notBefore about an hour ago, notAfter about 30 days ahead. */
+        CU_ASSERT(ASN1_TIME_diff(&day, &sec, X509_get0_notBefore(x),
+                                 NULL) == 1);
+        CHECK(day == 0 && sec >= 3600 - 60 && sec <= 3600 + 60,
+              "notBefore %d days %d s ago, want 1 h", day, sec);
+        CU_ASSERT(ASN1_TIME_diff(&day, &sec, NULL, X509_get0_notAfter(x)) ==
+                  1);
+        CHECK(day * 86400L + sec >= 30 * 86400L - 60 &&
+                  day * 86400L + sec <= 30 * 86400L + 60,
+              "notAfter in %d days %d s, want 30 days", day, sec);
+        if (prev) {
+            CHECK(X509_cmp(prev, x) != 0, "the same certificate twice");
+            CHECK(ASN1_INTEGER_cmp(X509_get0_serialNumber(prev),
+                                   X509_get0_serialNumber(x)) != 0,
+                  "the same serial number twice");
+            X509_free(prev);
+        }
+        prev = x;
+    }
+    X509_free(prev);
+    trec_done();
+    free(sc);
+    zl_log_set_level(level);
 }

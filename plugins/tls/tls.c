@@ -19,13 +19,36 @@
  *            tls-ca = PEM file or hashed directory, beside the system store
  *            tls-server-name = NAME  name to verify and send as SNI
  *                                    [the instance's host]
+ *            tls-pin = FINGERPRINT | @NAME  accept exactly the server
+ *                       certificate with this SHA-256 fingerprint (64 hex
+ *                       digits, colons optional, any case), or the
+ *                       ephemeral certificate of [server.NAME] in this
+ *                       process; replaces the CA chain check (tls-ca and
+ *                       the system store are not used, nor the dates), the
+ *                       name is still checked unless tls-verify = false
  *            tls-cert, tls-key = PEM  client certificate (mutual TLS)
- *   servers: tls-cert, tls-key = PEM  (required)
+ *   servers: tls-cert, tls-key = PEM  (required), or
+ *            tls-cert = ephemeral  (no tls-key): a fresh EC P-256 key and
+ *                       a self-signed certificate made in memory, CN "zltk
+ *                       ephemeral NAME", for DNS:localhost, IP:127.0.0.1
+ *                       and IP:::1, valid from 1 h ago for 30 days; its
+ *                       fingerprint is logged (message level) as
+ *                       "[server.NAME] ephemeral certificate, SHA-256
+ *                       fingerprint AA:BB:..." for clients to pin
  *            tls-client-ca = PEM file or directory
  *            tls-verify-client = none | optional | required   [none]
  *
  * Handlers read facts with host->transport_info(s, KEY): "version",
- * "cipher", "alpn", "peer-subject", "resumed" (yes/no), "server-name".
+ * "cipher", "alpn", "peer-subject", "resumed" (yes/no), "server-name",
+ * "peer-fingerprint" and "fingerprint" (SHA-256 of the peer's / our own
+ * certificate, as AA:BB:...; NULL when there is none).
+ *
+ * Pins by @NAME.  A server instance with an ephemeral certificate enters
+ * its name and fingerprint in a process-wide registry (under a mutex) in
+ * instance_new and leaves it in instance_free; a client's tls-pin = @NAME
+ * is resolved there, once, in the client's instance_new, so the server
+ * instance must be created first (zltk-host creates servers before
+ * clients).
  *
  * Lifecycle per connection: on_connect starts the handshake; the handler's
  * on_connect(NULL) comes only once it completed; what the handler sent
@@ -55,6 +78,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,8 +87,11 @@
 #include <sys/stat.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -76,6 +103,10 @@
 #define TLS_FLUSH_CHUNK (32 * 1024)   /* ciphertext per lower_send */
 #define TLS_DEFAULT_TIMEOUT_MS 10000
 #define TLS_LINGER_MS 5000            /* wait for the peer after closing */
+#define TLS_FP_LEN 32                 /* SHA-256 */
+#define TLS_FP_TEXT (TLS_FP_LEN * 3)  /* "AA:BB:...:FF" and its NUL */
+#define TLS_EPHEMERAL "ephemeral"     /* tls-cert value */
+#define TLS_EPHEMERAL_DAYS 30
 
 static const zl_host_api_t *host;
 static zl_plugin_t *self_plugin;
@@ -101,6 +132,10 @@ typedef struct tls_inst {
     size_t alpn_len;
     SSL_SESSION *session; /* clients: offered on reconnect (one reference) */
     char *name;           /* "client.NAME" for logs */
+    unsigned char pin[TLS_FP_LEN]; /* clients: tls-pin, as SHA-256 */
+    bool ephemeral;       /* servers: tls-cert = ephemeral (in the registry
+                             once the instance is accepted) */
+    unsigned char fp[TLS_FP_LEN]; /* its certificate's SHA-256 */
 } tls_inst_t;
 
 typedef enum {
@@ -125,6 +160,8 @@ typedef struct tls_sess {
     bool peer_closed;   /* close_notify received */
     bool lingering;     /* closed: half-closed, waiting for the peer */
     bool clean_end;     /* ended without error: the session stays good */
+    bool pin_mismatch;  /* this handshake failed on tls-pin; peer_fp: why */
+    unsigned char peer_fp[TLS_FP_LEN];
     uint64_t hs_deadline; /* zl_now_ms() value, 0: none */
     uint8_t *pend;      /* plaintext sent before the handshake completed */
     size_t plen, pcap;
@@ -163,6 +200,42 @@ static bool ip_literal(const char *name, char *ip, size_t iplen)
     return inet_pton(AF_INET, ip, bin) == 1 || inet_pton(AF_INET6, ip, bin) == 1;
 }
 
+/* SHA-256 of a certificate (DER). */
+static bool cert_fp(X509 *x, unsigned char fp[TLS_FP_LEN])
+{
+    unsigned int n = 0;
+
+    if (!x || !X509_digest(x, EVP_sha256(), fp, &n) || n != TLS_FP_LEN) {
+        ERR_clear_error();
+        return false;
+    }
+    return true;
+}
+
+/* "AA:BB:...:FF" into buf (TLS_FP_TEXT bytes). */
+static char *fp_text(const unsigned char fp[TLS_FP_LEN], char *buf)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (int i = 0; i < TLS_FP_LEN; i++) {
+        buf[3 * i] = hex[fp[i] >> 4];
+        buf[3 * i + 1] = hex[fp[i] & 15];
+        buf[3 * i + 2] = i + 1 < TLS_FP_LEN ? ':' : '\0';
+    }
+    return buf;
+}
+
+/* The name a client checks the server's certificate against: tls-server-
+ * name, or the host it connects to; NULL when there is none. */
+static const char *peer_check_name(tls_sess_t *ls)
+{
+    const char *name = ls->ti->server_name
+                           ? ls->ti->server_name
+                           : host->instance_host(host->session_instance(ls->s));
+
+    return name && *name ? name : NULL;
+}
+
 /* "127.0.0.1:4433", or "localhost (127.0.0.1:4433)" for a client that
  * connects by name. */
 static const char *peer_text(tls_sess_t *ls, char *buf, size_t len)
@@ -196,7 +269,13 @@ static void ssl_reason(tls_sess_t *ls, int sslerr, char *buf, size_t len)
             reason = tmp;
         }
     }
-    if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+    if (ls->pin_mismatch) {
+        /* pin_verify_cb refused the certificate: that is why. */
+        char want[TLS_FP_TEXT], got[TLS_FP_TEXT];
+
+        snprintf(buf, len, "certificate pin mismatch: expected %s, got %s",
+                 fp_text(ls->ti->pin, want), fp_text(ls->peer_fp, got));
+    } else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
         ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && ls->ssl &&
         SSL_get_verify_result(ls->ssl) != X509_V_OK)
         snprintf(buf, len, "%s: %s", reason,
@@ -596,12 +675,10 @@ static int tls_on_open(zl_session_t *s, void *state, zl_instance_t *inst)
 static bool setup_peer_check(tls_sess_t *ls)
 {
     tls_inst_t *ti = ls->ti;
-    const char *name = ti->server_name
-                           ? ti->server_name
-                           : host->instance_host(host->session_instance(ls->s));
+    const char *name = peer_check_name(ls);
     char ip[64];
 
-    if (!name || !*name)
+    if (!name)
         return true;
     if (ip_literal(name, ip, sizeof(ip))) {
         /* No SNI for addresses (RFC 6066); the certificate must name the
@@ -635,6 +712,7 @@ static void tls_on_connect(zl_session_t *s, void *state)
     free_ssl(ls);
     ls->gen++;
     ls->dead = ls->shut_done = ls->peer_closed = ls->lingering = false;
+    ls->pin_mismatch = false;
     ls->phase = PH_HANDSHAKE;
     if (ls->closing && !ls->plen) {
         /* Closed while connecting, nothing to deliver. */
@@ -747,6 +825,12 @@ static void tls_on_err(zl_session_t *s, void *state, const zl_error_t *err)
                                            "without a TLS close_notify");
     ls->hs_deadline = 0;
     host->upper_err(s, err);
+    /* The peer ended its side: after the handler's last words (it may
+     * still send from on_err), answer with our close_notify, so that the
+     * peer sees a clean end rather than a truncation when the connection
+     * now closes. */
+    if (err->code == ZL_EOF)
+        send_close_notify(ls);
     ls->phase = PH_DONE;
     ls->dead = true;
 }
@@ -903,6 +987,16 @@ static const char *tls_info(zl_session_t *s, void *state, const char *key)
         ERR_clear_error();
         return t ? keep_info(ls, t) : NULL;
     }
+    if (!strcmp(key, "peer-fingerprint") || !strcmp(key, "fingerprint")) {
+        X509 *x = key[0] == 'p' ? SSL_get0_peer_certificate(ls->ssl)
+                                : SSL_get_certificate(ls->ssl);
+        unsigned char fp[TLS_FP_LEN];
+        char *t;
+
+        if (!cert_fp(x, fp) || !(t = malloc(TLS_FP_TEXT)))
+            return NULL;
+        return keep_info(ls, fp_text(fp, t));
+    }
     return NULL;
 }
 
@@ -936,10 +1030,280 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* ------------------------------------------------------------ registry */
+
+/* Server instances with an ephemeral certificate, for tls-pin = @NAME:
+ * added when such an instance is accepted, removed when it is freed.
+ * instance_new/instance_free run on the main thread, but nothing stops a
+ * program from making instances elsewhere, hence the mutex.  Names are
+ * unique per kind in zltk-host; should two instances share one, the newest
+ * wins. */
+typedef struct eph_entry {
+    struct eph_entry *next;
+    const tls_inst_t *owner;
+    char *name;
+    unsigned char fp[TLS_FP_LEN];
+} eph_entry_t;
+
+static pthread_mutex_t eph_mu = PTHREAD_MUTEX_INITIALIZER;
+static eph_entry_t *eph_list; /* newest first */
+
+static bool eph_add(const tls_inst_t *owner, const char *name,
+                    const unsigned char fp[TLS_FP_LEN])
+{
+    eph_entry_t *e = calloc(1, sizeof(*e));
+
+    if (!e || !(e->name = strdup(name))) {
+        free(e);
+        return false;
+    }
+    e->owner = owner;
+    memcpy(e->fp, fp, TLS_FP_LEN);
+    pthread_mutex_lock(&eph_mu);
+    e->next = eph_list;
+    eph_list = e;
+    pthread_mutex_unlock(&eph_mu);
+    return true;
+}
+
+static void eph_remove(const tls_inst_t *owner)
+{
+    eph_entry_t **pp, *e = NULL;
+
+    pthread_mutex_lock(&eph_mu);
+    for (pp = &eph_list; *pp; pp = &(*pp)->next)
+        if ((*pp)->owner == owner) {
+            e = *pp;
+            *pp = e->next;
+            break;
+        }
+    pthread_mutex_unlock(&eph_mu);
+    if (e) {
+        free(e->name);
+        free(e);
+    }
+}
+
+/* The fingerprint of [server.NAME]'s ephemeral certificate. */
+static bool eph_find(const char *name, unsigned char fp[TLS_FP_LEN])
+{
+    bool found = false;
+
+    pthread_mutex_lock(&eph_mu);
+    for (eph_entry_t *e = eph_list; e; e = e->next)
+        if (!strcmp(e->name, name)) {
+            memcpy(fp, e->fp, TLS_FP_LEN);
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&eph_mu);
+    return found;
+}
+
+/* ------------------------------------------------------------ pinning */
+
+/* Clients with tls-pin, in place of OpenSSL's chain verification
+ * (SSL_CTX_set_cert_verify_callback): the leaf certificate must have the
+ * pinned fingerprint, whoever issued it and whatever its dates; then,
+ * unless tls-verify = false, it must also carry the name or address the
+ * client checks (tls-server-name or the host), as X509_verify_cert would
+ * check it.  A mismatch is recorded for ssl_reason. */
+static int pin_verify_cb(X509_STORE_CTX *xs, void *arg)
+{
+    tls_inst_t *ti = arg;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(
+        xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    tls_sess_t *ls = ssl ? SSL_get_app_data(ssl) : NULL;
+    X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+    unsigned char fp[TLS_FP_LEN];
+    const char *name;
+    char ip[64];
+
+    if (!ls || !cert_fp(leaf, fp)) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    if (CRYPTO_memcmp(fp, ti->pin, TLS_FP_LEN) != 0) {
+        ls->pin_mismatch = true;
+        memcpy(ls->peer_fp, fp, TLS_FP_LEN);
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    if (ti->verify && (name = peer_check_name(ls))) {
+        if (ip_literal(name, ip, sizeof(ip))) {
+            if (X509_check_ip_asc(leaf, ip, 0) != 1) {
+                X509_STORE_CTX_set_error(xs, X509_V_ERR_IP_ADDRESS_MISMATCH);
+                ERR_clear_error();
+                return 0;
+            }
+        } else if (X509_check_host(leaf, name, 0,
+                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                                   NULL) != 1) {
+            X509_STORE_CTX_set_error(xs, X509_V_ERR_HOSTNAME_MISMATCH);
+            ERR_clear_error();
+            return 0;
+        }
+    }
+    X509_STORE_CTX_set_error(xs, X509_V_OK);
+    return 1;
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* tls-pin: @NAME, or a SHA-256 fingerprint as 64 hex digits, any case,
+ * colons (or blanks) between them optional.  What precedes an '=' is
+ * skipped, so that the output of openssl x509 -fingerprint -sha256 may be
+ * pasted as is. */
+static bool parse_pin(zl_instance_t *inst, const char *v, tls_inst_t *ti)
+{
+    unsigned char fp[TLS_FP_LEN];
+    const char *p = strrchr(v, '=');
+    size_t n = 0;
+    bool bad = false;
+
+    if (v[0] == '@') {
+        if (!v[1]) {
+            host->config_error(inst, "tls-pin", "'@' names no server: give "
+                               "@NAME for the ephemeral certificate of "
+                               "[server.NAME]");
+            return false;
+        }
+        if (!eph_find(v + 1, ti->pin)) {
+            host->config_error(inst, "tls-pin", "@%s: no server instance "
+                               "of that name has an ephemeral certificate "
+                               "(tls-cert = ephemeral)",
+                               v + 1);
+            return false;
+        }
+        return true;
+    }
+    for (p = p ? p + 1 : v; *p; p++) {
+        int d;
+
+        if (*p == ':' || *p == ' ' || *p == '\t')
+            continue;
+        if ((d = hex_digit((unsigned char)*p)) < 0) {
+            bad = true;
+            break;
+        }
+        if (n < 2 * TLS_FP_LEN)
+            fp[n / 2] = (unsigned char)(n % 2 ? fp[n / 2] | d : d << 4);
+        n++;
+    }
+    if (bad || n != 2 * TLS_FP_LEN) {
+        host->config_error(inst, "tls-pin", "'%s' is not a SHA-256 "
+                           "fingerprint%s: give 64 hex digits, colons "
+                           "optional (as a server with tls-cert = ephemeral "
+                           "logs it; for a PEM file: openssl x509 -noout "
+                           "-fingerprint -sha256 -in FILE), or @NAME for the "
+                           "ephemeral certificate of [server.NAME]",
+                           v, !bad && n == 40 ? " (40 hex digits: SHA-1?)"
+                              : bad ? " (not a hex digit in it)"
+                                    : "");
+        return false;
+    }
+    memcpy(ti->pin, fp, TLS_FP_LEN);
+    return true;
+}
+
+/* ------------------------------------------------------------ ephemeral */
+
+static bool add_ext(X509 *x, int nid, const char *value)
+{
+    X509V3_CTX c;
+    X509_EXTENSION *e;
+    int ok;
+
+    X509V3_set_ctx_nodb(&c);
+    X509V3_set_ctx(&c, x, x, NULL, NULL, 0);
+    e = X509V3_EXT_nconf_nid(NULL, &c, nid, value);
+    if (!e)
+        return false;
+    ok = X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok == 1;
+}
+
+static const char *last_reason(char *buf, size_t len);
+
+/* tls-cert = ephemeral: a fresh EC P-256 key and a self-signed certificate
+ * for the loopback names, made in memory, into ti->ctx; ti->fp receives its
+ * fingerprint.  Nothing touches the disk. */
+static bool make_ephemeral(zl_instance_t *inst, tls_inst_t *ti)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    BIGNUM *bn = NULL;
+    unsigned char serial[16];
+    char cn[256], why[256];
+    size_t cut;
+    bool ok;
+
+    /* A common name has at most 64 bytes (RFC 5280 ub-common-name): a long
+     * instance name is cut, at a character boundary. */
+    snprintf(cn, sizeof(cn), "zltk ephemeral %s", host->instance_name(inst));
+    cut = strlen(cn);
+    if (cut > 64) {
+        cut = 64;
+        while (cut > 0 && ((unsigned char)cn[cut] & 0xC0) == 0x80)
+            cut--;
+        cn[cut] = '\0';
+    }
+    ok = k && x && RAND_bytes(serial, sizeof(serial)) == 1;
+    if (ok) {
+        serial[0] = (unsigned char)((serial[0] & 0x7F) | 0x40); /* > 0 */
+        ok = (bn = BN_bin2bn(serial, sizeof(serial), NULL)) &&
+             BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
+             X509_set_version(x, X509_VERSION_3) &&
+             X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+             X509_gmtime_adj(X509_getm_notAfter(x),
+                             TLS_EPHEMERAL_DAYS * 24L * 3600L) &&
+             X509_set_pubkey(x, k) &&
+             X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+                                        MBSTRING_UTF8,
+                                        (const unsigned char *)cn, -1, -1,
+                                        0) &&
+             X509_set_issuer_name(x, X509_get_subject_name(x)) &&
+             add_ext(x, NID_basic_constraints, "critical,CA:FALSE") &&
+             add_ext(x, NID_key_usage, "critical,digitalSignature") &&
+             add_ext(x, NID_ext_key_usage, "serverAuth") &&
+             add_ext(x, NID_subject_key_identifier, "hash") &&
+             add_ext(x, NID_subject_alt_name,
+                     "DNS:localhost,IP:127.0.0.1,IP:::1") &&
+             X509_sign(x, k, EVP_sha256()) > 0 &&
+             SSL_CTX_use_certificate(ti->ctx, x) == 1 &&
+             SSL_CTX_use_PrivateKey(ti->ctx, k) == 1 &&
+             SSL_CTX_check_private_key(ti->ctx) == 1 && cert_fp(x, ti->fp);
+    }
+    if (!ok)
+        host->config_error(inst, "tls-cert", "cannot make an ephemeral "
+                           "certificate: %s",
+                           last_reason(why, sizeof(why)));
+    ti->ephemeral = ok;
+    BN_free(bn);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
+}
+
+/* ------------------------------------------------------------ configuration */
+
 static void tls_inst_free(tls_inst_t *ti)
 {
     if (!ti)
         return;
+    if (ti->ephemeral)
+        eph_remove(ti);
     SSL_SESSION_free(ti->session);
     SSL_CTX_free(ti->ctx);
     free(ti->server_name);
@@ -1215,6 +1579,7 @@ static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
     const char *sn = host->config_string(inst, "tls-server-name");
     const char *cert = host->config_string(inst, "tls-cert");
     const char *keyf = host->config_string(inst, "tls-key");
+    const char *pin = host->config_string(inst, "tls-pin");
     bool ok = true, verify = true;
     int rc;
 
@@ -1222,6 +1587,8 @@ static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
     if (rc == -EINVAL)
         ok = false;
     ti->verify = verify;
+    if (pin && !parse_pin(inst, pin, ti))
+        ok = false;
     if (sn) {
         if (!*sn) {
             host->config_error(inst, "tls-server-name", "empty: give the "
@@ -1232,7 +1599,22 @@ static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
             return false;
         }
     }
-    if (verify) {
+    if (pin) {
+        /* The pin replaces the chain check: no CA store at all. */
+        SSL_CTX_set_verify(ti->ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_cert_verify_callback(ti->ctx, pin_verify_cb, ti);
+        if (ca)
+            host->log(self_plugin, ZL_LOG_WARNING,
+                      "client.%s: tls-ca is ignored: with tls-pin the "
+                      "server's certificate is accepted by its fingerprint, "
+                      "not by a CA",
+                      host->instance_name(inst));
+        if (!verify)
+            host->log(self_plugin, ZL_LOG_INFO,
+                      "client.%s: tls-pin with tls-verify = false: the "
+                      "certificate is pinned, its names are not checked",
+                      host->instance_name(inst));
+    } else if (verify) {
         if (SSL_CTX_set_default_verify_paths(ti->ctx) != 1)
             ERR_clear_error(); /* no system store: tls-ca may still do */
         SSL_CTX_set_verify(ti->ctx, SSL_VERIFY_PEER, NULL);
@@ -1247,9 +1629,15 @@ static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
                      : host->instance_host(inst) ? host->instance_host(inst)
                                                  : "the server");
     }
-    if (ca && !load_ca(inst, ti->ctx, "tls-ca", ca, false))
+    if (ca && !pin && !load_ca(inst, ti->ctx, "tls-ca", ca, false))
         ok = false;
-    if (cert || keyf) {
+    if (cert && !strcmp(cert, TLS_EPHEMERAL)) {
+        host->config_error(inst, "tls-cert", "tls-cert = %s is for servers: "
+                           "a client certificate needs PEM files (tls-cert "
+                           "and tls-key)",
+                           TLS_EPHEMERAL);
+        ok = false;
+    } else if (cert || keyf) {
         if (!cert) {
             host->config_error(inst, "tls-cert", "tls-key is set but not "
                                "tls-cert: a client certificate needs both "
@@ -1293,17 +1681,32 @@ static bool config_server(zl_instance_t *inst, tls_inst_t *ti)
     size_t sidlen;
     bool ok = true;
 
-    if (!cert)
-        host->config_error(inst, "tls-cert", "a TLS server needs a "
-                           "certificate: set tls-cert (and tls-key) to PEM "
-                           "files");
-    if (!keyf)
-        host->config_error(inst, "tls-key", "a TLS server needs the private "
-                           "key of its certificate: set tls-key to a PEM "
-                           "file%s%s",
-                           cert ? " matching " : "", cert ? cert : "");
-    if (!cert || !keyf || !load_identity(inst, ti->ctx, cert, keyf))
-        ok = false;
+    if (cert && !strcmp(cert, TLS_EPHEMERAL)) {
+        if (keyf) {
+            host->config_error(inst, "tls-key", "tls-cert = %s makes its own "
+                               "key: remove tls-key (%s), or set tls-cert to "
+                               "the PEM file of that key's certificate",
+                               TLS_EPHEMERAL, keyf);
+            ok = false;
+        } else if (!make_ephemeral(inst, ti)) {
+            ok = false;
+        }
+    } else {
+        if (!cert)
+            host->config_error(inst, "tls-cert", "a TLS server needs a "
+                               "certificate: set tls-cert (and tls-key) to "
+                               "PEM files, or tls-cert = %s for a "
+                               "self-signed one made at start (clients pin "
+                               "it with tls-pin)",
+                               TLS_EPHEMERAL);
+        if (!keyf)
+            host->config_error(inst, "tls-key", "a TLS server needs the "
+                               "private key of its certificate: set tls-key "
+                               "to a PEM file%s%s",
+                               cert ? " matching " : "", cert ? cert : "");
+        if (!cert || !keyf || !load_identity(inst, ti->ctx, cert, keyf))
+            ok = false;
+    }
     if (vc) {
         if (!strcmp(vc, "required"))
             mode = VERIFY_CLIENT_REQUIRED;
@@ -1351,6 +1754,7 @@ static bool config_server(zl_instance_t *inst, tls_inst_t *ti)
     ignored_key(inst, "tls-ca", true);
     ignored_key(inst, "tls-server-name", true);
     ignored_key(inst, "tls-verify", true);
+    ignored_key(inst, "tls-pin", true);
     return ok;
 }
 
@@ -1367,6 +1771,17 @@ static int tls_instance_new(zl_instance_t *inst, void **data)
         return -ENOMEM;
     ti->server = host->instance_is_server(inst);
     ti->timeout_ms = TLS_DEFAULT_TIMEOUT_MS;
+    {
+        const char *n = host->instance_name(inst);
+        size_t len = strlen(n) + sizeof("client.");
+
+        if (!(ti->name = malloc(len))) {
+            free(ti);
+            return -ENOMEM;
+        }
+        snprintf(ti->name, len, "%s.%s", ti->server ? "server" : "client",
+                 n);
+    }
     ERR_clear_error();
     ti->ctx = SSL_CTX_new(ti->server ? TLS_server_method()
                                      : TLS_client_method());
@@ -1411,6 +1826,18 @@ static int tls_instance_new(zl_instance_t *inst, void **data)
         tls_inst_free(ti);
         return -EINVAL;
     }
+    if (ti->ephemeral) {
+        char fp[TLS_FP_TEXT];
+
+        if (!eph_add(ti, host->instance_name(inst), ti->fp)) {
+            ti->ephemeral = false;
+            tls_inst_free(ti);
+            return -ENOMEM;
+        }
+        host->log(self_plugin, ZL_LOG_MESSAGE,
+                  "[%s] ephemeral certificate, SHA-256 fingerprint %s",
+                  ti->name, fp_text(ti->fp, fp));
+    }
     *data = ti;
     return 0;
 }
@@ -1427,7 +1854,7 @@ static const char *const tls_keys[] = {
     "tls-ca",          "tls-verify",        "tls-server-name",
     "tls-cert",        "tls-key",           "tls-client-ca",
     "tls-verify-client", "tls-min-version", "tls-alpn",
-    "tls-handshake-timeout", NULL};
+    "tls-handshake-timeout", "tls-pin", NULL};
 
 static const zl_layer_t tls_layer = {
     .struct_size = sizeof(zl_layer_t),
@@ -1454,8 +1881,9 @@ static int tls_init(zl_plugin_t *self, const zl_host_api_t *api)
         .kind = ZL_PROVIDES_LAYER,
         .name = "tls",
         .description = "TLS over OpenSSL 3: verified by default (system CA "
-                       "store, host name, SNI), mutual TLS, ALPN, session "
-                       "resumption, handshake timeout",
+                       "store, host name, SNI), certificate pinning, "
+                       "ephemeral server certificates, mutual TLS, ALPN, "
+                       "session resumption, handshake timeout",
         .vtable = &tls_layer,
     };
 
