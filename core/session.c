@@ -21,6 +21,7 @@
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 typedef struct stimer stimer_t;
 
@@ -37,6 +38,8 @@ struct zl_session {
     zl_poller_t *poller;
     bool opened, refused, closed;
     bool in_layer_err; /* inside the layer's on_err */
+    bool live;         /* linked in the instance's live list (under mu) */
+    zl_session_t *lnext, **lpprev;
     stimer_t *timers; /* armed session timers (owner thread) */
     uint32_t serial;  /* the connection's, for names; set once at open */
 };
@@ -78,6 +81,8 @@ struct zl_instance {
     atomic_bool stopping;
     zl_server_t *srv;
     zl_session_t *client; /* the instance's reference */
+    zl_session_t *live;   /* layered server sessions, for a stop that says
+                             goodbye through the layer (under mu) */
     atomic_uint_fast64_t sessions, active, connected, failed;
     atomic_int last_error;
     char last_message[256]; /* under msg_mu */
@@ -143,9 +148,15 @@ static void note_error(zl_instance_t *inst, const zl_error_t *err)
 /* A session is over.  Under the lock, so that zl_instance_stop() (which
  * waits for active == 0 under it) cannot free the instance while this
  * still uses it, and so that whoever on_finished wakes sees active == 0. */
-static void active_done(zl_instance_t *inst, bool finished)
+static void active_done(zl_instance_t *inst, bool finished, zl_session_t *s)
 {
     pthread_mutex_lock(&inst->mu);
+    if (s && s->live) {
+        *s->lpprev = s->lnext;
+        if (s->lnext)
+            s->lnext->lpprev = s->lpprev;
+        s->live = false;
+    }
     atomic_fetch_sub(&inst->active, 1);
     if (finished && inst->on_finished)
         inst->on_finished(inst, inst->ctx);
@@ -239,6 +250,16 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     }
     atomic_fetch_add(&inst->connected, 1);
     zl_conn_set_data(c, s);
+    if (inst->l) {
+        pthread_mutex_lock(&inst->mu);
+        s->lnext = inst->live;
+        if (s->lnext)
+            s->lnext->lpprev = &s->lnext;
+        inst->live = s;
+        s->lpprev = &inst->live;
+        s->live = true;
+        pthread_mutex_unlock(&inst->mu);
+    }
     s = enter(c);
     if (!s)
         return;
@@ -324,7 +345,7 @@ static void on_closed(zl_conn_t *c)
     cancel_timers(s);
     zl_conn_set_data(c, NULL);
     finished = !inst->server && !atomic_load(&inst->stopping);
-    active_done(inst, finished);
+    active_done(inst, finished, s);
     session_unref(s);
 }
 
@@ -1047,11 +1068,39 @@ int zl_instance_start(zl_instance_t *inst)
                       zl_strerror(rc));
             session_unref(inst->client); /* ours */
             inst->client = NULL;
-            active_done(inst, false);
+            active_done(inst, false, NULL);
             session_unref(sc.s); /* the connection's, never taken */
         }
         return rc;
     }
+}
+
+/* A layered server's sessions are closed through the layer first (TLS
+ * sends close_notify), with a bounded wait, before zl_server_free() closes
+ * whatever is left at the connection level. */
+#define LAYER_STOP_MS 6000
+
+static void close_live_sessions(zl_instance_t *inst)
+{
+    GPtrArray *all = g_ptr_array_new();
+    struct timespec until;
+
+    pthread_mutex_lock(&inst->mu);
+    for (zl_session_t *s = inst->live; s; s = s->lnext)
+        g_ptr_array_add(all, session_ref(s));
+    pthread_mutex_unlock(&inst->mu);
+    for (guint i = 0; i < all->len; i++) {
+        zl__session_close(all->pdata[i]); /* posted to its poller */
+        session_unref(all->pdata[i]);
+    }
+    g_ptr_array_free(all, TRUE);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += LAYER_STOP_MS / 1000;
+    pthread_mutex_lock(&inst->mu);
+    while (inst->live &&
+           pthread_cond_timedwait(&inst->cv, &inst->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&inst->mu);
 }
 
 void zl_instance_stop(zl_instance_t *inst)
@@ -1059,6 +1108,8 @@ void zl_instance_stop(zl_instance_t *inst)
     if (!inst || atomic_exchange(&inst->stopping, true))
         return;
     if (inst->server) {
+        if (inst->l && inst->srv)
+            close_live_sessions(inst);
         zl_server_free(inst->srv);
         inst->srv = NULL;
     } else if (inst->client) {
