@@ -85,7 +85,7 @@ struct zl_instance {
                              goodbye through the layer (under mu) */
     atomic_uint_fast64_t sessions, active, connected, failed;
     atomic_int last_error;
-    char last_message[256]; /* under msg_mu */
+    char last_message[512]; /* under msg_mu */
     pthread_mutex_t msg_mu;
     pthread_mutex_t mu; /* with cv: waiting for active == 0 */
     pthread_cond_t cv;

@@ -3,8 +3,9 @@
  * Loads the plugins a configuration names and runs its instances: servers
  * that listen and clients that connect, each driven by a plugin's handler.
  * Without --config it runs a built-in configuration (an echo server and a
- * tcp client on loopback); --connect and --listen run one tcp client or one
- * echo server for one-off use.  SIGINT/SIGTERM stop it gracefully (stop
+ * tcp client on loopback, in plain TCP and over TLS with a pinned ephemeral
+ * certificate); --connect and --listen run one tcp client or one echo
+ * server for one-off use, plain or tls://.  SIGINT/SIGTERM stop it gracefully (stop
  * accepting, close sessions, stop plugins, flush logs); a second signal
  * ends it at once.
  *
@@ -181,10 +182,15 @@ static int list_plugins(char **path)
             printf("  provides %s '%s'%s%s\n", kind_name(r[j].kind), r[j].name,
                    r[j].description ? ": " : "",
                    r[j].description ? r[j].description : "");
-            if (r[j].kind != ZL_PROVIDES_LAYER && h && h->keys && *h->keys) {
-                char *keys = g_strjoinv(", ", (char **)h->keys);
-                printf("    keys: %s\n", keys);
-                g_free(keys);
+            const char *const *keys =
+                r[j].kind == ZL_PROVIDES_LAYER
+                    ? (r[j].vtable ? ((const zl_layer_t *)r[j].vtable)->keys
+                                   : NULL)
+                    : (h ? h->keys : NULL);
+            if (keys && *keys) {
+                char *list = g_strjoinv(", ", (char **)keys);
+                printf("    keys: %s\n", list);
+                g_free(list);
             }
         }
         printf("\n");
@@ -413,7 +419,7 @@ static bool note_finished(zl_host_cfg_t *cfg, bool *reported, bool quiet)
     for (guint i = 0; i < cfg->clients->len; i++) {
         zl_host_instance_t *in = cfg->clients->pdata[i];
         zl_instance_stats_t st;
-        char msg[256];
+        char msg[512];
 
         if (!in->inst)
             continue;
@@ -437,7 +443,7 @@ static int connect_status(zl_host_cfg_t *cfg, const char *addr)
 {
     zl_host_instance_t *in = cfg->clients->len ? cfg->clients->pdata[0] : NULL;
     zl_instance_stats_t st;
-    char msg[256];
+    char msg[512];
 
     if (!in || !in->inst)
         return 1;

@@ -4,6 +4,8 @@
 #   tools/quickstart.sh host [ARGS]   install build deps, build, run zltk-host
 #   tools/quickstart.sh check         install build deps, build, run every test
 #   tools/quickstart.sh sanitize LIST build with -fsanitize=LIST in _build-LIST
+#                                     (commas become dashes: libtool cannot
+#                                     link from a directory with a comma)
 #                                     and run every test (address,undefined |
 #                                     thread)
 #   tools/quickstart.sh deps          only install the build dependencies
@@ -80,15 +82,16 @@ check)
 sanitize)
     list=${1:?usage: quickstart.sh sanitize address,undefined|thread}
     deps
-    build "_build-$list" --enable-sanitizers="$list"
+    dir="_build-$(echo "$list" | tr , -)"
+    build "$dir" --enable-sanitizers="$list"
     case "$list" in
     *thread*)
         # Older TSan runtimes cannot map their shadow with high ASLR entropy.
-        check "_build-$list" ZLTK_TEST_SLOW=4 \
+        check "$dir" ZLTK_TEST_SLOW=4 \
             SH_LOG_COMPILER="setarch $(uname -m) -R" \
             TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ;;
     *)
-        check "_build-$list" ZLTK_TEST_SLOW=3 \
+        check "$dir" ZLTK_TEST_SLOW=3 \
             ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
             UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ;;
     esac ;;

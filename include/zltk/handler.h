@@ -122,7 +122,7 @@ typedef struct zl_layer {
     int (*on_open)(zl_session_t *s, void *state, zl_instance_t *inst);
     /* Mandatory.  The transport is connected (client) or accepted
      * (server): start the layer's handshake, and call
-     * host->upper_connect(s, NULL) when the handler may begin.  Failed
+     * host->upper_connect(s) when the handler may begin.  Failed
      * connection attempts go to the handler directly. */
     void (*on_connect)(zl_session_t *s, void *state);
     /* Mandatory.  Bytes from the connection: deliver what they decode to
@@ -146,7 +146,7 @@ typedef struct zl_layer {
     void (*close)(zl_session_t *s, void *state);
     void (*shutdown)(zl_session_t *s, void *state);
     /* Optional.  Facts about the transport for the handler
-     * (host->transport_info): e.g. "alpn", "version", "peer-name".  The
+     * (host->transport_info): e.g. "alpn", "version", "peer-fingerprint".  The
      * string lives until the next call or on_closed; NULL if unknown. */
     const char *(*info)(zl_session_t *s, void *state, const char *key);
 
