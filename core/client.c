@@ -24,6 +24,7 @@ typedef struct zl__client {
     bool reconnect;
     uint64_t rmin, rmax;
     unsigned max_attempts, failures;
+    bool defer_reset; /* a layer's handshake, not TCP, ends a failure run */
     zl_worker_pool_t *workers;
     zl_addr_t *addrs;
     size_t naddrs, idx;
@@ -197,7 +198,8 @@ static void connected(zl_conn_t *c)
     int fd = c->fd;
 
     stop_timers(cl);
-    cl->failures = 0;
+    if (!cl->defer_reset)
+        cl->failures = 0;
     if (zl__conn_attach(c, fd) < 0) {
         record(cl, ZL_EOTHER, 0, ZL_STAGE_CONNECT,
                "cannot watch the connection to %s",
@@ -440,6 +442,17 @@ static void begin_attempt(zl_conn_t *c)
                zl_strerror(rc));
         fail_attempt(c);
     }
+}
+
+void zl__client_defer_reset(zl_conn_t *c)
+{
+    CL(c)->defer_reset = true;
+}
+
+void zl__client_reset_failures(zl_conn_t *c)
+{
+    if (c->owner)
+        CL(c)->failures = 0;
 }
 
 bool zl__client_on_lost(zl_conn_t *c)

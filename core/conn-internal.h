@@ -145,6 +145,11 @@ void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
  * the final close of a client connection happens.  Returns true if the
  * client took over (it will reconnect). */
 bool zl__client_on_lost(zl_conn_t *c);
+/* For a client behind a transport layer: a TCP connect no longer ends a
+ * run of failures (max_attempts); the layer's handshake does, through
+ * zl__client_reset_failures().  Owner thread. */
+void zl__client_defer_reset(zl_conn_t *c);
+void zl__client_reset_failures(zl_conn_t *c);
 void zl__client_on_closed(zl_conn_t *c);
 void zl__client_io(zl_conn_t *c, unsigned events);
 /* server.c */

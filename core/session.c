@@ -38,6 +38,7 @@ struct zl_session {
     zl_poller_t *poller;
     bool opened, refused, closed;
     bool in_layer_err; /* inside the layer's on_err */
+    bool swallow_err;  /* the connection reports what the handler knows */
     bool live;         /* linked in the instance's live list (under mu) */
     zl_session_t *lnext, **lpprev;
     stimer_t *timers; /* armed session timers (owner thread) */
@@ -285,6 +286,8 @@ static void on_err(zl_conn_t *c, const zl_error_t *err)
 {
     zl_session_t *s = session_of(c);
 
+    if (s && s->swallow_err)
+        return;
     if (s)
         note_error(s->inst, err);
     s = enter(c);
@@ -531,6 +534,8 @@ static bool up_ok(zl_session_t *s)
 
 void zl__session_upper_connect(zl_session_t *s)
 {
+    if (up_ok(s) && !s->inst->server)
+        zl__client_reset_failures(s->conn);
     if (up_ok(s) && s->inst->h->on_connect)
         s->inst->h->on_connect(s, state_of(s), NULL);
 }
@@ -552,8 +557,20 @@ void zl__session_upper_err(zl_session_t *s, const zl_error_t *err)
      * From inside the layer's on_err the connection ends by itself (or a
      * client reconnects) once on_err returns: closing it here would turn
      * a lost connection into a close by the user, and stop reconnecting. */
-    if (s->conn && !s->in_layer_err)
-        zl_conn_close(s->conn);
+    if (!s->conn || s->in_layer_err)
+        return;
+    if (!s->inst->server && s->inst->copts.reconnect &&
+        !zl_conn_is_closing(s->conn)) {
+        /* A client that reconnects: fail the connection as the transport
+         * would, so that the retry policy applies (the handler has been
+         * told already). */
+        s->swallow_err = true;
+        zl__conn_fail(s->conn, err->code, err->sys, err->stage, "%s",
+                      err->message ? err->message : "transport layer error");
+        s->swallow_err = false;
+        return;
+    }
+    zl_conn_close(s->conn);
 }
 
 void *zl__instance_layer_data(const zl_instance_t *inst)
@@ -1024,6 +1041,8 @@ static void client_start(void *arg)
     sc->rc = zl_client_connect(&c, &sc->inst->copts, &client_handler, sc->s);
     if (sc->rc < 0)
         return;
+    if (sc->inst->l)
+        zl__client_defer_reset(c);
     if (!sc->s->conn)
         sc->s->conn = c;
     else
