@@ -251,6 +251,10 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     }
     atomic_fetch_add(&inst->connected, 1);
     zl_conn_set_data(c, s);
+    /* Before the session is visible to zl_instance_stop() (which reads
+     * them from the main thread): the lock orders these writes first. */
+    s->conn = zl_conn_ref(c);
+    s->poller = zl_conn_poller(c);
     if (inst->l) {
         pthread_mutex_lock(&inst->mu);
         s->lnext = inst->live;

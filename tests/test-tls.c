@@ -7,10 +7,11 @@
  * test must see it) is the recording handler below, which acts through the
  * host API of zl_plugins_host_api().
  *
- * Suite init makes, with the OpenSSL C API, in a mkdtemp directory: a CA; a
- * server certificate for DNS:localhost and IP:127.0.0.1 signed by it; one
- * for DNS:other.example; an expired one; a self-signed one; a client
- * certificate; and a file that is not PEM.  All keys are EC P-256.
+ * Suite init makes, with tls-certs.c (the OpenSSL C API), in a mkdtemp
+ * directory: a CA; a server certificate for DNS:localhost and IP:127.0.0.1
+ * signed by it; one for DNS:other.example; an expired one; a self-signed
+ * one; a client certificate; and a file that is not PEM.  All keys are EC
+ * P-256.
  *
  * Everything runs over 127.0.0.1.  Peers that zltk cannot play (a server
  * with an expired certificate, a server that never answers or hangs up
@@ -44,6 +45,7 @@
 #include <openssl/x509v3.h>
 
 #include "test.h"
+#include "tls-certs.h"
 
 #define CHECK ZL_TEST_CHECK
 #define KIB 1024u
@@ -59,182 +61,21 @@ static const zl_handler_t *echo_handler;
 static zl_plugin_t *echo_plugin;
 static uint8_t *pattern; /* PAT_MAX bytes of a known sequence */
 
-/* Files made by suite init. */
-static char tmpdir[64];
-static char f_ca[128], f_srv[128], f_srv_key[128], f_other[128],
-    f_other_key[128], f_exp[128], f_exp_key[128], f_self[128],
-    f_self_key[128], f_cli[128], f_cli_key[128], f_junk[128];
+/* Files made by suite init (tls-certs.h). */
+static zl_test_tls_certs_t certs;
+static const char *const tmpdir = certs.dir, *const f_ca = certs.ca,
+                  *const f_srv = certs.srv, *const f_srv_key = certs.srv_key,
+                  *const f_other = certs.other,
+                  *const f_other_key = certs.other_key,
+                  *const f_exp = certs.exp, *const f_exp_key = certs.exp_key,
+                  *const f_self = certs.self,
+                  *const f_self_key = certs.self_key,
+                  *const f_cli = certs.cli, *const f_cli_key = certs.cli_key,
+                  *const f_junk = certs.junk;
 
 static unsigned slow_ms(unsigned ms)
 {
     return ms * zl_test_slow();
-}
-
-/* ------------------------------------------------------------ certificates */
-
-static bool add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-    X509V3_CTX c;
-    X509_EXTENSION *e;
-    int ok;
-
-    X509V3_set_ctx_nodb(&c);
-    X509V3_set_ctx(&c, issuer, x, NULL, NULL, 0);
-    e = X509V3_EXT_conf_nid(NULL, &c, nid, value);
-    if (!e)
-        return false;
-    ok = X509_add_ext(x, e, -1);
-    X509_EXTENSION_free(e);
-    return ok == 1;
-}
-
-enum { K_CA, K_SERVER, K_CLIENT };
-
-/* A certificate for key, valid from now+nb to now+na seconds, signed by
- * issuer/ikey (NULL: self-signed). */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
-                       EVP_PKEY *ikey, const char *san, long nb, long na,
-                       int kind)
-{
-    static long serial = 1000;
-    X509 *x = X509_new();
-    X509_NAME *n;
-    bool ok;
-
-    if (!x)
-        return NULL;
-    n = X509_get_subject_name(x);
-    ok = X509_set_version(x, 2) &&
-         ASN1_INTEGER_set(X509_get_serialNumber(x), serial++) &&
-         X509_gmtime_adj(X509_getm_notBefore(x), nb) &&
-         X509_gmtime_adj(X509_getm_notAfter(x), na) &&
-         X509_set_pubkey(x, key) &&
-         X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
-                                    (const unsigned char *)"zltk tests", -1,
-                                    -1, 0) &&
-         X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                                    (const unsigned char *)cn, -1, -1, 0) &&
-         X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
-    if (ok) {
-        X509 *iss = issuer ? issuer : x;
-        ok = add_ext(x, iss, NID_subject_key_identifier, "hash") &&
-             add_ext(x, iss, NID_authority_key_identifier, "keyid:always");
-    }
-    if (ok && kind == K_CA)
-        ok = add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") &&
-             add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
-    else if (ok)
-        ok = add_ext(x, x, NID_basic_constraints, "critical,CA:FALSE") &&
-             add_ext(x, x, NID_key_usage, "critical,digitalSignature") &&
-             add_ext(x, x, NID_ext_key_usage,
-                     kind == K_SERVER ? "serverAuth" : "clientAuth");
-    if (ok && san)
-        ok = add_ext(x, x, NID_subject_alt_name, san);
-    if (ok)
-        ok = X509_sign(x, ikey ? ikey : key, EVP_sha256()) > 0;
-    if (!ok) {
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
-
-static bool write_pem(const char *cpath, X509 *x, const char *kpath,
-                      EVP_PKEY *k)
-{
-    FILE *f;
-    bool ok = true;
-
-    if (cpath) {
-        f = fopen(cpath, "w");
-        ok = f && PEM_write_X509(f, x) == 1;
-        if (f)
-            fclose(f);
-    }
-    if (ok && kpath) {
-        f = fopen(kpath, "w");
-        ok = f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
-        if (f)
-            fclose(f);
-    }
-    return ok;
-}
-
-static void set_path(char *dst, const char *name)
-{
-    snprintf(dst, 128, "%s/%s", tmpdir, name);
-}
-
-#define DAY (24L * 3600L)
-
-static bool make_files(void)
-{
-    EVP_PKEY *kca = EVP_EC_gen("P-256"), *ksrv = EVP_EC_gen("P-256"),
-             *koth = EVP_EC_gen("P-256"), *kexp = EVP_EC_gen("P-256"),
-             *kself = EVP_EC_gen("P-256"), *kcli = EVP_EC_gen("P-256");
-    X509 *ca = NULL, *srv = NULL, *oth = NULL, *exp = NULL, *self = NULL,
-         *cli = NULL;
-    bool ok = kca && ksrv && koth && kexp && kself && kcli;
-    FILE *f;
-
-    if (ok) {
-        ca = make_cert(kca, "zltk test CA", NULL, NULL, NULL, -DAY, 30 * DAY,
-                       K_CA);
-        srv = make_cert(ksrv, "localhost", ca, kca,
-                        "DNS:localhost,IP:127.0.0.1", -DAY, 30 * DAY,
-                        K_SERVER);
-        oth = make_cert(koth, "other.example", ca, kca, "DNS:other.example",
-                        -DAY, 30 * DAY, K_SERVER);
-        exp = make_cert(kexp, "localhost", ca, kca,
-                        "DNS:localhost,IP:127.0.0.1", -3 * DAY, -DAY,
-                        K_SERVER);
-        self = make_cert(kself, "localhost", NULL, NULL,
-                         "DNS:localhost,IP:127.0.0.1", -DAY, 30 * DAY,
-                         K_SERVER);
-        cli = make_cert(kcli, "zltk test client", ca, kca, NULL, -DAY,
-                        30 * DAY, K_CLIENT);
-        ok = ca && srv && oth && exp && self && cli;
-    }
-    set_path(f_ca, "ca.pem");
-    set_path(f_srv, "server.pem");
-    set_path(f_srv_key, "server.key");
-    set_path(f_other, "other.pem");
-    set_path(f_other_key, "other.key");
-    set_path(f_exp, "expired.pem");
-    set_path(f_exp_key, "expired.key");
-    set_path(f_self, "self.pem");
-    set_path(f_self_key, "self.key");
-    set_path(f_cli, "client.pem");
-    set_path(f_cli_key, "client.key");
-    set_path(f_junk, "junk.pem");
-    ok = ok && write_pem(f_ca, ca, NULL, NULL) &&
-         write_pem(f_srv, srv, f_srv_key, ksrv) &&
-         write_pem(f_other, oth, f_other_key, koth) &&
-         write_pem(f_exp, exp, f_exp_key, kexp) &&
-         write_pem(f_self, self, f_self_key, kself) &&
-         write_pem(f_cli, cli, f_cli_key, kcli);
-    f = fopen(f_junk, "w");
-    if (f) {
-        fputs("this is not a certificate\n", f);
-        fclose(f);
-    }
-    ok = ok && f;
-    X509_free(ca);
-    X509_free(srv);
-    X509_free(oth);
-    X509_free(exp);
-    X509_free(self);
-    X509_free(cli);
-    EVP_PKEY_free(kca);
-    EVP_PKEY_free(ksrv);
-    EVP_PKEY_free(koth);
-    EVP_PKEY_free(kexp);
-    EVP_PKEY_free(kself);
-    EVP_PKEY_free(kcli);
-    if (!ok)
-        ERR_print_errors_fp(stderr);
-    ERR_clear_error();
-    return ok;
 }
 
 /* ------------------------------------------------------------ record */
@@ -1801,12 +1642,7 @@ static int suite_init(void)
         goto fail;
     for (size_t i = 0; i < PAT_MAX; i++)
         pattern[i] = (uint8_t)(i * 31u + (i >> 11));
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/zltk-tls-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        tmpdir[0] = '\0';
-        goto fail;
-    }
-    if (!make_files())
+    if (!zl_test_tls_certs_make(&certs))
         goto fail;
     if (zl_runtime_init(&o) != 0)
         goto fail;
@@ -1823,9 +1659,7 @@ static int suite_cleanup(void)
     if (reg)
         zl_plugins_free(reg);
     reg = NULL;
-    if (tmpdir[0])
-        zl_test_rm_tree(tmpdir);
-    tmpdir[0] = '\0';
+    zl_test_tls_certs_remove(&certs);
     free(pattern);
     pattern = NULL;
     return 0;
@@ -2245,6 +2079,7 @@ static void test_pin_mismatch(void)
     pin_echo_ok(ca, "127.0.0.1", pa, __LINE__);
     snprintf(fa, sizeof(fa), "%s", pin_snap().own[SRV]);
     pin_fetch_fp(pa, fb);
+    pin_settle(); /* its server session uses T too */
     CHECK(!strcmp(fa, fb), "server fingerprint %s, computed %s", fa, fb);
     trec_done();
     {

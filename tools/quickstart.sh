@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 DEPS="build-essential autoconf automake libtool pkg-config libglib2.0-dev \
-libcunit1-dev libssl-dev"
+libcunit1-dev libssl-dev openssl"
 
 deps() {
     missing=""

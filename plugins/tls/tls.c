@@ -558,10 +558,16 @@ static void read_plain(tls_sess_t *ls)
             ERR_clear_error();
             return;
         case SSL_ERROR_ZERO_RETURN:
-            /* close_notify: end of stream follows from the transport. */
+            /* close_notify.  Answer with ours and half-close: a peer doing
+             * a two-way shutdown waits for it before closing TCP, and its
+             * end of stream then reaches the handler as ZL_EOF through
+             * tls_on_err. */
             ls->peer_closed = true;
             ls->clean_end = true;
             ERR_clear_error();
+            send_close_notify(ls);
+            ls->shut_req = true;
+            host->lower_shutdown(ls->s);
             return;
         default:
             fail_ssl(ls, e, false);
