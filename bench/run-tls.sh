@@ -1,0 +1,175 @@
+#!/bin/sh
+# bench/run-tls.sh [ROUNDS] [SECONDS] — TLS echo figures of zltk-host (the
+# echo plugin over the tls layer plugin, one poller) against a libevent
+# bufferevent_openssl echo server (bench/tls-baseline, one thread), in one
+# run, on loopback, TLS 1.3, one throwaway EC P-256 certificate.
+#
+# Each round runs, against each server in turn (the order flips every
+# round):
+#   tls16k     bench/tls-loadgen: 10 connections, 16 KiB messages, 4 in
+#              flight per connection: MB/s, per-message round trip p50/p99,
+#              per-connection MB/s min/max (fairness), server CPU per message
+#   tls16k-d8  the same with 8 in flight (128 KiB, as loadgen's stream16k)
+#   tls16k-d16 16 in flight (256 KiB): more than one 128 KiB socket read per
+#              connection is always waiting, which tests fairness
+#   hs         openssl s_time -new: full handshakes per second (one
+#              sequential client; connections / wall-clock time) and the
+#              server's CPU time per handshake
+# and, once per round, s_time against "openssl s_server -www" as a third
+# handshake reference.  The last lines give per-figure medians and the
+# ratios zltk/baseline.  Build first with "make bench" in the build
+# directory (bench/tls-baseline needs libevent-dev at configure time); run
+# from there.  About 9 * SECONDS + 5 seconds per round (3 rounds of 3 s:
+# about 100 s).
+set -eu
+rounds=${1:-3}
+secs=${2:-2}
+dir=${ZLTK_BENCH_DIR:-./bench}   # the built programs (run from the build dir)
+st_secs=$(printf '%.0f' "$secs")
+[ "$st_secs" -ge 1 ] || st_secs=1
+for p in "$dir/tls-loadgen" "$dir/tls-baseline" "$dir/../zltk-host"; do
+    if [ ! -x "$p" ]; then
+        echo "run-tls.sh: $p is missing: run \"make bench\" in the build" \
+             "directory (tls-baseline needs libevent-dev, then configure)" >&2
+        exit 1
+    fi
+done
+command -v openssl >/dev/null || { echo "run-tls.sh: no openssl" >&2; exit 1; }
+
+out=$(mktemp -d)
+spid=
+stop_server() {
+    if [ -n "$spid" ]; then
+        kill "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        spid=
+    fi
+}
+trap 'stop_server; rm -rf "$out"' EXIT
+trap 'exit 1' INT TERM
+# Listening ports below the ephemeral range (the clients' thousands of
+# connections take ports from that range), moved on if one is taken.
+port=$((10000 + $$ % 20000))
+tck=$(getconf CLK_TCK)
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$out/key.pem" -out "$out/cert.pem" -days 1 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
+    { echo "run-tls.sh: openssl req failed" >&2; exit 1; }
+
+start_server() { # name: starts it on $port (or the next free one), sets spid
+    for _ in 1 2 3 4 5; do
+        try_server "$1" && return 0
+        port=$((port + 1))
+    done
+    echo "run-tls.sh: $1 did not start:" >&2
+    cat "$out/$1.srv" >&2
+    exit 1
+}
+
+try_server() { # name
+    case $1 in
+    baseline) exec "$dir/tls-baseline" --port "$port" --cert "$out/cert.pem" \
+                  --key "$out/key.pem" ;;
+    zltk) exec "$dir/../zltk-host" --listen "tls://127.0.0.1:$port" \
+              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+              --pollers 1 --workers 1 -P "$dir/../plugins/.libs" ;;
+    s_server) exec openssl s_server -accept "127.0.0.1:$port" \
+                  -cert "$out/cert.pem" -key "$out/key.pem" -tls1_3 -www ;;
+    esac </dev/null >"$out/$1.srv" 2>&1 &
+    spid=$!
+    for _ in $(seq 1 50); do
+        grep -qE 'listening|ACCEPT' "$out/$1.srv" 2>/dev/null && return 0
+        kill -0 "$spid" 2>/dev/null || break  # exited: port taken?
+        sleep 0.1
+    done
+    stop_server
+    return 1
+}
+
+cpu_ticks() { # utime+stime of $spid
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$spid/stat"
+}
+
+handshakes() { # name: s_time against the running server
+    c0=$(cpu_ticks)
+    t0=$(date +%s%N)
+    openssl s_time -connect "127.0.0.1:$port" -new -time "$st_secs" \
+        -tls1_3 >"$out/st" 2>&1 || { cat "$out/st" >&2; exit 1; }
+    t1=$(date +%s%N)
+    c1=$(cpu_ticks)
+    n=$(awk '/connections in .*s;/ { print $1; exit }' "$out/st")
+    awk -v n="${n:-0}" -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" \
+        -v tck="$tck" 'BEGIN {
+        printf "hs: %.0f handshakes/s, server cpu %.0f us/handshake " \
+               "(%d in %.2f s)\n", n / ((t1 - t0) / 1e9),
+               n ? c / tck * 1e6 / n : 0, n, (t1 - t0) / 1e9 }'
+}
+
+one() { # name round
+    start_server "$1"
+    for d in 4 8 16; do
+        label=tls16k
+        [ "$d" = 4 ] || label=tls16k-d$d
+        "$dir/tls-loadgen" --port "$port" --server-pid "$spid" \
+            --seconds "$secs" --conns 10 --size 16384 --depth "$d" \
+            --name "$label" >>"$out/$1.$2" ||
+            { echo "tls-loadgen failed against $1"; cat "$out/$1.$2"
+              cat "$out/$1.srv"; exit 1; }
+    done
+    handshakes "$1" >>"$out/$1.$2"
+    stop_server
+    port=$((port + 1))
+    sed "s/^/round $2 $1: /" "$out/$1.$2"
+}
+
+for r in $(seq 1 "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then one baseline "$r"; one zltk "$r"
+    else one zltk "$r"; one baseline "$r"; fi
+    start_server s_server
+    handshakes s_server >"$out/s_server.$r"
+    stop_server
+    port=$((port + 1))
+    sed "s/^/round $r s_server: /" "$out/s_server.$r"
+done
+
+# Medians: the number after a word ("p99"), or before one ("us/msg").
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+fig() { # name line-prefix word
+    cat "$out"/$1.* 2>/dev/null | grep "^$2:" | awk -v w="$3" '{
+        for (i = 1; i < NF; i++) {
+            k = $i; sub(/^\(/, "", k)
+            if (k == w) { v = $(i+1); sub(/[,;)]*$/, "", v); print v; break }
+        } }' | median
+}
+before() { # name line-prefix word
+    cat "$out"/$1.* 2>/dev/null | grep "^$2:" | awk -v w="$3" '{
+        for (i = 2; i <= NF; i++)
+            if ($i == w || $i == w "," || $i == w ";") { print $(i-1); break }
+        }' | median
+}
+first() { # name line-prefix: the first number
+    cat "$out"/$1.* 2>/dev/null | grep "^$2:" | awk '{print $2}' | median
+}
+ratio() { awk -v b="$1" -v z="$2" 'BEGIN { if (b > 0) printf "%.3f", z / b; else print "-" }'; }
+row() { # label baseline zltk [s_server]
+    printf '%-26s %10s %10s %9s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "${4:-}"
+}
+echo
+printf '%-26s %10s %10s %9s %10s\n' figure baseline zltk zltk/base s_server
+for l in tls16k tls16k-d8 tls16k-d16; do
+    row "$l MB/s" "$(first baseline $l)" "$(first zltk $l)"
+    row "$l p50 us" "$(fig baseline $l p50)" "$(fig zltk $l p50)"
+    row "$l p99 us" "$(fig baseline $l p99)" "$(fig zltk $l p99)"
+    row "$l p99.9 us" "$(fig baseline $l p99.9)" "$(fig zltk $l p99.9)"
+    row "$l conn min/max" "$(fig baseline $l min/max)" "$(fig zltk $l min/max)"
+    row "$l server us/msg" "$(before baseline $l us/msg)" \
+        "$(before zltk $l us/msg)"
+done
+row "handshakes/s" "$(first baseline hs)" "$(first zltk hs)" "$(first s_server hs)"
+row "server us/handshake" "$(before baseline hs us/handshake)" \
+    "$(before zltk hs us/handshake)" "$(before s_server hs us/handshake)"
+echo "(baseline = libevent bufferevent_openssl, zltk = zltk-host + echo over"
+echo " tls; medians of $rounds rounds of ${secs} s; conn min/max: slowest over"
+echo " fastest connection's MB/s, 1 = fair; server us: its CPU time per"
+echo " 16 KiB message / per handshake, lower is better)"
