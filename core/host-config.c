@@ -440,7 +440,10 @@ static bool resolve_one(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
          * (an instance needs no [plugin.NAME] group). */
         owner = zl_plugins_find(reg, in->plugin);
         if (!owner && zl_plugins_load(reg, in->plugin, dirs, &err) < 0) {
-            PERR(cfg, in->group, "plugin", "%s%s", err ? err : "cannot load",
+            PERR(cfg, in->group, "plugin",
+                 "%s (if '%s' is a handler of a plugin with another name, "
+                 "load that plugin with a [plugin.NAME] group)%s",
+                 err ? err : "cannot load", in->plugin,
                  cfg->lenient ? "; this instance does not run" : "");
             free(err);
             return false;
