@@ -27,7 +27,9 @@ run_server() { # name cmd... (an argument @PORT becomes the port, @ADDR
     shift "$n"
     "$@" >"$out/$name.srv" 2>&1 &
     spid=$!
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
+    # Up to 10 s: a libtool wrapper relinks its program on the first run
+    # after the library changed.
+    for _ in $(seq 50); do
         grep -q listening "$out/$name.srv" 2>/dev/null && break
         sleep 0.2
     done
