@@ -65,7 +65,8 @@ enum {
     ZL__CF_FLUSH_NOTE = 1u << 9, /* queue was non-empty: on_flush due */
     ZL__CF_WANT_R = 1u << 10,    /* ZL_EV_READ registered */
     ZL__CF_CLIENT = 1u << 11,    /* owner is a client */
-    ZL__CF_GROUPED = 1u << 12    /* in its owner's group */
+    ZL__CF_GROUPED = 1u << 12,   /* in its owner's group */
+    ZL__CF_READ_MORE = 1u << 13  /* continue_read task pending */
 };
 
 struct zl__client;

@@ -16,7 +16,7 @@
 #endif
 #define ZL__IOV_BATCH (IOV_MAX < 1024 ? IOV_MAX : 1024)
 #define ZL__RBUF_SIZE (128 * 1024)
-#define ZL__READS_PER_EVENT 64
+#define ZL__READS_PER_EVENT 1
 #define ZL__SEG_MIN (16 * 1024)
 
 static atomic_uint conn_serial;
@@ -590,6 +590,7 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
 /* ------------------------------------------------------------ read */
 
 static void continue_read(void *arg);
+static void post_read_more(zl_conn_t *c);
 
 /* drain: read until EAGAIN or end of stream even after a short read —
  * needed when the peer's FIN may have come in the same edge as the data
@@ -646,14 +647,29 @@ static void do_read(zl_conn_t *c, bool drain)
     }
     /* Fairness: other connections get their turn; this one resumes from a
      * task (an edge-triggered fd would not report the rest again). */
+    post_read_more(c);
+}
+
+/* Continue reading from a task on the next loop round.  At most one such
+ * task per connection: while it is pending, readiness events leave the
+ * reading to it, so one busy connection reads one buffer per round like
+ * every other. */
+static void post_read_more(zl_conn_t *c)
+{
+    if (c->flags & ZL__CF_READ_MORE)
+        return;
     zl_conn_ref(c);
-    if (zl_poller_post(c->poller, 0, continue_read, c, NULL) < 0)
+    if (zl_poller_post(c->poller, 0, continue_read, c, NULL) < 0) {
         zl_conn_unref(c);
+        return;
+    }
+    c->flags |= ZL__CF_READ_MORE;
 }
 
 static void continue_read(void *arg)
 {
     zl_conn_t *c = arg;
+    c->flags &= (uint16_t)~ZL__CF_READ_MORE;
     do_read(c, true);
     zl_conn_unref(c);
 }
@@ -668,7 +684,8 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         zl__client_io(c, events);
         return;
     }
-    if (events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR))
+    if ((events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR)) &&
+        !(c->flags & ZL__CF_READ_MORE))
         do_read(c, events & (ZL_EV_HUP | ZL_EV_ERROR));
     if (c->state == ZL__CS_CLOSED || c->fd < 0)
         return;
@@ -810,9 +827,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         update_interest(c);
         /* Under edge triggering the kernel will not repeat what it already
          * reported: drain now. */
-        zl_conn_ref(c);
-        if (zl_poller_post(c->poller, 0, continue_read, c, NULL) < 0)
-            zl_conn_unref(c);
+        post_read_more(c);
         break;
     case OP_SEND:
         break;
