@@ -279,6 +279,7 @@ static const zl_host_api_t host_api = {
     .layer_data = zl__instance_layer_data,
     .instance_host = zl__instance_host,
     .transport_info = zl__session_transport_info,
+    .layer_queued = zl__session_layer_queued,
 };
 
 const zl_host_api_t *zl_plugins_host_api(void)

@@ -43,6 +43,12 @@ struct zl_session {
     zl_session_t *lnext, **lpprev;
     stimer_t *timers; /* armed session timers (owner thread) */
     uint32_t serial;  /* the connection's, for names; set once at open */
+    /* Backpressure seen by the handler: busy while the connection's queue
+     * (cbusy) or the layer's own backlog (lbusy, lqueued bytes) is above
+     * the high mark; ubusy is what the handler was last told.  Poller
+     * thread. */
+    size_t lqueued;
+    bool cbusy, lbusy, ubusy;
 };
 
 #define STATE_OFFSET                                                        \
@@ -313,12 +319,26 @@ static void on_flush(zl_conn_t *c)
         s->inst->h->on_flush(s, state_of(s));
 }
 
+/* Tell the handler when the union of the two busy sources changes. */
+static void busy_note(zl_session_t *s)
+{
+    bool want = s->cbusy || s->lbusy;
+
+    if (want == s->ubusy)
+        return;
+    s->ubusy = want;
+    if (s->inst->h->on_busy)
+        s->inst->h->on_busy(s, state_of(s), want);
+}
+
 static void on_busy(zl_conn_t *c, bool busy)
 {
     zl_session_t *s = enter(c);
 
-    if (s && s->inst->h->on_busy)
-        s->inst->h->on_busy(s, state_of(s), busy);
+    if (!s)
+        return;
+    s->cbusy = busy;
+    busy_note(s);
 }
 
 static void on_manager(zl_conn_t *c)
@@ -381,7 +401,7 @@ static const zl_conn_handler_t server_handler = {
 /* With a layer, a handler's send/close/shutdown runs the layer's code,
  * which must happen on the session's poller: from elsewhere it is posted.
  * Without one, the connection's own any-thread functions do. */
-enum { DOWN_SEND, DOWN_CLOSE, DOWN_SHUTDOWN };
+enum { DOWN_SEND, DOWN_CLOSE, DOWN_SHUTDOWN, DOWN_PAUSE, DOWN_RESUME };
 
 static bool layer_here(zl_session_t *s)
 {
@@ -429,12 +449,34 @@ static void layer_down(zl_session_t *s, int op)
         zl_conn_shutdown(s->conn);
 }
 
+/* Pause or resume the connection, and tell the layer, which may hold
+ * decoded bytes it must stop (or go on) delivering. */
+static void layer_pause(zl_session_t *s, bool paused)
+{
+    if (s->conn) {
+        if (paused)
+            zl_conn_pause(s->conn);
+        else
+            zl_conn_resume(s->conn);
+    }
+    if (s->inst->l->pause && s->opened && !s->closed && !s->refused)
+        s->inst->l->pause(s, lstate_of(s), paused);
+}
+
 static void down_task(zl_session_t *s, void *state, void *arg)
 {
     (void)state;
-    if ((uintptr_t)arg == DOWN_CLOSE || (uintptr_t)arg == DOWN_SHUTDOWN) {
+    switch ((uintptr_t)arg) {
+    case DOWN_CLOSE:
+    case DOWN_SHUTDOWN:
         layer_down(s, (int)(uintptr_t)arg);
         return;
+    case DOWN_PAUSE:
+    case DOWN_RESUME:
+        layer_pause(s, (uintptr_t)arg == DOWN_PAUSE);
+        return;
+    default:
+        break;
     }
     layer_send(s, ((zl_buf_t *)arg)->data, ((zl_buf_t *)arg)->len);
 }
@@ -517,6 +559,23 @@ int zl__session_lower_send_buf(zl_session_t *s, zl_buf_t *buf)
     return zl_conn_send_buf(s->conn, buf);
 }
 
+int zl__session_layer_queued(zl_session_t *s, size_t bytes)
+{
+    const zl__conn_cfg_t *cfg;
+
+    s->lqueued = bytes;
+    if (!s->conn)
+        return 0;
+    cfg = zl__cfg(s->conn);
+    if (!s->lbusy && bytes > cfg->high_water)
+        s->lbusy = true;
+    else if (s->lbusy && bytes <= cfg->low_water)
+        s->lbusy = false;
+    if (s->opened && !s->closed && !s->refused)
+        busy_note(s);
+    return s->cbusy || s->lbusy ? ZL_CONN_BUSY : 0;
+}
+
 void zl__session_lower_close(zl_session_t *s)
 {
     if (s->conn)
@@ -596,16 +655,31 @@ const char *zl__session_transport_info(zl_session_t *s, const char *key)
     return l->info(s, lstate_of(s), key);
 }
 
+/* With a layer, on the poller thread (posted from elsewhere, in order with
+ * sends and closes) so that the layer learns of it too. */
+static void session_pause(zl_session_t *s, bool paused)
+{
+    int op = paused ? DOWN_PAUSE : DOWN_RESUME;
+
+    if (!s->inst->l) {
+        if (s->conn)
+            paused ? zl_conn_pause(s->conn) : zl_conn_resume(s->conn);
+        return;
+    }
+    if (layer_here(s))
+        layer_pause(s, paused);
+    else if (post_down(s, op, NULL) < 0 && s->conn)
+        paused ? zl_conn_pause(s->conn) : zl_conn_resume(s->conn);
+}
+
 void zl__session_pause(zl_session_t *s)
 {
-    if (s->conn)
-        zl_conn_pause(s->conn);
+    session_pause(s, true);
 }
 
 void zl__session_resume(zl_session_t *s)
 {
-    if (s->conn)
-        zl_conn_resume(s->conn);
+    session_pause(s, false);
 }
 
 const zl_addr_t *zl__session_peer(const zl_session_t *s)
@@ -639,7 +713,7 @@ zl_poller_t *zl__session_poller(const zl_session_t *s)
 
 size_t zl__session_queued(const zl_session_t *s)
 {
-    return zl_conn_queued(s->conn);
+    return (s->conn ? zl_conn_queued(s->conn) : 0) + s->lqueued;
 }
 
 zl_session_t *zl__session_ref(zl_session_t *s)

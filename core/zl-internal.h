@@ -73,6 +73,7 @@ int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
 int zl__session_lower_send(zl_session_t *s, const void *data, size_t len);
 int zl__session_lower_send_buf(zl_session_t *s, zl_buf_t *buf);
 void zl__session_lower_close(zl_session_t *s);
+int zl__session_layer_queued(zl_session_t *s, size_t bytes);
 void zl__session_lower_shutdown(zl_session_t *s);
 void zl__session_upper_connect(zl_session_t *s);
 void zl__session_upper_recv(zl_session_t *s, zl_buf_t *buf);

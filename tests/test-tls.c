@@ -99,6 +99,11 @@ typedef struct sinfo {
 typedef struct side {
     atomic_long opened, connects, conn_fails, errs, closed, rbytes,
         mismatches, flushes;
+    /* Backpressure: on_busy(true) / (false) calls, (true) before
+     * on_connect, sends answered ZL_CONN_BUSY, queued() after on_open's
+     * sends. */
+    atomic_long busy_on, busy_off, busy_early, busy_rc, open_queued;
+    atomic_long recv_calls;
     sinfo_t i; /* under T->mu */
 } side_t;
 
@@ -119,6 +124,10 @@ typedef struct trec {
     bool srv_sink;            /* server: check arrivals against pattern */
     bool srv_close_on_connect;
     bool srv_abort_on_recv;   /* server: host->abort in the first on_recv */
+    bool srv_pause_on_recv;   /* server: host->pause in the first on_recv */
+    zl_session_t *srv_sess;   /* server: a reference, taken in on_open */
+    atomic_bool srv_resumed;  /* the test resumed srv_sess */
+    size_t cli_high, cli_low; /* client: the marks, if not 0 */
 } trec_t;
 
 static trec_t *T;
@@ -172,7 +181,7 @@ static sinfo_t snap(int who)
 typedef struct tst {
     uint32_t magic;
     int who;
-    bool closed, connected, erred, aborted;
+    bool closed, connected, erred, aborted, busy, paused, recvd_once;
     uint64_t sent, recvd;
 } tst_t;
 
@@ -228,13 +237,22 @@ static int t_open(zl_session_t *s, void *state, zl_instance_t *inst)
             host->close(s);
     }
     if (st->who == CLI && T->open_bytes) {
-        /* In three pieces, to see the queue keep them in order. */
-        size_t a = T->open_bytes / 3, b = T->open_bytes / 2;
-        if (host->send(s, pattern, a) != 0 ||
-            host->send(s, pattern + a, b - a) != 0 ||
-            host->send(s, pattern + b, T->open_bytes - b) != 0)
-            bad("send of %zu bytes in on_open failed", T->open_bytes);
+        /* In three pieces, to see the queue keep them in order.  Above the
+         * high mark, ZL_CONN_BUSY: accepted, but stop producing. */
+        size_t cut[4] = {0, T->open_bytes / 3, T->open_bytes / 2,
+                         T->open_bytes};
+        for (int i = 0; i < 3; i++) {
+            int rc = host->send(s, pattern + cut[i], cut[i + 1] - cut[i]);
+            if (rc < 0)
+                bad("send of %zu bytes in on_open: %s",
+                    cut[i + 1] - cut[i], zl_strerror(rc));
+            else if (rc == ZL_CONN_BUSY)
+                atomic_fetch_add(&T->side[CLI].busy_rc, 1);
+        }
+        atomic_store(&T->side[CLI].open_queued, (long)host->queued(s));
     }
+    if (st->who == SRV && T->srv_pause_on_recv && !T->srv_sess)
+        T->srv_sess = host->session_ref(s); /* one server session */
     atomic_fetch_add(&T->side[st->who].opened, 1);
     return 0;
 }
@@ -310,7 +328,13 @@ static void t_recv(zl_session_t *s, void *state, zl_buf_t *buf)
         sd->i.data[sd->i.ndata] = '\0';
         pthread_mutex_unlock(&T->mu);
     }
+    if (st->paused && !atomic_load(&T->srv_resumed))
+        bad("on_recv while paused (%zu bytes)", buf->len);
     st->recvd += buf->len;
+    if (st->who == SRV && T->srv_pause_on_recv && !st->recvd_once) {
+        st->recvd_once = st->paused = true;
+        host->pause(s);
+    }
     if (st->who == SRV && T->srv_abort_on_recv) {
         st->aborted = true;
         host->abort(s);
@@ -325,6 +349,7 @@ static void t_recv(zl_session_t *s, void *state, zl_buf_t *buf)
         host->close(s);
         atomic_fetch_add(&T->bulk_done, 1);
     }
+    atomic_fetch_add(&sd->recv_calls, 1);
     atomic_fetch_add(&sd->rbytes, (long)buf->len);
 }
 
@@ -352,6 +377,13 @@ static void t_busy(zl_session_t *s, void *state, bool busy)
 {
     tst_t *st = check(s, state, "on_busy");
 
+    if (busy == st->busy)
+        bad("on_busy(%s) twice in a row", busy ? "true" : "false");
+    st->busy = busy;
+    if (busy && !st->connected)
+        atomic_fetch_add(&T->side[st->who].busy_early, 1);
+    atomic_fetch_add(busy ? &T->side[st->who].busy_on
+                          : &T->side[st->who].busy_off, 1);
     if (!busy && st->who == CLI && T->bulk && !T->bulk_close_at_once &&
         st->connected)
         pump(s, st);
@@ -486,6 +518,10 @@ static zl_instance_t *start_client_opts(icfg_t *c, const char *hostname,
     int rc;
 
     opts_fill(&o, c, false, &rec_h, NULL);
+    if (T && T->cli_high) {
+        o.client.conn.high_water = T->cli_high;
+        o.client.conn.low_water = T->cli_low;
+    }
     o.client.host = hostname ? hostname : "127.0.0.1";
     o.client.port = port;
     if (reconnect) {
@@ -1204,6 +1240,9 @@ static void test_send_before_handshake(void)
           atomic_load(&T->side[CLI].rbytes), n, snap(CLI).err_msg);
     CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
     CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    /* Under the default high mark (1 MiB): never busy. */
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].busy_rc), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].busy_on), 0);
     zl_instance_free(cli);
     trec_done();
 
@@ -1236,6 +1275,93 @@ static void test_send_before_handshake(void)
     zl_instance_free(cli);
     zl_instance_free(srv);
     trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* Over the high mark before the handshake: the layer's queue counts like
+ * the connection's — ZL_CONN_BUSY and on_busy(true) at once, queued()
+ * includes it, on_busy(false) once it drained; nothing lost. */
+static void test_busy_before_handshake(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    zl_instance_t *srv, *cli;
+    uint16_t port;
+    const size_t n = 600 * KIB;
+
+    trec_new();
+    T->open_bytes = n; /* in pieces of 200, 100 and 300 KiB */
+    T->cli_high = 128 * KIB;
+    T->cli_low = 32 * KIB;
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    cli = start_client(cc, "127.0.0.1", port);
+    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)n, WAIT_MS) ==
+              (long)n,
+          "echoed %ld of %zu bytes sent before the handshake (%s)",
+          atomic_load(&T->side[CLI].rbytes), n, snap(CLI).err_msg);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+    CHECK(atomic_load(&T->side[CLI].busy_rc) == 3,
+          "%ld of 3 sends over the high mark answered ZL_CONN_BUSY",
+          atomic_load(&T->side[CLI].busy_rc));
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].busy_early), 1);
+    CHECK(atomic_load(&T->side[CLI].open_queued) >= (long)n,
+          "queued() = %ld after sending %zu bytes before the handshake",
+          atomic_load(&T->side[CLI].open_queued), n);
+    CHECK(zl_test_wait_count(&T->side[CLI].busy_off, 1, WAIT_MS) == 1,
+          "no on_busy(false) after the early data drained");
+    CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].busy_on),
+                    atomic_load(&T->side[CLI].busy_off));
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    trec_done();
+    free(sc);
+    free(cc);
+}
+
+/* A handler that pauses in on_recv gets nothing more — though OpenSSL
+ * holds more plaintext from the same read — until it resumes (here from
+ * another thread); then the rest arrives in order. */
+static void test_pause_holds_plaintext(void)
+{
+    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    const size_t sizes[] = {48 * KIB, MIB};
+
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        zl_instance_t *srv, *cli;
+        uint16_t port;
+        const size_t n = sizes[k];
+        long got;
+
+        trec_new();
+        T->open_bytes = n;
+        T->srv_sink = true;
+        T->srv_pause_on_recv = true;
+        srv = start_server(sc, &rec_h, NULL, &port);
+        cli = start_client(cc, "127.0.0.1", port);
+        CHECK(zl_test_wait_count(&T->side[SRV].recv_calls, 1, WAIT_MS) >= 1,
+              "server got nothing (%s)", snap(SRV).err_msg);
+        usleep(slow_ms(300) * 1000);
+        got = atomic_load(&T->side[SRV].rbytes);
+        CHECK(atomic_load(&T->side[SRV].recv_calls) == 1 && got < (long)n,
+              "%zu bytes: %ld on_recv calls (%ld bytes) while paused", n,
+              atomic_load(&T->side[SRV].recv_calls), got);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(T->srv_sess);
+        atomic_store(&T->srv_resumed, true);
+        host->resume(T->srv_sess);
+        CHECK(zl_test_wait_count(&T->side[SRV].rbytes, (long)n, WAIT_MS) ==
+                  (long)n,
+              "%zu bytes: %ld arrived after resume", n,
+              atomic_load(&T->side[SRV].rbytes));
+        CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].mismatches), 0);
+        CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].errs), 0);
+        zl_instance_free(cli);
+        zl_instance_free(srv);
+        host->session_unref(T->srv_sess);
+        trec_done();
+    }
     free(sc);
     free(cc);
 }
@@ -1688,6 +1814,8 @@ int zl_test_register_tls(void)
         {"mutual TLS", test_mutual_tls},
         {"ALPN", test_alpn},
         {"send before the handshake", test_send_before_handshake},
+        {"busy before the handshake", test_busy_before_handshake},
+        {"pause holds decoded plaintext", test_pause_holds_plaintext},
         {"100 connections x 1 MiB", test_many_connections},
         {"close with ciphertext pending", test_close_with_pending},
         {"half-close", test_shutdown},

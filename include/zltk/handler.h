@@ -149,6 +149,12 @@ typedef struct zl_layer {
      * (host->transport_info): e.g. "alpn", "version", "peer-fingerprint".  The
      * string lives until the next call or on_closed; NULL if unknown. */
     const char *(*info)(zl_session_t *s, void *state, const char *key);
+    /* Optional.  The handler paused (paused = true) or resumed reading; the
+     * host has already paused or resumed the connection.  A layer that
+     * holds decoded bytes stops delivering them while paused, and after a
+     * resume delivers them from a posted task (host->post), not inside this
+     * call: the handler may be resuming from its own on_recv. */
+    void (*pause)(zl_session_t *s, void *state, bool paused);
 
     void *reserved[8];
 } zl_layer_t;

@@ -209,6 +209,14 @@ struct zl_host_api {
     /* For handlers: facts from the session's layer (zl_layer_t.info), or
      * NULL (no layer, or unknown key). */
     const char *(*transport_info)(zl_session_t *s, const char *key);
+    /* Layer → host: the layer now holds bytes of the handler's data that it
+     * has not passed down yet (e.g. sent before its handshake; 0 once
+     * passed down or dropped).  They count against the connection's high
+     * and low marks like its own queue, and in queued(): the handler gets
+     * on_busy(true) when either is above the high mark and on_busy(false)
+     * when both are back to the low mark.  Returns ZL_CONN_BUSY while the
+     * session is busy, else 0 — what the layer's send returns. */
+    int (*layer_queued)(zl_session_t *s, size_t bytes);
 
     void *reserved[16];
 };

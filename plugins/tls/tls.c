@@ -53,7 +53,11 @@
  * Lifecycle per connection: on_connect starts the handshake; the handler's
  * on_connect(NULL) comes only once it completed; what the handler sent
  * before is queued here and written right after it (a close or half-close
- * made meanwhile waits for that, bounded by the handshake timeout).  A
+ * made meanwhile waits for that, bounded by the handshake timeout); the
+ * queue is declared to the host (layer_queued), so it counts against the
+ * high mark and send answers ZL_CONN_BUSY above it.  A handler's pause
+ * stops read_plain at once; what OpenSSL holds is delivered after resume
+ * from a posted task.  A
  * failed or timed out handshake, or a TLS error later, reaches the handler
  * as on_err with ZL_ETLS / ZL_STAGE_TLS and OpenSSL's reason in words;
  * other transport errors after the handshake pass through unchanged.
@@ -80,6 +84,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +166,8 @@ typedef struct tls_sess {
     bool lingering;     /* closed: half-closed, waiting for the peer */
     bool clean_end;     /* ended without error: the session stays good */
     bool pin_mismatch;  /* this handshake failed on tls-pin; peer_fp: why */
+    bool paused;        /* the handler paused reading: hold the plaintext */
+    bool resume_posted; /* a task will deliver what is held */
     unsigned char peer_fp[TLS_FP_LEN];
     uint64_t hs_deadline; /* zl_now_ms() value, 0: none */
     uint8_t *pend;      /* plaintext sent before the handshake completed */
@@ -318,11 +325,25 @@ static int flush_out(tls_sess_t *ls)
     return rc;
 }
 
+/* Tell the host how much of the handler's data waits here (it counts
+ * towards the high mark and queued()).  Returns what send returns. */
+static int pend_note(tls_sess_t *ls)
+{
+    if (host->struct_size <= offsetof(zl_host_api_t, layer_queued) ||
+        !host->layer_queued)
+        return 0;
+    return host->layer_queued(ls->s, ls->plen);
+}
+
 static void pend_drop(tls_sess_t *ls)
 {
+    bool had = ls->plen != 0;
+
     free(ls->pend);
     ls->pend = NULL;
     ls->plen = ls->pcap = 0;
+    if (had)
+        pend_note(ls);
 }
 
 static int pend_add(tls_sess_t *ls, const void *data, size_t len)
@@ -522,7 +543,7 @@ static void read_plain(tls_sess_t *ls)
         size_t got = 0;
         int r = 1, e = SSL_ERROR_NONE;
 
-        if (ls->phase != PH_OPEN || ls->dead || ls->closing)
+        if (ls->phase != PH_OPEN || ls->dead || ls->closing || ls->paused)
             return;
         b = plain_buf(ls);
         if (!b) {
@@ -587,7 +608,9 @@ static void handshake_done(tls_sess_t *ls)
                       peer_text(ls, peer, sizeof(peer)),
                       SSL_get_version(ls->ssl), SSL_get_cipher_name(ls->ssl),
                       SSL_session_reused(ls->ssl) ? ", resumed" : "");
-    /* What the handler sent early goes first, then its on_connect. */
+    /* What the handler sent early goes first, then its on_connect.  Once
+     * it is in the connection's queue, that queue's marks alone decide
+     * whether the handler is busy. */
     if (ls->plen) {
         uint8_t *p = ls->pend;
         size_t n = ls->plen;
@@ -597,6 +620,9 @@ static void handshake_done(tls_sess_t *ls)
         write_plain(ls, p, n);
         free(p);
         if (ls->dead)
+            return;
+        pend_note(ls);
+        if (ls->dead || ls->phase != PH_OPEN)
             return;
     }
     if (ls->closing) {
@@ -719,6 +745,7 @@ static void tls_on_connect(zl_session_t *s, void *state)
     ls->gen++;
     ls->dead = ls->shut_done = ls->peer_closed = ls->lingering = false;
     ls->pin_mismatch = false;
+    ls->paused = ls->resume_posted = false; /* a new connection */
     ls->phase = PH_HANDSHAKE;
     if (ls->closing && !ls->plen) {
         /* Closed while connecting, nothing to deliver. */
@@ -882,9 +909,58 @@ static int tls_send(zl_session_t *s, void *state, const void *data,
         return ZL_ESHUTDOWN;
     if (!len)
         return 0;
-    if (ls->phase != PH_OPEN)
-        return pend_add(ls, data, len); /* written after the handshake */
+    if (ls->phase != PH_OPEN) {
+        /* Written after the handshake; over the high mark, the handler
+         * hears ZL_CONN_BUSY as from a full connection queue. */
+        int rc = pend_add(ls, data, len);
+
+        return rc < 0 ? rc : pend_note(ls);
+    }
     return write_plain(ls, data, len);
+}
+
+static void resume_task(zl_session_t *s, void *state, void *arg)
+{
+    sess_timer_t *t = arg;
+    tls_sess_t *ls = t->ls;
+
+    (void)s;
+    (void)state;
+    if (ls->gen != t->gen)
+        return; /* for an earlier connection */
+    ls->resume_posted = false;
+    if (ls->lingering)
+        read_discard(ls);
+    else
+        read_plain(ls);
+}
+
+/* Paused: read_plain stops delivering, and the undecrypted rest stays in
+ * the read BIO (the connection is paused too, so no more arrives).
+ * Resumed: deliver what is held from a task — the handler may be resuming
+ * inside its own on_recv, from read_plain's loop. */
+static void tls_pause(zl_session_t *s, void *state, bool paused)
+{
+    tls_sess_t *ls = state;
+    sess_timer_t *t;
+
+    ls->paused = paused;
+    if (paused || ls->resume_posted || ls->phase != PH_OPEN || ls->dead ||
+        !ls->ssl)
+        return;
+    if (!SSL_has_pending(ls->ssl) && !BIO_ctrl_pending(ls->rbio))
+        return; /* nothing held */
+    t = malloc(sizeof(*t));
+    if (!t) {
+        fail(ls, ENOMEM, "TLS connection: out of memory to resume");
+        return;
+    }
+    *t = (sess_timer_t){ls, ls->gen};
+    if (host->post(s, resume_task, t, free) < 0) {
+        free(t);
+        return; /* closing */
+    }
+    ls->resume_posted = true;
 }
 
 static void tls_close(zl_session_t *s, void *state)
@@ -1878,6 +1954,7 @@ static const zl_layer_t tls_layer = {
     .close = tls_close,
     .shutdown = tls_shutdown,
     .info = tls_info,
+    .pause = tls_pause,
 };
 
 static int tls_init(zl_plugin_t *self, const zl_host_api_t *api)
