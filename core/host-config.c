@@ -217,6 +217,8 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
     in->group = g_strdup(g);
     in->server = server;
     in->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    in->defaults = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                         g_free);
     in->name = g_strdup(strchr(g, '.') + 1);
     if (!*in->name)
         ERR(cfg, g, NULL, "the instance needs a name: [%s.NAME]",
@@ -278,6 +280,7 @@ static void instance_free(gpointer p)
     if (in->inst)
         zl_instance_free(in->inst);
     g_hash_table_destroy(in->values);
+    g_hash_table_destroy(in->defaults);
     g_free(in);
 }
 
@@ -516,25 +519,57 @@ int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
 
 /* ------------------------------------------------------ instances */
 
+/* An instance's key: its own group's value, else the default in the
+ * [plugin.NAME] group of the plugin whose layer (first) or handler
+ * declares the key in its keys.  Raw (not stripped) either way: the reader
+ * gets the same text wherever the key is written. */
 static const char *inst_config(void *ctx, const char *key)
 {
     zl_host_instance_t *in = ctx;
-    char *v = g_hash_table_lookup(in->values, key);
+    const char *const *keys[] = {in->layer ? in->layer->keys : NULL,
+                                 in->handler->keys};
+    zl_plugin_t *owners[] = {in->layer_owner, in->owner};
+    char *v = g_hash_table_lookup(in->values, key), *g;
 
     if (v)
         return v;
     v = g_key_file_get_value(in->cfg->kf, in->group, key, NULL);
+    for (int i = 0; !v && i < 2; i++) {
+        if (!keys[i] || !owners[i] || !in_list(key, keys[i]))
+            continue;
+        g = g_strconcat("plugin.", zl_plugin_get_desc(owners[i])->name, NULL);
+        v = g_key_file_get_value(in->cfg->kf, g, key, NULL);
+        if (v)
+            g_hash_table_insert(in->defaults, g_strdup(key), g);
+        else
+            g_free(g);
+    }
     if (!v)
         return NULL;
     g_hash_table_insert(in->values, g_strdup(key), v);
     return v;
 }
 
-static void inst_report(void *ctx, const char *key, const char *message)
+static bool inst_is_default(void *ctx, const char *key)
 {
     zl_host_instance_t *in = ctx;
 
-    ERR(in->cfg, in->group, key, "%s", message);
+    return inst_config(ctx, key) && g_hash_table_contains(in->defaults, key);
+}
+
+/* A problem with a default is reported where it is written, for each
+ * instance that takes it: the same value may suit one instance and not
+ * another (a tls-cert for servers, taken by a client). */
+static void inst_report(void *ctx, const char *key, const char *message)
+{
+    zl_host_instance_t *in = ctx;
+    const char *from = key ? g_hash_table_lookup(in->defaults, key) : NULL;
+
+    if (from)
+        ERR(in->cfg, from, key, "%s (default used by [%s])", message,
+            in->group);
+    else
+        ERR(in->cfg, in->group, key, "%s", message);
 }
 
 int zl_host_cfg_instances(zl_host_cfg_t *cfg)
@@ -553,6 +588,7 @@ int zl_host_cfg_instances(zl_host_cfg_t *cfg)
                 .layer = in->layer,
                 .layer_plugin = in->layer_owner,
                 .config = inst_config,
+                .config_default = inst_is_default,
                 .report = inst_report,
                 .ctx = in,
                 .on_finished = cfg->on_finished,

@@ -30,6 +30,9 @@ typedef struct zl_host_instance {
     zl_plugin_t *layer_owner;
     zl_instance_t *inst;
     GHashTable *values; /* key -> raw value, kept for the instance */
+    /* key -> "plugin.NAME" for the values in values that are that group's
+     * defaults (the instance's group does not set the key). */
+    GHashTable *defaults;
 } zl_host_instance_t;
 
 struct zl_host_cfg {
@@ -60,7 +63,10 @@ void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
     G_GNUC_PRINTF(5, 6);
 
 /* Create a zl_instance_t for every instance whose handler was resolved
- * (each handler checks its own keys).  Returns 0, or -1 if there were
+ * (each handler and layer checks its own keys).  A key the layer or the
+ * handler declares that the instance's group lacks is taken from the
+ * [plugin.NAME] group of the plugin providing it, and a problem with such
+ * a value is reported against that group.  Returns 0, or -1 if there were
  * errors (printed). */
 int zl_host_cfg_instances(zl_host_cfg_t *cfg);
 

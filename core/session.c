@@ -77,6 +77,7 @@ struct zl_instance {
     bool has_ldata;
     size_t loff; /* offset of the layer's state from the handler's */
     zl_instance_config_fn config;
+    zl_instance_default_fn config_default;
     zl_instance_report_fn report;
     void *ctx;
     void (*on_finished)(zl_instance_t *inst, void *ctx);
@@ -963,6 +964,14 @@ const char *zl__instance_config_string(const zl_instance_t *inst,
     return inst->config && key ? inst->config(inst->ctx, key) : NULL;
 }
 
+bool zl__instance_config_is_default(const zl_instance_t *inst,
+                                    const char *key)
+{
+    return inst->config_default && key &&
+           zl__instance_config_string(inst, key) &&
+           inst->config_default(inst->ctx, key);
+}
+
 static void report(zl_instance_t *inst, const char *key, const char *msg)
 {
     inst->errors++;
@@ -1055,6 +1064,7 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
     inst->h = o->handler;
     inst->plugin = o->plugin;
     inst->config = o->config;
+    inst->config_default = o->config_default;
     inst->report = o->report;
     inst->ctx = o->ctx;
     inst->on_finished = o->on_finished;

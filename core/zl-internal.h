@@ -40,6 +40,8 @@ int zl__parse_bool(const char *v, bool *out);
 const char *zl__instance_name(const zl_instance_t *inst);
 bool zl__instance_is_server(const zl_instance_t *inst);
 void *zl__instance_data(const zl_instance_t *inst);
+bool zl__instance_config_is_default(const zl_instance_t *inst,
+                                    const char *key);
 const char *zl__instance_config_string(const zl_instance_t *inst,
                                        const char *key);
 int zl__instance_config_int(const zl_instance_t *inst, const char *key,

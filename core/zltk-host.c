@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -62,7 +64,13 @@ static const char default_config[] =
     "transport = tls\n"
     "tls-pin = @echo-tls\n"
     "send = hello over tls\\n\n"
-    "tick = tls tick {n}\\n\n";
+    "tick = tls tick {n}\\n\n"
+    "\n"
+    "# Keys of a [plugin.NAME] group are defaults for every instance that\n"
+    "# uses a handler or a transport layer of plugin NAME; an instance's own\n"
+    "# key wins.  For example, TLS 1.3 only, for every transport = tls:\n"
+    "# [plugin.tls]\n"
+    "# tls-min-version = 1.3\n";
 
 typedef struct beat {
     zl_poller_t *poller;
@@ -307,6 +315,131 @@ static void print_summary(const zl_host_cfg_t *cfg, zl_plugin_registry_t *reg)
            reg ? zl_plugins_count(reg) : 0,
            reg && zl_plugins_count(reg) == 1 ? "" : "s", cfg->warnings,
            cfg->warnings == 1 ? "" : "s");
+}
+
+/* --check-config logs through this writer, not through zltk's log thread
+ * (GLib takes one writer per process, so zl_log_init() is not called
+ * then).  Nothing runs, so writing synchronously costs nothing and keeps
+ * the lines in order with the host's own problem lines.  A line at
+ * warning level or above, from a plugin (tls's "tls-verify = false" while
+ * its instance is created, a plugin failing to initialise) or from zltk,
+ * is a problem of the configuration: it is printed in the problem format
+ * and counted in the summary, whatever the log level, so that the summary
+ * counts what was printed.  Other lines keep the log format.  In this mode
+ * only the main thread logs (plugins are initialised, never started). */
+static struct {
+    zl_host_cfg_t *cfg; /* NULL once the summary is printed */
+    int fd;             /* --log-file, or -1 */
+    GMutex lock;
+} check_log = {.fd = -1};
+
+static zl_log_level_t level_of(GLogLevelFlags flags)
+{
+    return flags & G_LOG_LEVEL_ERROR      ? ZL_LOG_ERROR
+           : flags & G_LOG_LEVEL_CRITICAL ? ZL_LOG_CRITICAL
+           : flags & G_LOG_LEVEL_WARNING  ? ZL_LOG_WARNING
+           : flags & G_LOG_LEVEL_INFO     ? ZL_LOG_INFO
+           : flags & G_LOG_LEVEL_DEBUG    ? ZL_LOG_DEBUG
+                                          : ZL_LOG_MESSAGE;
+}
+
+/* One write(2) per line, as zl_host_cfg_report() does. */
+static void write_line(int fd, const char *line, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, line, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        line += w;
+        len -= (size_t)w;
+    }
+}
+
+static GLogWriterOutput check_writer(GLogLevelFlags flags,
+                                     const GLogField *fields, gsize n_fields,
+                                     gpointer data)
+{
+    zl_log_level_t level = level_of(flags);
+    char *msg = NULL, *domain = NULL, *stamp, *line;
+    const char *text;
+    GDateTime *now;
+    zl_host_cfg_t *cfg;
+    size_t flen;
+    bool problem;
+
+    (void)data;
+    for (gsize i = 0; i < n_fields; i++) {
+        const GLogField *f = &fields[i];
+        if (!f->value)
+            continue;
+        if (!strcmp(f->key, "MESSAGE") && !msg)
+            msg = g_strndup(f->value, f->length < 0 ? strlen(f->value)
+                                                    : (size_t)f->length);
+        else if (!strcmp(f->key, "GLIB_DOMAIN") && !domain)
+            domain = g_strndup(f->value, f->length < 0 ? strlen(f->value)
+                                                       : (size_t)f->length);
+    }
+    text = msg ? msg : "(no message)";
+    g_mutex_lock(&check_log.lock);
+    cfg = check_log.cfg;
+    problem = level <= ZL_LOG_WARNING && cfg && cfg->file;
+    if (!problem && level > zl_log_get_level()) {
+        g_mutex_unlock(&check_log.lock);
+        g_free(msg);
+        g_free(domain);
+        return G_LOG_WRITER_HANDLED;
+    }
+    now = g_date_time_new_now_local();
+    stamp = g_date_time_format(now, "%Y-%m-%d %H:%M:%S");
+    line = g_strdup_printf("%s.%03d %c [%s] %s%s%s\n", stamp,
+                           g_date_time_get_microsecond(now) / 1000,
+                           "ECWMID"[level], zl_thread_name(),
+                           domain ? domain : "", domain ? ": " : "", text);
+    if (problem) {
+        flen = strlen(cfg->file);
+        /* Some lines already name the file ("FILE: [plugin.X] key = ..."). */
+        if (!strncmp(text, cfg->file, flen) && !strncmp(text + flen, ": ", 2))
+            text += flen + 2;
+        zl_host_cfg_report(cfg, level <= ZL_LOG_CRITICAL, NULL, NULL, "%s",
+                           text);
+    } else {
+        write_line(STDERR_FILENO, line, strlen(line));
+    }
+    if (check_log.fd >= 0)
+        write_line(check_log.fd, line, strlen(line));
+    g_mutex_unlock(&check_log.lock);
+    g_free(line);
+    g_free(stamp);
+    g_date_time_unref(now);
+    g_free(msg);
+    g_free(domain);
+    return G_LOG_WRITER_HANDLED;
+}
+
+/* Instead of zl_log_init() for --check-config.  Returns 0 or -errno (the
+ * log file cannot be opened). */
+static int check_log_init(zl_host_cfg_t *cfg, const zl_log_options_t *lopts)
+{
+    if (lopts->file) {
+        check_log.fd = open(lopts->file,
+                            O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (check_log.fd < 0)
+            return -errno;
+    }
+    check_log.cfg = cfg;
+    zl_log_set_level(lopts->level);
+    g_log_set_writer_func(check_writer, NULL, NULL);
+    return 0;
+}
+
+/* After the summary: later lines are log lines, not counted problems. */
+static void check_log_done(void)
+{
+    g_mutex_lock(&check_log.lock);
+    check_log.cfg = NULL;
+    g_mutex_unlock(&check_log.lock);
 }
 
 /* The address a client reaches server NAME at: its bound address, with a
@@ -701,7 +834,7 @@ int main(int argc, char **argv)
 
     /* Plugins' own log lines in zltk's format from the start. */
     lopts.file = o.log_file;
-    rc = zl_log_init(&lopts);
+    rc = o.check ? check_log_init(&cfg, &lopts) : zl_log_init(&lopts);
     if (rc < 0) {
         fprintf(stderr, "zltk-host: cannot open log file '%s': %s\n",
                 o.log_file ? o.log_file : "", zl_strerror(rc));
@@ -728,6 +861,7 @@ int main(int argc, char **argv)
     }
     if (o.check) {
         print_summary(&cfg, reg);
+        check_log_done();
         status = cfg.errors ? 1 : 0;
         goto out;
     }
@@ -828,7 +962,9 @@ out:
     g_free(timers);
     g_free(beats);
     if (log_up)
-        zl_log_shutdown();
+        zl_log_shutdown(); /* nothing to do after check_log_init() */
+    if (check_log.fd >= 0)
+        close(check_log.fd);
 out_args:
     g_strfreev(path);
     g_strfreev(o.plugin_dirs);

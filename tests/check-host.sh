@@ -1,6 +1,7 @@
 #!/bin/sh
 # End-to-end tests of zltk-host --check-config: configuration file
-# validation against the test plugins in tests/plugins (built by make check).
+# validation against the test plugins in tests/plugins (built by make check)
+# and the bundled tcp, echo and tls plugins.
 # One line per case ("ok: ..." / "FAIL: ..."), then "N passed, M failed".
 : "${top_builddir:=.}"
 : "${top_srcdir:=.}"
@@ -17,6 +18,14 @@ if [ ! -r "$plugdir/good.so" ] || [ ! -r "$plugdir/good2.so" ] ||
 fi
 # Absolute, so the paths in messages are predictable.
 plugdir=$(cd "$plugdir" && pwd)
+# The bundled plugins (tcp, echo, tls): [plugin.NAME] defaults, warnings.
+bundled="$top_builddir/plugins/.libs"
+if [ ! -r "$bundled/tls.so" ] || [ ! -r "$bundled/tcp.so" ] ||
+   [ ! -r "$bundled/echo.so" ]; then
+    echo "FAIL: bundled plugins missing in $bundled"
+    echo "0 passed, 1 failed"; exit 1
+fi
+bundled=$(cd "$bundled" && pwd)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zltk-check-host.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -92,16 +101,27 @@ expect_error() {
     ok "$_name"
 }
 
-# expect_ok NAME [SUMMARY-WORD...]: exit 0, no errors or warnings, stdout
-# has a "configuration OK:" line containing every SUMMARY-WORD.
-expect_ok() {
-    _name=$1; shift
+# The warning count of the summary line on stdout ("..., N warnings").
+summary_warnings() {
+    sed -En 's/^configuration (OK|FAILED): .*[^0-9]([0-9]+) warnings?$/\2/p' \
+        "$tmp/out"
+}
+
+# expect_warned NAME N [SUMMARY-WORD...]: exit 0, no errors, N warning
+# lines, and a "configuration OK:" line that counts N warnings and contains
+# every SUMMARY-WORD: the summary counts what was printed.
+expect_warned() {
+    _name=$1; _nw=$2; shift 2
     if [ "$rc" -ne 0 ]; then bad "$_name" "exit $rc, expected 0"; return; fi
-    if [ "$(nerrors)" -ne 0 ] || [ "$(nwarnings)" -ne 0 ]; then
-        bad "$_name" "unexpected errors or warnings"; return
+    if [ "$(nerrors)" -ne 0 ] || [ "$(nwarnings)" -ne "$_nw" ]; then
+        bad "$_name" "$(nerrors) errors, $(nwarnings) warnings, expected 0 and $_nw"
+        return
     fi
     if ! grep '^configuration OK:' "$tmp/out" >"$tmp/sum"; then
         bad "$_name" "no 'configuration OK:' line on stdout"; return
+    fi
+    if [ "$(summary_warnings)" != "$_nw" ]; then
+        bad "$_name" "the summary does not count $_nw warnings"; return
     fi
     for _w; do
         if ! grep -Eq -- "$_w" "$tmp/sum"; then
@@ -109,6 +129,13 @@ expect_ok() {
         fi
     done
     ok "$_name"
+}
+
+# expect_ok NAME [SUMMARY-WORD...]: exit 0, no errors or warnings, stdout
+# has a "configuration OK:" line containing every SUMMARY-WORD.
+expect_ok() {
+    _n=$1; shift
+    expect_warned "$_n" 0 "$@"
 }
 
 # ---------------------------------------------------------------- valid
@@ -169,6 +196,8 @@ expect_ok "[plugin.good] after the instances using it"
 
 # Client and server handlers with the same name (good2's client good-echo,
 # good's server good-echo): each instance gets the handler of its kind.
+# good2 also tries four malformed registrations on purpose: four warnings
+# the loader logs, counted in the summary.
 write kinds <<EOF
 [plugin.good]
 [plugin.good2]
@@ -191,8 +220,11 @@ address = 10.0.0.1:443
 reconnect = false
 EOF
 check "$f"
-expect_ok "same handler name as client and server: 2 clients, 2 servers" \
-    '(^|[^0-9])2 clients' '(^|[^0-9])2 servers'
+expect_warned "same handler name as client and server: 2 clients, 2 servers" \
+    4 '(^|[^0-9])2 clients' '(^|[^0-9])2 servers'
+if has_line "zltk-host: warning: $f: plugin good2: " "malformed registration"
+then ok "a plugin's malformed registration: a problem line"
+else bad "a plugin's malformed registration" "no problem line"; fi
 
 # Empty file: valid, nothing to run.
 write empty </dev/null
@@ -545,6 +577,179 @@ else
     ok "warnings alone: exit 0, unknown key and unknown group"
 fi
 
+# ---------------------------------------------------------------- defaults
+
+# Keys of a handler or a layer in [plugin.NAME] are defaults for every
+# instance that uses that plugin's handler or layer.
+
+# [client.NAME] of the tcp handler over tls, to an address never dialled.
+tls_client() {
+    printf '[client.%s]\nplugin = tcp\naddress = 127.0.0.1:4433\ntransport = tls\n' "$1"
+}
+
+write defca <<EOF
+[plugin.tls]
+tls-ca = $tmp/no-such-ca.pem
+
+$(tls_client a)
+EOF
+check "$f" -P "$bundled"
+expect_error "[plugin.tls] tls-ca: the default is used (missing file)" \
+    "[plugin.tls] tls-ca: " "no-such-ca\.pem" "default used by \[client\.a\]"
+
+write defcaown <<EOF
+[plugin.tls]
+tls-ca = $tmp/no-such-ca.pem
+
+$(tls_client a)
+tls-ca = $tmp/own-ca.pem
+EOF
+check "$f" -P "$bundled"
+expect_error "[client.a] tls-ca overrides [plugin.tls] tls-ca" \
+    "[client.a] tls-ca: " "own-ca\.pem"
+if grep -Fq "no-such-ca" "$tmp/err"; then
+    bad "an overridden default is not read" "no-such-ca.pem mentioned"
+else
+    ok "an overridden default is not read"
+fi
+
+# One instance overrides a bad default, the other takes it.
+write defminv <<EOF
+[plugin.tls]
+tls-min-version = 1.1
+
+$(tls_client a)
+tls-min-version = 1.3
+
+$(tls_client b)
+EOF
+check "$f" -P "$bundled"
+expect_error "[plugin.tls] tls-min-version: only where not overridden" \
+    "[plugin.tls] tls-min-version: " "'1\.1'" "default used by \[client\.b\]"
+
+write defbool <<EOF
+[plugin.tls]
+tls-verify = maybe
+
+$(tls_client a)
+EOF
+check "$f" -P "$bundled"
+expect_error "[plugin.tls] tls-verify = maybe" "[plugin.tls] tls-verify: " \
+    maybe "boolean|true or false" "\[client\.a\]"
+
+# A handler's key: tcp's mode.
+write defmode <<EOF
+[plugin.tcp]
+mode = weird
+
+[client.a]
+plugin = tcp
+address = 127.0.0.1:4433
+EOF
+check "$f" -P "$bundled"
+expect_error "[plugin.tcp] mode = weird (a handler's default)" \
+    "[plugin.tcp] mode: " weird "\[client\.a\]"
+
+# Defaults are not unknown keys, and a layer's default is only read with
+# that transport ([client.b] is plain tcp).  A default that an instance
+# does not read passes by quietly: tls-ca on the server, and on a client
+# that pins.
+write defok <<EOF
+[plugin.tls]
+tls-min-version = 1.3
+tls-handshake-timeout = 5000
+tls-ca = $tmp/no-such-ca.pem
+
+[plugin.tcp]
+send = hi\n
+
+[server.s]
+plugin = echo
+address = 127.0.0.1:0
+transport = tls
+tls-cert = ephemeral
+
+[client.a]
+plugin = tcp
+address = @s
+transport = tls
+tls-pin = @s
+
+[client.b]
+plugin = tcp
+address = 127.0.0.1:4433
+EOF
+check "$f" -P "$bundled"
+expect_ok "[plugin.tls] and [plugin.tcp] defaults: accepted, no warnings" \
+    '(^|[^0-9])2 clients' '(^|[^0-9])1 server' '(^|[^0-9])0 warnings'
+
+# The same client-only key in the server's own group: a warning.
+write ownca <<EOF
+[server.s]
+plugin = echo
+address = 127.0.0.1:0
+transport = tls
+tls-cert = ephemeral
+tls-ca = $tmp/no-such-ca.pem
+EOF
+check "$f" -P "$bundled"
+if has_line "zltk-host: warning: $f: tls: server.s: " "tls-ca applies to clients only"
+then expect_warned "tls-ca in a server's own group: a counted warning" 1
+else bad "tls-ca in a server's own group" "no 'applies to clients only' warning"; fi
+
+# ---------------------------------------------------------------- plugin warnings
+
+# A warning the tls layer logs while its instance is created is a problem
+# line like the host's own, and the summary counts it, whatever the level.
+write tlswarn <<EOF
+[client.a]
+plugin = tcp
+address = 127.0.0.1:4433
+transport = tls
+tls-verify = false
+EOF
+for _lvl in warning error; do
+    check "$f" -P "$bundled" --log-level "$_lvl"
+    _n="tls-verify = false: a counted warning (--log-level $_lvl)"
+    if has_line "zltk-host: warning: $f: tls: client.a: " "tls-verify = false"
+    then expect_warned "$_n" 1
+    else bad "$_n" "no 'tls: client.a: tls-verify = false' warning line"; fi
+done
+
+# The summary counts what was printed: the host's warning, the layer's (a
+# client key on a server) and an error.
+write mixwarn <<EOF
+[host]
+frobnicate = 1
+
+[server.s]
+plugin = echo
+address = 127.0.0.1:0
+transport = tls
+tls-cert = ephemeral
+tls-pin = @s
+
+[client.a]
+plugin = tcp
+address = 127.0.0.1:1
+transport = tls
+tls-min-version = 1.0
+EOF
+check "$f" -P "$bundled"
+_n="the summary counts plugin warnings: 1 error, 2 warnings"
+if [ "$rc" -ne 1 ]; then
+    bad "$_n" "exit $rc, expected 1"
+elif [ "$(nerrors)" -ne 1 ] || [ "$(nwarnings)" -ne 2 ]; then
+    bad "$_n" "$(nerrors) errors, $(nwarnings) warnings, expected 1 and 2"
+elif ! has_line "zltk-host: warning: $f: tls: server.s: " "tls-pin"; then
+    bad "$_n" "no 'tls: server.s: tls-pin' warning line"
+elif ! grep -Eq '^configuration FAILED: .*[^0-9]1 error, 2 warnings$' \
+        "$tmp/out"; then
+    bad "$_n" "the summary is not '1 error, 2 warnings'"
+else
+    ok "$_n"
+fi
+
 # ---------------------------------------------------------------- all errors
 
 write three <<EOF
@@ -614,7 +819,7 @@ fi
 f="$tmp/valid.conf"
 # The built-in configuration (echo server + tcp client) checks clean
 # against the bundled plugins.
-run --check-config --plugin-dir "$top_builddir/plugins/.libs"
+run --check-config --plugin-dir "$bundled"
 if [ "$rc" -eq 0 ] && grep -q '^configuration OK: built-in configuration' "$tmp/out"
 then ok "--check-config without --config checks the built-in configuration"
 else bad "--check-config without --config" "exit $rc, expected 0 and OK"; fi

@@ -23,6 +23,9 @@ ZL_BEGIN_DECLS
 /* The instance's own keys: return the raw string value of key, or NULL.
  * The string must stay valid while the instance lives. */
 typedef const char *(*zl_instance_config_fn)(void *ctx, const char *key);
+/* Whether config's value for key is a default taken from elsewhere (in
+ * zltk-host, a [plugin.NAME] group) rather than the instance's own. */
+typedef bool (*zl_instance_default_fn)(void *ctx, const char *key);
 /* A problem in the instance's configuration: key may be NULL. */
 typedef void (*zl_instance_report_fn)(void *ctx, const char *key,
                                       const char *message);
@@ -36,7 +39,8 @@ typedef struct zl_instance_options {
     zl_plugin_t *layer_plugin;   /* its owner */
     zl_instance_config_fn config; /* may be NULL: no keys */
     zl_instance_report_fn report; /* NULL: problems are logged */
-    void *ctx;                    /* for config and report */
+    void *ctx;                    /* for config, report, config_default */
+    zl_instance_default_fn config_default; /* may be NULL: none is */
     /* Where and how: client.host/port (and the rest of the client options)
      * for a client, server.host/port for a server.  name and the handler
      * fields are set by the instance itself. */

@@ -217,6 +217,12 @@ struct zl_host_api {
      * when both are back to the low mark.  Returns ZL_CONN_BUSY while the
      * session is busy, else 0 — what the layer's send returns. */
     int (*layer_queued)(zl_session_t *s, size_t bytes);
+    /* Whether an instance key's value is a default shared by several
+     * instances (in zltk-host, from the plugin's [plugin.NAME] group) rather
+     * than set in the instance's own group: e.g. to stay quiet about a
+     * default that does not apply to this instance.  Any thread, as
+     * config_string. */
+    bool (*config_is_default)(const zl_instance_t *inst, const char *key);
 
     void *reserved[16];
 };

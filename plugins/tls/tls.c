@@ -1646,9 +1646,17 @@ static bool parse_alpn(zl_instance_t *inst, const char *v, tls_inst_t *ti)
     return true;
 }
 
+/* Whether key's value is a [plugin.tls] default (shared by clients and
+ * servers alike: no warning when it does not apply). */
+static bool is_default(zl_instance_t *inst, const char *key)
+{
+    return host->struct_size > offsetof(zl_host_api_t, config_is_default) &&
+           host->config_is_default && host->config_is_default(inst, key);
+}
+
 static void ignored_key(zl_instance_t *inst, const char *key, bool server)
 {
-    if (host->config_string(inst, key))
+    if (host->config_string(inst, key) && !is_default(inst, key))
         host->log(self_plugin, ZL_LOG_WARNING,
                   "%s.%s: %s applies to %s only; ignored",
                   server ? "server" : "client", host->instance_name(inst),
@@ -1685,7 +1693,7 @@ static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
         /* The pin replaces the chain check: no CA store at all. */
         SSL_CTX_set_verify(ti->ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_cert_verify_callback(ti->ctx, pin_verify_cb, ti);
-        if (ca)
+        if (ca && !is_default(inst, "tls-ca"))
             host->log(self_plugin, ZL_LOG_WARNING,
                       "client.%s: tls-ca is ignored: with tls-pin the "
                       "server's certificate is accepted by its fingerprint, "
