@@ -2,13 +2,14 @@
  * between a session's connection and its handler, for clients and servers
  * (ZLToolKit's SSL_Box / TcpClientWithSSL<T>, secure by default).
  *
- * OpenSSL 3 runs over two memory BIOs: ciphertext from the connection is
- * written into the read BIO, plaintext comes out of SSL_read and goes up
- * with host->upper_recv; plaintext from the handler goes into SSL_write and
- * whatever OpenSSL produced (records, handshake messages, tickets, alerts,
- * close_notify) is drained from the write BIO to host->lower_send after
- * every SSL call.  The connection owns the descriptor; this layer owns only
- * its SSL object.
+ * OpenSSL 3 runs over an in-memory BIO of our own (zbio, never a socket):
+ * SSL_read takes ciphertext straight from the buffer the connection passed
+ * to on_recv (what it leaves unconsumed is kept for the next read), and
+ * plaintext goes up with host->upper_recv; plaintext from the handler goes
+ * into SSL_write, and whatever OpenSSL produced (records, handshake
+ * messages, tickets, alerts, close_notify) collects in a zl_buf_t handed
+ * to host->lower_send_buf after every SSL call, without copying.  The
+ * connection owns the descriptor; this layer owns only its SSL object.
  *
  * Keys of a [client.NAME] / [server.NAME] group with transport = tls:
  *   both:    tls-min-version = 1.2 | 1.3                [1.2]
@@ -105,7 +106,7 @@
 #include <zltk/plugin.h>
 
 #define TLS_PLAIN_CHUNK (16 * 1024)   /* one record of plaintext */
-#define TLS_FLUSH_CHUNK (32 * 1024)   /* ciphertext per lower_send */
+#define TLS_OUT_MIN 4096              /* smallest ciphertext buffer */
 #define TLS_DEFAULT_TIMEOUT_MS 10000
 #define TLS_LINGER_MS 5000            /* wait for the peer after closing */
 #define TLS_FP_LEN 32                 /* SHA-256 */
@@ -155,7 +156,16 @@ typedef struct tls_sess {
     zl_session_t *s;
     tls_inst_t *ti;
     SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl */
+    BIO *bio;           /* ssl's read and write BIO (zbio), owned by ssl */
+    /* Ciphertext in: the connection's buffer while on_recv runs (in), and
+     * what a read left unconsumed (keep: a partial record, or all of it
+     * while paused). */
+    const uint8_t *in;
+    size_t in_len;
+    uint8_t *keep;
+    size_t keep_off, keep_len, keep_cap;
+    bool keep_used;     /* since the last manager tick */
+    zl_buf_t *out;      /* ciphertext out, not yet passed down */
     phase_t phase;
     unsigned gen;       /* connection number: stale timers check it */
     bool dead;          /* an error was reported: no more SSL I/O */
@@ -298,40 +308,184 @@ static void ssl_reason(tls_sess_t *ls, int sslerr, char *buf, size_t len)
     ERR_clear_error();
 }
 
-/* Drain the write BIO to the connection.  Copies through a stack buffer so
- * that a handler re-entering send (from on_busy, inside lower_send) finds
- * the BIO already consumed up to here: the order on the wire is kept.
- * Returns 0, ZL_CONN_BUSY, or the first error of lower_send (the rest is
- * dropped). */
+/* ------------------------------------------------------------ BIO */
+
+/* The SSL object's BIO ("zbio").  Reads take ciphertext straight from the
+ * connection's receive buffer (ls->in, valid while on_recv runs) after what
+ * an earlier read left (ls->keep); on_recv keeps the unconsumed rest.
+ * Writes append to ls->out, a zl_buf_t that flush_out hands down without
+ * copying.  Memory BIOs cost a copy each way and a cleared, growing buffer
+ * per connection. */
+static BIO_METHOD *zbio_method;
+
+/* Returns the bytes read, or -1 with the retry flag when there are none
+ * (as a memory BIO whose end-of-data value is -1: "wait for more"). */
+static int zbio_read(BIO *b, char *dst, int ilen)
+{
+    tls_sess_t *ls = BIO_get_data(b);
+    size_t n = 0, len = ilen > 0 ? (size_t)ilen : 0;
+
+    BIO_clear_retry_flags(b);
+    if (ls->keep_len) {
+        n = ls->keep_len < len ? ls->keep_len : len;
+        memcpy(dst, ls->keep + ls->keep_off, n);
+        ls->keep_off += n;
+        ls->keep_len -= n;
+        if (!ls->keep_len)
+            ls->keep_off = 0;
+    }
+    if (n < len && ls->in_len) {
+        size_t m = ls->in_len < len - n ? ls->in_len : len - n;
+
+        memcpy(dst + n, ls->in, m);
+        ls->in += m;
+        ls->in_len -= m;
+        n += m;
+    }
+    if (!n) {
+        BIO_set_retry_read(b); /* "wait for more", not end of stream */
+        return -1;
+    }
+    return (int)n;
+}
+
+/* Room for len more bytes in ls->out: a new buffer sized for a few records
+ * (usually one allocation per flush), grown by doubling (a copy) if one
+ * flush makes more. */
+static bool out_room(tls_sess_t *ls, size_t len)
+{
+    zl_buf_t *o = ls->out, *n;
+    size_t have = o ? o->len : 0, cap;
+
+    if (o && o->cap - o->len >= len)
+        return true;
+    if (len > SIZE_MAX / 8 - have)
+        return false;
+    /* First: room for a few records like this one; then double. */
+    cap = o ? 2 * (have + len) : 4 * len;
+    if (cap < TLS_OUT_MIN)
+        cap = TLS_OUT_MIN;
+    if (!(n = zl_buf_new(cap)))
+        return false;
+    if (o) {
+        memcpy(n->data, o->data, o->len);
+        n->len = o->len;
+        zl_buf_unref(o);
+    }
+    ls->out = n;
+    return true;
+}
+
+static int zbio_write(BIO *b, const char *src, int ilen)
+{
+    tls_sess_t *ls = BIO_get_data(b);
+    size_t len = ilen > 0 ? (size_t)ilen : 0;
+
+    BIO_clear_retry_flags(b);
+    if (!out_room(ls, len))
+        return -1; /* SSL reports an error: out of memory */
+    memcpy(ls->out->data + ls->out->len, src, len);
+    ls->out->len += len;
+    return (int)len;
+}
+
+static long zbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    tls_sess_t *ls = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* flush_out passes ls->out down after each SSL call */
+    case BIO_CTRL_PENDING:
+        return ls ? (long)(ls->keep_len + ls->in_len) : 0;
+    case BIO_CTRL_WPENDING:
+        return ls && ls->out ? (long)ls->out->len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int zbio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static bool zbio_setup(void)
+{
+    int idx = BIO_get_new_index();
+
+    if (idx < 0)
+        return false;
+    zbio_method = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "zltk tls");
+    if (!zbio_method || !BIO_meth_set_read(zbio_method, zbio_read) ||
+        !BIO_meth_set_write(zbio_method, zbio_write) ||
+        !BIO_meth_set_ctrl(zbio_method, zbio_ctrl) ||
+        !BIO_meth_set_create(zbio_method, zbio_create)) {
+        BIO_meth_free(zbio_method);
+        zbio_method = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* After on_recv's SSL calls: keep what they did not consume (it points
+ * into the connection's buffer, reused for the next read).  False when out
+ * of memory. */
+static bool keep_rest(tls_sess_t *ls)
+{
+    const uint8_t *rest = ls->in;
+    size_t n = ls->in_len;
+
+    ls->in = NULL;
+    ls->in_len = 0;
+    if (!n)
+        return true;
+    ls->keep_used = true;
+    if (ls->keep_off && ls->keep_cap - ls->keep_off - ls->keep_len < n) {
+        memmove(ls->keep, ls->keep + ls->keep_off, ls->keep_len);
+        ls->keep_off = 0;
+    }
+    if (ls->keep_cap - ls->keep_off - ls->keep_len < n) {
+        size_t cap = ls->keep_len + n;
+        uint8_t *p;
+
+        cap = cap < 16 * 1024 ? 16 * 1024 : cap + cap / 2;
+        if (!(p = realloc(ls->keep, cap)))
+            return false;
+        ls->keep = p;
+        ls->keep_cap = cap;
+    }
+    memcpy(ls->keep + ls->keep_off + ls->keep_len, rest, n);
+    ls->keep_len += n;
+    return true;
+}
+
+/* Pass the ciphertext made so far to the connection.  ls->out is detached
+ * first, so that a handler re-entering send (from on_busy, inside
+ * lower_send_buf) starts a new buffer that goes out after this one: the
+ * order on the wire is kept.  Returns 0, ZL_CONN_BUSY, or what
+ * lower_send_buf failed with. */
 static int flush_out(tls_sess_t *ls)
 {
-    uint8_t tmp[TLS_FLUSH_CHUNK];
-    int rc = 0;
+    zl_buf_t *o = ls->out;
 
-    if (!ls->wbio)
+    if (!o)
         return 0;
-    for (;;) {
-        int n = BIO_read(ls->wbio, tmp, (int)sizeof(tmp));
-        int r;
-
-        if (n <= 0)
-            break;
-        if (rc < 0 || rc == ZL_ESHUTDOWN)
-            continue; /* the connection is going: drop the rest */
-        r = host->lower_send(ls->s, tmp, (size_t)n);
-        if (r != 0)
-            rc = r;
+    ls->out = NULL;
+    if (!o->len) {
+        zl_buf_unref(o);
+        return 0;
     }
-    return rc;
+    return host->lower_send_buf(ls->s, o);
 }
 
 /* Tell the host how much of the handler's data waits here (it counts
  * towards the high mark and queued()).  Returns what send returns. */
 static int pend_note(tls_sess_t *ls)
 {
-    if (host->struct_size <= offsetof(zl_host_api_t, layer_queued) ||
-        !host->layer_queued)
-        return 0;
     return host->layer_queued(ls->s, ls->plen);
 }
 
@@ -376,10 +530,14 @@ static void free_ssl(tls_sess_t *ls)
     if (ls->ssl && ls->clean_end && SSL_is_init_finished(ls->ssl))
         SSL_set_shutdown(ls->ssl, SSL_get_shutdown(ls->ssl) | SSL_SENT_SHUTDOWN);
     if (ls->ssl)
-        SSL_free(ls->ssl); /* frees both BIOs */
+        SSL_free(ls->ssl); /* frees the BIO */
     ls->clean_end = false;
     ls->ssl = NULL;
-    ls->rbio = ls->wbio = NULL;
+    ls->bio = NULL;
+    ls->in = NULL;
+    ls->in_len = ls->keep_off = ls->keep_len = 0;
+    zl_buf_unref(ls->out); /* not passed down: the connection is gone */
+    ls->out = NULL;
 }
 
 /* Report a failure of this connection to the handler (once), after
@@ -755,23 +913,19 @@ static void tls_on_connect(zl_session_t *s, void *state)
     }
     {
         SSL *ssl = SSL_new(ti->ctx);
-        BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+        BIO *b = BIO_new(zbio_method);
 
-        if (!ssl || !r || !w) {
+        if (!ssl || !b) {
             SSL_free(ssl);
-            BIO_free(r);
-            BIO_free(w);
+            BIO_free(b);
             fail(ls, ENOMEM, "TLS: out of memory for a connection");
             return;
         }
         ls->ssl = ssl;
-        ls->rbio = r;
-        ls->wbio = w;
+        ls->bio = b;
     }
-    /* An empty read BIO means "wait for more", not end of stream. */
-    BIO_set_mem_eof_return(ls->rbio, -1);
-    BIO_set_mem_eof_return(ls->wbio, -1);
-    SSL_set_bio(ls->ssl, ls->rbio, ls->wbio);
+    BIO_set_data(ls->bio, ls);
+    SSL_set_bio(ls->ssl, ls->bio, ls->bio); /* one reference for both */
     SSL_set_app_data(ls->ssl, ls);
     if (ti->server) {
         SSL_set_accept_state(ls->ssl);
@@ -808,17 +962,20 @@ static void tls_on_recv(zl_session_t *s, void *state, zl_buf_t *buf)
         return;
     if (ls->phase != PH_HANDSHAKE && ls->phase != PH_OPEN)
         return;
-    ERR_clear_error();
-    if (BIO_write(ls->rbio, buf->data, (int)buf->len) != (int)buf->len) {
-        fail(ls, ENOMEM, "TLS: out of memory for received data");
-        return;
-    }
+    ls->in = buf->data;
+    ls->in_len = buf->len;
     if (ls->phase == PH_HANDSHAKE)
         handshake_step(ls);
     else if (ls->lingering)
         read_discard(ls);
     else
         read_plain(ls);
+    if (!ls->ssl || ls->dead) {
+        ls->in = NULL; /* nothing more will be read */
+        ls->in_len = 0;
+    } else if (!keep_rest(ls)) {
+        fail(ls, ENOMEM, "TLS: out of memory for received data");
+    }
 }
 
 static void tls_on_err(zl_session_t *s, void *state, const zl_error_t *err)
@@ -880,6 +1037,12 @@ static void tls_on_manager(zl_session_t *s, void *state)
         ls->pbuf = NULL;
     }
     ls->pbuf_used = false;
+    if (!ls->keep_used && !ls->keep_len && ls->keep) {
+        free(ls->keep);
+        ls->keep = NULL;
+        ls->keep_cap = ls->keep_off = 0;
+    }
+    ls->keep_used = false;
     /* Backstop for the handshake timer (if it could not be armed). */
     if (ls->phase == PH_HANDSHAKE && !ls->dead && ls->hs_deadline &&
         zl_now_ms() >= ls->hs_deadline)
@@ -895,6 +1058,9 @@ static void tls_on_closed(zl_session_t *s, void *state)
     pend_drop(ls);
     zl_buf_unref(ls->pbuf);
     ls->pbuf = NULL;
+    free(ls->keep);
+    ls->keep = NULL;
+    ls->keep_cap = 0;
     free(ls->info);
     ls->info = NULL;
 }
@@ -948,7 +1114,7 @@ static void tls_pause(zl_session_t *s, void *state, bool paused)
     if (paused || ls->resume_posted || ls->phase != PH_OPEN || ls->dead ||
         !ls->ssl)
         return;
-    if (!SSL_has_pending(ls->ssl) && !BIO_ctrl_pending(ls->rbio))
+    if (!SSL_has_pending(ls->ssl) && !ls->keep_len)
         return; /* nothing held */
     t = malloc(sizeof(*t));
     if (!t) {
@@ -1650,8 +1816,7 @@ static bool parse_alpn(zl_instance_t *inst, const char *v, tls_inst_t *ti)
  * servers alike: no warning when it does not apply). */
 static bool is_default(zl_instance_t *inst, const char *key)
 {
-    return host->struct_size > offsetof(zl_host_api_t, config_is_default) &&
-           host->config_is_default && host->config_is_default(inst, key);
+    return host->config_is_default(inst, key);
 }
 
 static void ignored_key(zl_instance_t *inst, const char *key, bool server)
@@ -1982,6 +2147,11 @@ static int tls_init(zl_plugin_t *self, const zl_host_api_t *api)
         return -EPROTO; /* a host older than this plugin */
     host = api;
     self_plugin = self;
+    if (!zbio_method && !zbio_setup()) {
+        api->log(self, ZL_LOG_CRITICAL, "cannot create the TLS BIO method: "
+                                        "out of memory");
+        return -ENOMEM;
+    }
     return host->register_provider(self, &reg);
 }
 
