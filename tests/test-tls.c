@@ -469,6 +469,18 @@ static icfg_t *icfg(const char *first, ...)
     return c;
 }
 
+/* The usual pair: a server with the certificate for localhost and
+ * 127.0.0.1, and a client that trusts the test CA. */
+static icfg_t *srv_icfg(void)
+{
+    return icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+}
+
+static icfg_t *cli_icfg(void)
+{
+    return icfg("tls-ca", f_ca, NULL);
+}
+
 static void opts_fill(zl_instance_options_t *o, icfg_t *c, bool server,
                       const zl_handler_t *h, zl_plugin_t *hp)
 {
@@ -542,6 +554,12 @@ static zl_instance_t *start_client(icfg_t *c, const char *hostname,
                                    uint16_t port)
 {
     return start_client_opts(c, hostname, port, false);
+}
+
+/* Whether the client received n bytes within ms. */
+static bool cli_got(size_t n, unsigned ms)
+{
+    return zl_test_wait_count(&T->side[CLI].rbytes, (long)n, ms) == (long)n;
 }
 
 /* ------------------------------------------------------------ raw peers */
@@ -790,7 +808,7 @@ static void wait_client_closed(void)
 static void echo_roundtrip(const char *hostname, icfg_t *cc,
                            bool server_records, const char *sni)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *sc = srv_icfg();
     zl_instance_t *srv, *cli;
     const char *msg = "hello over tls\n";
     uint16_t port;
@@ -802,8 +820,7 @@ static void echo_roundtrip(const char *hostname, icfg_t *cc,
     srv = server_records ? start_server(sc, &rec_h, NULL, &port)
                          : start_server(sc, echo_handler, echo_plugin, &port);
     cli = start_client(cc, hostname, port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
-                             WAIT_MS) == (long)strlen(msg),
+    CHECK(cli_got(strlen(msg), WAIT_MS),
           "echo not received (client errors: %ld, %s)",
           atomic_load(&T->side[CLI].errs), snap(CLI).err_msg);
     c = snap(CLI);
@@ -831,7 +848,7 @@ static void echo_roundtrip(const char *hostname, icfg_t *cc,
 /* 1. The echo plugin over TLS, verified with the test CA by IP address. */
 static void test_echo_by_ip(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *cc = cli_icfg();
 
     echo_roundtrip("127.0.0.1", cc, false, NULL);
     free(cc);
@@ -840,7 +857,7 @@ static void test_echo_by_ip(void)
 /* 1b. By name: DNS SAN checked, SNI sent (seen by the server). */
 static void test_echo_by_name(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *cc = cli_icfg();
 
     echo_roundtrip("localhost", cc, true, "localhost");
     free(cc);
@@ -892,7 +909,7 @@ static void verify_fail_case(const char *cert, const char *key,
 
 static void test_verify_self_signed(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *cc = cli_icfg();
 
     verify_fail_case(f_self, f_self_key, cc, "127.0.0.1", "self signed",
                      "self-signed", __LINE__);
@@ -910,7 +927,7 @@ static void test_verify_hostname_mismatch(void)
 
 static void test_verify_ip_mismatch(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *cc = cli_icfg();
 
     verify_fail_case(f_other, f_other_key, cc, "127.0.0.1",
                      "IP address mismatch", NULL, __LINE__);
@@ -931,7 +948,7 @@ static void test_verify_unknown_ca(void)
  * an OpenSSL server thread presents it. */
 static void test_verify_expired(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *cc = cli_icfg();
     raw_t *r = raw_start(RAW_TLS_EXPIRED);
     zl_instance_t *cli;
 
@@ -968,7 +985,7 @@ static void test_verify_false(void)
     T->connect_send = "insecure but working";
     srv = start_server(sc, echo_handler, echo_plugin, &port);
     cli = start_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 20, WAIT_MS) == 20,
+    CHECK(cli_got(20, WAIT_MS),
           "no echo with tls-verify = false: %s", snap(CLI).err_msg);
     CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
     CU_ASSERT_STRING_EQUAL(snap(CLI).data, "insecure but working");
@@ -1130,7 +1147,7 @@ static void test_mutual_tls(void)
     icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key,
                       "tls-client-ca", f_ca, "tls-verify-client", "required",
                       NULL);
-    icfg_t *nocert = icfg("tls-ca", f_ca, NULL);
+    icfg_t *nocert = cli_icfg();
     icfg_t *withcert = icfg("tls-ca", f_ca, "tls-cert", f_cli, "tls-key",
                             f_cli_key, NULL);
     zl_instance_t *srv, *cli;
@@ -1165,7 +1182,7 @@ static void test_mutual_tls(void)
     T->srv_echo = true;
     T->connect_send = "with cert";
     cli = start_client(withcert, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 9, WAIT_MS) == 9,
+    CHECK(cli_got(9, WAIT_MS),
           "no echo with a client certificate: %s", snap(CLI).err_msg);
     s = snap(SRV);
     CHECK(has(s.subject, "CN=zltk test client"), "server peer-subject '%s'",
@@ -1196,7 +1213,7 @@ static void test_alpn(void)
     T->connect_send = "alpn";
     srv = start_server(sc, &rec_h, NULL, &port);
     cli = start_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 4, WAIT_MS) == 4,
+    CHECK(cli_got(4, WAIT_MS),
           "no echo: %s", snap(CLI).err_msg);
     /* The server's preference wins. */
     CHECK(!strcmp(snap(CLI).alpn[0], "h2"), "client alpn '%s', want h2",
@@ -1224,8 +1241,8 @@ static void test_alpn(void)
 /* Sent from on_open, long before the handshake: delivered after it. */
 static void test_send_before_handshake(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
     const size_t n = 200 * KIB;
@@ -1234,8 +1251,7 @@ static void test_send_before_handshake(void)
     T->open_bytes = n;
     srv = start_server(sc, echo_handler, echo_plugin, &port);
     cli = start_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)n, WAIT_MS) ==
-              (long)n,
+    CHECK(cli_got(n, WAIT_MS),
           "echoed %ld of %zu bytes sent in on_open (%s)",
           atomic_load(&T->side[CLI].rbytes), n, snap(CLI).err_msg);
     CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
@@ -1250,7 +1266,7 @@ static void test_send_before_handshake(void)
     trec_new();
     T->open_send = "early bird";
     cli = start_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, 10, WAIT_MS) == 10,
+    CHECK(cli_got(10, WAIT_MS),
           "short early send not echoed: %s", snap(CLI).err_msg);
     CU_ASSERT_STRING_EQUAL(snap(CLI).data, "early bird");
     zl_instance_free(cli);
@@ -1284,8 +1300,8 @@ static void test_send_before_handshake(void)
  * includes it, on_busy(false) once it drained; nothing lost. */
 static void test_busy_before_handshake(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
     const size_t n = 600 * KIB;
@@ -1296,8 +1312,7 @@ static void test_busy_before_handshake(void)
     T->cli_low = 32 * KIB;
     srv = start_server(sc, echo_handler, echo_plugin, &port);
     cli = start_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)n, WAIT_MS) ==
-              (long)n,
+    CHECK(cli_got(n, WAIT_MS),
           "echoed %ld of %zu bytes sent before the handshake (%s)",
           atomic_load(&T->side[CLI].rbytes), n, snap(CLI).err_msg);
     CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
@@ -1325,8 +1340,8 @@ static void test_busy_before_handshake(void)
  * another thread); then the rest arrives in order. */
 static void test_pause_holds_plaintext(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     const size_t sizes[] = {48 * KIB, MIB};
 
     for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
@@ -1370,8 +1385,8 @@ static void test_pause_holds_plaintext(void)
 static void test_many_connections(void)
 {
     enum { N = 100 };
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli[N];
     uint16_t port;
     size_t bulk = zl_test_slow() > 1 ? 128 * KIB : MIB;
@@ -1405,8 +1420,8 @@ static void test_many_connections(void)
 /* Send 1 MiB and close at once: the peer gets all of it, then EOF. */
 static void test_close_with_pending(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
     sinfo_t s;
@@ -1439,8 +1454,8 @@ static void test_close_with_pending(void)
  * more plaintext from the same read: nothing more reaches it. */
 static void test_abort_in_recv(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
 
@@ -1467,8 +1482,8 @@ static void test_abort_in_recv(void)
  * then end of stream. */
 static void test_shutdown(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
     sinfo_t c;
@@ -1498,8 +1513,8 @@ static void test_shutdown(void)
 
 static void test_byte_by_byte(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     relay_t *r = calloc(1, sizeof(*r));
     const char *msg = "one byte at a time";
@@ -1515,8 +1530,7 @@ static void test_byte_by_byte(void)
     CU_ASSERT_FATAL(r->lfd >= 0);
     CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r), 0);
     cli = start_client(cc, "127.0.0.1", r->port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
-                             2 * WAIT_MS) == (long)strlen(msg),
+    CHECK(cli_got(strlen(msg), 2 * WAIT_MS),
           "no echo through the relay: %s", snap(CLI).err_msg);
     CU_ASSERT_STRING_EQUAL(snap(CLI).data, msg);
     CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].connects), 1);
@@ -1535,8 +1549,8 @@ static void test_byte_by_byte(void)
 
 static void test_peer_closes_mid_handshake(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     raw_t *r = raw_start(RAW_HANGUP);
     zl_instance_t *srv, *cli;
     uint16_t port;
@@ -1627,7 +1641,7 @@ static void test_handshake_timeout(void)
  * handler hears nothing but on_closed. */
 static void test_stop_during_handshake(void)
 {
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL); /* default 10 s timeout */
+    icfg_t *cc = cli_icfg(); /* default 10 s timeout */
     raw_t *r = raw_start(RAW_SILENT);
     zl_instance_t *cli;
     uint64_t t0;
@@ -1652,7 +1666,7 @@ static void test_stop_during_handshake(void)
 static void test_plain_client(void)
 {
     static const char req[] = "GET / HTTP/1.0\r\n\r\n";
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
+    icfg_t *sc = srv_icfg();
     zl_instance_t *srv;
     uint16_t port;
     size_t n = 0;
@@ -1701,8 +1715,8 @@ static void test_plain_client(void)
  * the user had.) */
 static void test_resumption(void)
 {
-    icfg_t *sc = icfg("tls-cert", f_srv, "tls-key", f_srv_key, NULL);
-    icfg_t *cc = icfg("tls-ca", f_ca, NULL);
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
     uint16_t port;
     long n;
@@ -2075,8 +2089,7 @@ static void test_pin_ephemeral_by_name(void)
     /* The server first: @NAME is resolved when the client is made. */
     srv = pin_server(sc, "eph-by-name", &pin_h, NULL, &port);
     cli = pin_client(cc, "127.0.0.1", port);
-    CHECK(zl_test_wait_count(&T->side[CLI].rbytes, (long)strlen(msg),
-                             WAIT_MS) == (long)strlen(msg),
+    CHECK(cli_got(strlen(msg), WAIT_MS),
           "no echo with tls-pin = @NAME (errors %ld: %s)",
           atomic_load(&T->side[CLI].errs), snap(CLI).err_msg);
     c = snap(CLI);
