@@ -7,7 +7,9 @@
  * zltk-host runs it: the tls plugin is loaded from
  * $top_builddir/plugins/.libs, and instances are made with
  * zl_instance_new() with the tls layer, a configuration table and the
- * recording handler below (which also echoes, on servers).
+ * recording handler below (which also echoes, on servers).  Suite init,
+ * the configuration tables and the instance options are the harness
+ * shared with suite "tls" (tls-certs.h).
  *
  * Certificates come from tls-certs.c (a CA, a server certificate for
  * localhost and 127.0.0.1, one for other.example, an expired one, a
@@ -72,9 +74,7 @@ extern char **environ;
 #define KIB 1024u
 
 static const zl_host_api_t *host;
-static zl_plugin_registry_t *reg;
-static const zl_layer_t *tls_layer;
-static zl_plugin_t *tls_plugin;
+static zl_test_tls_plugins_t plugins; /* tls (tls-certs.h) */
 static zl_test_tls_certs_t certs;
 static char openssl_bin[PATH_MAX]; /* "" when not on PATH */
 
@@ -585,14 +585,6 @@ typedef struct hst {
     uint64_t recvd;
 } hst_t;
 
-static void copy_info(zl_session_t *s, const char *key, char *dst,
-                      size_t len)
-{
-    const char *v = host->transport_info(s, key);
-
-    snprintf(dst, len, "%s", v ? v : "");
-}
-
 static int h_open(zl_session_t *s, void *state, zl_instance_t *inst)
 {
     hst_t *st = state;
@@ -615,11 +607,11 @@ static void h_connect(zl_session_t *s, void *state, const zl_error_t *err)
     pthread_mutex_lock(&R.mu);
     if (st->who == CLI)
         send = R.connect_send;
-    copy_info(s, "version", sd->version, sizeof(sd->version));
-    copy_info(s, "alpn", sd->alpn, sizeof(sd->alpn));
-    copy_info(s, "cipher", sd->cipher, sizeof(sd->cipher));
-    copy_info(s, "peer-subject", sd->subject, sizeof(sd->subject));
-    copy_info(s, "server-name", sd->sni, sizeof(sd->sni));
+    zl_test_tls_info(s, "version", sd->version, sizeof(sd->version));
+    zl_test_tls_info(s, "alpn", sd->alpn, sizeof(sd->alpn));
+    zl_test_tls_info(s, "cipher", sd->cipher, sizeof(sd->cipher));
+    zl_test_tls_info(s, "peer-subject", sd->subject, sizeof(sd->subject));
+    zl_test_tls_info(s, "server-name", sd->sni, sizeof(sd->sni));
     {
         const char *r = host->transport_info(s, "resumed");
         size_t n = strlen(sd->resumed);
@@ -692,61 +684,21 @@ static const zl_handler_t rec_h = {
 
 /* ------------------------------------------------------------ instances */
 
-#define MAXREP 6
+/* One instance's configuration (its kv: key, value, ..., NULL) and the
+ * problems it reported (tls-certs.h); must outlive the instance. */
+typedef zl_test_icfg_t icfg_t;
 
-/* One instance's keys (key, value, ..., NULL) and the problems it
- * reported; must outlive the instance. */
-typedef struct icfg {
-    const char *kv[24];
-    int nrep;
-    char rep[MAXREP][400];
-} icfg_t;
-
-static const char *cfg_get(void *ctx, const char *key)
+/* The reports, for messages: one "key: message" a line. */
+static const char *reports(icfg_t *c)
 {
-    icfg_t *c = ctx;
-
-    for (int i = 0; c->kv[i]; i += 2)
-        if (!strcmp(c->kv[i], key))
-            return c->kv[i + 1];
-    return NULL;
-}
-
-static void cfg_report(void *ctx, const char *key, const char *message)
-{
-    icfg_t *c = ctx;
-
-    if (c->nrep < MAXREP)
-        snprintf(c->rep[c->nrep], sizeof(c->rep[0]), "%s: %s",
-                 key ? key : "(group)", message ? message : "");
-    c->nrep++;
-}
-
-static const char *reports(const icfg_t *c)
-{
-    static char buf[MAXREP * 420];
-    size_t n = 0;
-
-    buf[0] = '\0';
-    for (int i = 0; i < c->nrep && i < MAXREP && n < sizeof(buf); i++)
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\n      %s",
-                              c->rep[i]);
-    return buf;
+    return zl_test_icfg_reports(c, "\n      ");
 }
 
 static void opts_fill(zl_instance_options_t *o, icfg_t *c, bool server)
 {
-    memset(o, 0, sizeof(*o));
-    o->name = server ? "interop-server" : "interop-client";
-    o->server = server;
-    o->handler = &rec_h;
-    o->layer = tls_layer;
-    o->layer_plugin = tls_plugin;
-    o->config = cfg_get;
-    o->report = cfg_report;
-    o->ctx = c;
-    o->server_opts.host = "127.0.0.1";
-    o->client.connect_timeout_ms = 3000;
+    zl_test_tls_opts_fill(o, &plugins, c, server,
+                          server ? "interop-server" : "interop-client",
+                          &rec_h, NULL);
 }
 
 /* Our client to 127.0.0.1:port, started; NULL (and a failed check) if it
@@ -760,14 +712,7 @@ static zl_instance_t *client_start_opts(icfg_t *c, uint16_t port,
     int rc;
 
     opts_fill(&o, c, false);
-    o.client.host = "127.0.0.1";
-    o.client.port = port;
-    if (reconnect) {
-        o.client.reconnect = true;
-        o.client.reconnect_min_ms = 20;
-        o.client.reconnect_max_ms = 50;
-        o.client.max_attempts = 5;
-    }
+    zl_test_tls_client_to(&o, "127.0.0.1", port, reconnect);
     rc = zl_instance_new(&inst, &o);
     if (!CHECK(rc == 0, "client instance refused (%d):%s", rc, reports(c)))
         return NULL;
@@ -886,6 +831,171 @@ static void expect_server_done(proc_t *sv, int line)
     g_free(text);
 }
 
+/* Our side who failed the handshake: one on_err, ZL_ETLS at stage tls,
+ * whose message names the handshake with 127.0.0.1 (given the port,
+ * "127.0.0.1:PORT failed") and says want (or want2); its handler never
+ * connected and got nothing.  peer: the process at the other end, quoted
+ * on failure.  Returns the side's record. */
+static snap_t expect_handshake_fail(int who, proc_t *peer, uint16_t port,
+                                    const char *want, const char *want2,
+                                    int line)
+{
+    const char *name = who == CLI ? "client" : "server";
+    char prefix[96];
+    snap_t c;
+
+    if (port)
+        snprintf(prefix, sizeof(prefix),
+                 "TLS handshake with 127.0.0.1:%u failed", port);
+    else
+        snprintf(prefix, sizeof(prefix), "TLS handshake with 127.0.0.1:");
+    zl_test_wait_count(&R.side[who].errs, 1, WAIT_MS);
+    c = snap(who);
+    zl_test_check_at(__FILE__, line, c.errs == 1,
+                     "%s on_err count %ld, want 1:%s", name, c.errs,
+                     proc_dump(peer));
+    zl_test_check_at(__FILE__, line,
+                     c.err_code == ZL_ETLS && c.err_stage == ZL_STAGE_TLS,
+                     "%s error %s stage %s ('%s'), want ZL_ETLS / tls", name,
+                     zl_err_name(c.err_code), zl_stage_name(c.err_stage),
+                     c.err_msg);
+    zl_test_check_at(__FILE__, line,
+                     has(c.err_msg, prefix) &&
+                         (has(c.err_msg, want) ||
+                          (want2 && has(c.err_msg, want2))),
+                     "%s error '%s' does not say '%s' and '%s'%s%s%s", name,
+                     c.err_msg, prefix, want, want2 ? " or '" : "",
+                     want2 ? want2 : "", want2 ? "'" : "");
+    zl_test_check_at(__FILE__, line, c.connects == 0 && c.rbytes == 0,
+                     "the %s handler connected %ld times, got %ld bytes",
+                     name, c.connects, c.rbytes);
+    return c;
+}
+
+/* s_server (cert, key, EXTRA: its further arguments) and our client with
+ * config cc, which must fail the handshake as expect_handshake_fail()
+ * checks, saying want (or want2), and end its session by itself; then
+ * s_server's output (which) must say peer_says.  Returns the client's
+ * record (all zero when something did not start). */
+static snap_t client_fails(const char *cert, const char *key,
+                           const char *const *extra, icfg_t *cc,
+                           const char *want, const char *want2, int which,
+                           const char *peer_says, int line)
+{
+    zl_instance_t *cli = NULL;
+    proc_t *sv;
+    uint16_t port;
+    snap_t c;
+
+    memset(&c, 0, sizeof(c));
+    sv = s_server_v(cert, key, false, &port, extra);
+    if (sv) {
+        rec_set("must not be sent\n", false, false);
+        cli = client_start(cc, port);
+    }
+    if (!cli)
+        return c;
+    c = expect_handshake_fail(CLI, sv, port, want, want2, line);
+    wait_client_closed();
+    zl_test_check_at(__FILE__, line,
+                     proc_wait_text(sv, which, peer_says, WAIT_MS),
+                     "s_server did not say '%s':%s", peer_says,
+                     proc_dump(sv));
+    zl_instance_free(cli);
+    return c;
+}
+
+/* s_server -rev (cert, key, EXTRA: further arguments) and our client with
+ * config cc, which sends msg once connected and must get it back turned
+ * around; then our client closes, and s_server must end cleanly
+ * (expect_server_done).  *c: our client's record before it closed.
+ * Returns s_server, its output readable until end(); NULL when something
+ * did not start. */
+static proc_t *client_rev(const char *cert, const char *key,
+                          const char *const *extra, icfg_t *cc,
+                          const char *msg, snap_t *c, int line)
+{
+    char *want = reversed(msg);
+    zl_instance_t *cli = NULL;
+    args_t a = {.n = 0};
+    proc_t *sv;
+    uint16_t port;
+    bool ran = false;
+
+    memset(c, 0, sizeof(*c));
+    args_add(&a, "-rev", NULL);
+    for (int i = 0; extra && extra[i]; i++)
+        args_add(&a, extra[i], NULL);
+    sv = s_server_v(cert, key, false, &port, a.v);
+    if (sv) {
+        rec_set(msg, false, false);
+        cli = client_start(cc, port);
+    }
+    if (cli) {
+        zl_test_wait_count(&R.side[CLI].rbytes, (long)strlen(want), WAIT_MS);
+        *c = snap(CLI);
+        zl_test_check_at(__FILE__, line, !strcmp(c->data, want),
+                         "got '%s' back, want '%s' (client error '%s'):%s",
+                         c->data, want, c->err_msg, proc_dump(sv));
+        zl_instance_free(cli); /* close_notify, then s_server closes too */
+        expect_server_done(sv, line);
+        ran = true;
+    }
+    g_free(want);
+    return ran ? sv : NULL;
+}
+
+/* Our server (config sc), echoing, and s_client (EXTRA: its arguments
+ * after -connect; with commands, its input lines "K" and "R" are
+ * commands) connected to it.  Returns the s_client; NULL (and a failed
+ * check) if either did not start.  *srv: our server, NULL if it did not
+ * start, for server_free(); *port: where it listens. */
+static proc_t *server_and_s_client_v(icfg_t *sc, zl_instance_t **srv,
+                                     uint16_t *port, bool commands,
+                                     const char *const *extra)
+{
+    rec_set(NULL, true, false);
+    *srv = server_start(sc, port);
+    return *srv ? s_client_v(*port, commands, extra) : NULL;
+}
+
+#define server_and_s_client(sc, srv, port, ...)                             \
+    server_and_s_client_v((sc), (srv), (port), false,                       \
+                          (const char *const[]){__VA_ARGS__})
+#define server_and_s_client_commands(sc, srv, port, ...)                    \
+    server_and_s_client_v((sc), (srv), (port), true,                        \
+                          (const char *const[]){__VA_ARGS__})
+
+/* Write send to s_client's standard input: true once its standard output
+ * holds want (what our server echoed). */
+static bool s_client_echo(proc_t *cl, const char *send, const char *want)
+{
+    return proc_write(cl, send, strlen(send), WAIT_MS) &&
+           proc_wait_text(cl, P_OUT, want, WAIT_MS);
+}
+
+/* End s_client's input: it must end with status 0. */
+static void s_client_ends(proc_t *cl, int line)
+{
+    proc_close_stdin(cl); /* s_client: close_notify, exit */
+    zl_test_check_at(__FILE__, line,
+                     proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
+                     "s_client did not end with 0 after its input "
+                     "ended:%s",
+                     proc_dump(cl));
+}
+
+/* s_client must fail, saying says on its standard error. */
+static void s_client_fails(proc_t *cl, const char *says, int line)
+{
+    zl_test_check_at(__FILE__, line,
+                     proc_wait_exit(cl, WAIT_MS) && !proc_exited_ok(cl),
+                     "s_client should fail (saying '%s'):%s", says,
+                     proc_dump(cl));
+    zl_test_check_at(__FILE__, line, proc_wait_text(cl, P_ERR, says, 100),
+                     "s_client did not say '%s':%s", says, proc_dump(cl));
+}
+
 /* ------------------------------------------------------------ 0. tool */
 
 static void test_openssl_present(void)
@@ -912,34 +1022,22 @@ static void test_openssl_present(void)
 
 /* ------------------------------------------------------ 1. our client */
 
-/* Our client, tls-ca = the CA, against s_server -rev: the line comes back
- * turned around; then our close ends s_server cleanly. */
+/* Our client, tls-ca = the CA, against s_server -rev (version_flag: one
+ * more argument, or NULL): the line comes back turned around; then our
+ * close ends s_server cleanly. */
 static void client_rev_case(const char *version_flag, const char *want_ver,
                             int line)
 {
     icfg_t cc = {{"tls-ca", certs.ca, NULL}};
-    const char *msg = "zltk interop hello\n";
-    char *want = reversed(msg);
-    zl_instance_t *cli = NULL;
     proc_t *sv;
-    uint16_t port;
     snap_t c;
+    char *text;
 
-    sv = version_flag ? s_server(certs.srv, certs.srv_key, false, &port,
-                                 "-rev", version_flag, NULL)
-                      : s_server(certs.srv, certs.srv_key, false, &port,
-                                 "-rev", NULL);
+    sv = client_rev(certs.srv, certs.srv_key,
+                    (const char *const[]){version_flag, NULL}, &cc,
+                    "zltk interop hello\n", &c, line);
     if (!sv)
-        goto out;
-    rec_set(msg, false, false);
-    cli = client_start(&cc, port);
-    if (!cli)
-        goto out;
-    zl_test_wait_count(&R.side[CLI].rbytes, (long)strlen(want), WAIT_MS);
-    c = snap(CLI);
-    zl_test_check_at(__FILE__, line, !strcmp(c.data, want),
-                     "got '%s' back, want '%s' (client error '%s'):%s",
-                     c.data, want, c.err_msg, proc_dump(sv));
+        return;
     zl_test_check_at(__FILE__, line, !strcmp(c.version, want_ver),
                      "version '%s', want %s", c.version, want_ver);
     zl_test_check_at(__FILE__, line, has(c.subject, "CN=localhost"),
@@ -948,21 +1046,13 @@ static void client_rev_case(const char *version_flag, const char *want_ver,
     zl_test_check_at(__FILE__, line, c.errs == 0 && c.connects == 1,
                      "%ld errors ('%s'), %ld connects", c.errs, c.err_msg,
                      c.connects);
-    zl_instance_free(cli); /* close_notify, then s_server closes too */
-    cli = NULL;
-    expect_server_done(sv, line);
-    {
-        char *text = proc_text(sv, P_BOTH);
-        zl_test_check_at(__FILE__, line,
-                         has(text, "CONNECTION ESTABLISHED") &&
-                             has(text, want_ver),
-                         "s_server did not report a %s connection:%s",
-                         want_ver, proc_dump(sv));
-        g_free(text);
-    }
-out:
-    zl_instance_free(cli);
-    g_free(want);
+    text = proc_text(sv, P_BOTH);
+    zl_test_check_at(__FILE__, line,
+                     has(text, "CONNECTION ESTABLISHED") &&
+                         has(text, want_ver),
+                     "s_server did not report a %s connection:%s", want_ver,
+                     proc_dump(sv));
+    g_free(text);
 }
 
 static void test_client_rev(void)
@@ -1028,55 +1118,22 @@ out:
 }
 
 /* Our client must refuse s_server's certificate: a TLS error during the
- * handshake that says want (or want2), the handler never connected, and
- * s_server received our alert (alert words). */
+ * handshake that says "certificate verify failed" and want (or want2), the
+ * handler never connected, and s_server received our alert (alert
+ * words). */
 static void client_refuses(const char *cert, const char *key, icfg_t *cc,
                            const char *want, const char *want2,
                            const char *alert, int line)
 {
-    zl_instance_t *cli = NULL;
-    char prefix[96];
-    proc_t *sv;
-    uint16_t port;
-    snap_t c;
+    snap_t c = client_fails(cert, key, (const char *const[]){"-rev", NULL},
+                            cc, want, want2, P_BOTH, alert, line);
 
-    sv = s_server(cert, key, false, &port, "-rev", NULL);
-    if (!sv)
-        return;
-    rec_set("must not be sent\n", false, false);
-    cli = client_start(cc, port);
-    if (!cli)
-        return;
-    zl_test_wait_count(&R.side[CLI].errs, 1, WAIT_MS);
-    c = snap(CLI);
-    snprintf(prefix, sizeof(prefix), "TLS handshake with 127.0.0.1:%u failed",
-             port);
-    zl_test_check_at(__FILE__, line, c.errs == 1,
-                     "client on_err count %ld, want 1:%s", c.errs,
-                     proc_dump(sv));
-    zl_test_check_at(__FILE__, line,
-                     c.err_code == ZL_ETLS && c.err_stage == ZL_STAGE_TLS,
-                     "client error %s stage %s ('%s'), want ZL_ETLS / tls",
-                     zl_err_name(c.err_code), zl_stage_name(c.err_stage),
-                     c.err_msg);
-    zl_test_check_at(__FILE__, line,
-                     has(c.err_msg, prefix) &&
-                         has(c.err_msg, "certificate verify failed") &&
-                         (has(c.err_msg, want) ||
-                          (want2 && has(c.err_msg, want2))),
-                     "client error '%s' does not say '%s: certificate verify "
-                     "failed: %s%s%s'",
-                     c.err_msg, prefix, want, want2 ? "' or '" : "",
-                     want2 ? want2 : "");
-    zl_test_check_at(__FILE__, line, c.connects == 0 && c.rbytes == 0,
-                     "the handler connected %ld times, got %ld bytes",
-                     c.connects, c.rbytes);
-    wait_client_closed();
-    zl_test_check_at(__FILE__, line,
-                     proc_wait_text(sv, P_BOTH, alert, WAIT_MS),
-                     "s_server did not report our alert '%s':%s", alert,
-                     proc_dump(sv));
-    zl_instance_free(cli);
+    if (c.errs)
+        zl_test_check_at(__FILE__, line,
+                         has(c.err_msg, "certificate verify failed"),
+                         "client error '%s' does not say 'certificate "
+                         "verify failed'",
+                         c.err_msg);
 }
 
 static void test_client_refuses_self_signed(void)
@@ -1139,32 +1196,13 @@ static void test_client_refuses_unknown_ca(void)
 static void test_client_min_version(void)
 {
     icfg_t cc = {{"tls-ca", certs.ca, "tls-min-version", "1.3", NULL}};
-    zl_instance_t *cli = NULL;
-    proc_t *sv;
-    uint16_t port;
-    snap_t c;
 
     if (!begin())
         return;
-    sv = s_server(certs.srv, certs.srv_key, false, &port, "-rev", "-tls1_2",
-                  NULL);
-    if (!sv)
-        goto out;
-    cli = client_start(&cc, port);
-    if (!cli)
-        goto out;
-    zl_test_wait_count(&R.side[CLI].errs, 1, WAIT_MS);
-    c = snap(CLI);
-    CHECK(c.err_code == ZL_ETLS && has(c.err_msg, "TLS handshake with") &&
-              has(c.err_msg, "protocol version"),
-          "client error %s '%s', want ZL_ETLS '... protocol version':%s",
-          zl_err_name(c.err_code), c.err_msg, proc_dump(sv));
-    CU_ASSERT_EQUAL(c.connects, 0);
-    CHECK(proc_wait_text(sv, P_BOTH, "unsupported protocol", WAIT_MS),
-          "s_server did not refuse the protocol version:%s", proc_dump(sv));
-    wait_client_closed();
-out:
-    zl_instance_free(cli);
+    client_fails(certs.srv, certs.srv_key,
+                 (const char *const[]){"-rev", "-tls1_2", NULL}, &cc,
+                 "protocol version", NULL, P_BOTH, "unsupported protocol",
+                 __LINE__);
     end();
 }
 
@@ -1175,51 +1213,38 @@ static void test_client_verify_false(void)
     icfg_t cc = {{"tls-verify", "false", NULL}};
     zl_log_options_t lo = {.level = ZL_LOG_WARNING};
     zl_log_level_t level = zl_log_get_level();
-    const char *msg = "unverified but working\n";
-    char *want = reversed(msg), *path = NULL, *text = NULL;
-    zl_instance_t *cli = NULL;
+    char *path = NULL, *text = NULL;
     proc_t *sv;
-    uint16_t port;
-    int lrc = -1;
+    int lrc;
     snap_t c;
 
     if (!begin())
-        goto out;
-    sv = s_server(certs.self, certs.self_key, false, &port, "-rev", NULL);
-    if (!sv)
-        goto out;
+        return;
     path = g_strdup_printf("%s/verify-false.log", certs.dir);
     lo.file = path;
     lrc = zl_log_init(&lo);
     CU_ASSERT_EQUAL(lrc, 0);
-    rec_set(msg, false, false);
-    cli = client_start(&cc, port);
-    if (!cli)
-        goto out;
-    zl_test_wait_count(&R.side[CLI].rbytes, (long)strlen(want), WAIT_MS);
-    c = snap(CLI);
-    CHECK(!strcmp(c.data, want), "got '%s', want '%s' (error '%s'):%s",
-          c.data, want, c.err_msg, proc_dump(sv));
-    CHECK(has(c.subject, "CN=localhost"), "peer-subject '%s'", c.subject);
-    CU_ASSERT_EQUAL(c.errs, 0);
-    zl_instance_free(cli);
-    cli = NULL;
-    expect_server_done(sv, __LINE__);
-out:
-    zl_instance_free(cli);
+    sv = client_rev(certs.self, certs.self_key, NULL, &cc,
+                    "unverified but working\n", &c, __LINE__);
+    if (sv) {
+        CHECK(has(c.subject, "CN=localhost"), "peer-subject '%s'",
+              c.subject);
+        CU_ASSERT_EQUAL(c.errs, 0);
+    }
     if (lrc == 0) {
         zl_log_shutdown();
         zl_log_set_level(level);
-        CHECK(g_file_get_contents(path, &text, NULL, NULL) &&
-                  has(text, "tls-verify = false") &&
-                  has(text, "client.interop-client") &&
-                  has(text, "NOT checked"),
-              "no tls-verify = false warning naming client.interop-client "
-              "in the log: '%s'", text ? text : "(none)");
+        if (sv)
+            CHECK(g_file_get_contents(path, &text, NULL, NULL) &&
+                      has(text, "tls-verify = false") &&
+                      has(text, "client.interop-client") &&
+                      has(text, "NOT checked"),
+                  "no tls-verify = false warning naming "
+                  "client.interop-client in the log: '%s'",
+                  text ? text : "(none)");
     }
     g_free(text);
     g_free(path);
-    g_free(want);
     end();
 }
 
@@ -1230,38 +1255,22 @@ static void test_client_mtls(void)
 {
     icfg_t cc = {{"tls-ca", certs.ca, "tls-cert", certs.cli, "tls-key",
                   certs.cli_key, NULL}};
-    const char *msg = "with a client certificate\n";
-    char *want = reversed(msg);
-    zl_instance_t *cli = NULL;
     proc_t *sv;
-    uint16_t port;
     snap_t c;
 
     if (!begin())
-        goto out;
-    sv = s_server(certs.srv, certs.srv_key, false, &port, "-rev", "-Verify",
-                  "1", "-CAfile", certs.ca, NULL);
-    if (!sv)
-        goto out;
-    rec_set(msg, false, false);
-    cli = client_start(&cc, port);
-    if (!cli)
-        goto out;
-    zl_test_wait_count(&R.side[CLI].rbytes, (long)strlen(want), WAIT_MS);
-    c = snap(CLI);
-    CHECK(!strcmp(c.data, want), "got '%s', want '%s' (error '%s'):%s",
-          c.data, want, c.err_msg, proc_dump(sv));
-    CU_ASSERT_EQUAL(c.errs, 0);
-    zl_instance_free(cli);
-    cli = NULL;
-    expect_server_done(sv, __LINE__);
-    /* s_server's verify callback printed the chain it checked. */
-    CHECK(proc_wait_text(sv, P_BOTH, "CN = zltk test client", 100),
-          "s_server did not verify our client certificate:%s",
-          proc_dump(sv));
-out:
-    zl_instance_free(cli);
-    g_free(want);
+        return;
+    sv = client_rev(certs.srv, certs.srv_key,
+                    (const char *const[]){"-Verify", "1", "-CAfile", certs.ca,
+                                          NULL},
+                    &cc, "with a client certificate\n", &c, __LINE__);
+    if (sv) {
+        CU_ASSERT_EQUAL(c.errs, 0);
+        /* s_server's verify callback printed the chain it checked. */
+        CHECK(proc_wait_text(sv, P_BOTH, "CN = zltk test client", 100),
+              "s_server did not verify our client certificate:%s",
+              proc_dump(sv));
+    }
     end();
 }
 
@@ -1278,12 +1287,9 @@ static void client_mtls_missing_case(const char *version_flag,
     uint16_t port;
     snap_t c;
 
-    sv = version_flag ? s_server(certs.srv, certs.srv_key, false, &port,
-                                 "-rev", "-Verify", "1", "-CAfile", certs.ca,
-                                 version_flag, NULL)
-                      : s_server(certs.srv, certs.srv_key, false, &port,
-                                 "-rev", "-Verify", "1", "-CAfile", certs.ca,
-                                 NULL);
+    /* version_flag NULL ends the arguments early. */
+    sv = s_server(certs.srv, certs.srv_key, false, &port, "-rev", "-Verify",
+                  "1", "-CAfile", certs.ca, version_flag, NULL);
     if (!sv)
         return;
     rec_set("no certificate\n", false, false);
@@ -1344,40 +1350,23 @@ static void test_client_mtls_missing_tls12(void)
 static void client_alpn_case(const char *offer, const char *want, int line)
 {
     icfg_t cc = {{"tls-ca", certs.ca, "tls-alpn", offer, NULL}};
-    const char *msg = "alpn\n";
-    char *rev = reversed(msg), sel[64];
-    zl_instance_t *cli = NULL;
+    char sel[64];
     proc_t *sv;
-    uint16_t port;
     snap_t c;
 
-    sv = s_server(certs.srv, certs.srv_key, false, &port, "-rev", "-alpn",
-                  "zl-a,zl-b", NULL);
+    sv = client_rev(certs.srv, certs.srv_key,
+                    (const char *const[]){"-alpn", "zl-a,zl-b", NULL}, &cc,
+                    "alpn\n", &c, line);
     if (!sv)
-        goto out;
-    rec_set(msg, false, false);
-    cli = client_start(&cc, port);
-    if (!cli)
-        goto out;
-    zl_test_wait_count(&R.side[CLI].rbytes, (long)strlen(rev), WAIT_MS);
-    c = snap(CLI);
-    zl_test_check_at(__FILE__, line, !strcmp(c.data, rev),
-                     "offering %s: got '%s' (error '%s'):%s", offer, c.data,
-                     c.err_msg, proc_dump(sv));
+        return;
     zl_test_check_at(__FILE__, line, !strcmp(c.alpn, want),
                      "offering %s to zl-a,zl-b: transport_info alpn '%s', "
                      "want '%s'",
                      offer, c.alpn, want);
-    zl_instance_free(cli);
-    cli = NULL;
-    expect_server_done(sv, line);
     /* s_server's standard output is a buffered file: read it at exit. */
     snprintf(sel, sizeof(sel), "ALPN protocols selected: %s", want);
     zl_test_check_at(__FILE__, line, proc_wait_text(sv, P_BOTH, sel, 100),
                      "s_server did not say '%s':%s", sel, proc_dump(sv));
-out:
-    zl_instance_free(cli);
-    g_free(rev);
 }
 
 /* Nothing in common: s_server (OpenSSL 3) refuses the handshake with a
@@ -1385,39 +1374,11 @@ out:
 static void client_alpn_none_case(int line)
 {
     icfg_t cc = {{"tls-ca", certs.ca, "tls-alpn", "zl-c", NULL}};
-    zl_instance_t *cli = NULL;
-    proc_t *sv;
-    uint16_t port;
-    snap_t c;
 
-    sv = s_server(certs.srv, certs.srv_key, false, &port, "-rev", "-alpn",
-                  "zl-a,zl-b", NULL);
-    if (!sv)
-        return;
-    rec_set("alpn\n", false, false);
-    cli = client_start(&cc, port);
-    if (!cli)
-        return;
-    zl_test_wait_count(&R.side[CLI].errs, 1, WAIT_MS);
-    c = snap(CLI);
-    zl_test_check_at(__FILE__, line,
-                     c.errs == 1 && c.err_code == ZL_ETLS &&
-                         has(c.err_msg, "TLS handshake with 127.0.0.1:") &&
-                         has(c.err_msg, "no application protocol"),
-                     "offering zl-c to zl-a,zl-b: %ld errors, %s '%s'; want "
-                     "ZL_ETLS '... no application protocol':%s",
-                     c.errs, zl_err_name(c.err_code), c.err_msg,
-                     proc_dump(sv));
-    zl_test_check_at(__FILE__, line, c.connects == 0 && c.rbytes == 0,
-                     "the handler connected %ld times, got %ld bytes",
-                     c.connects, c.rbytes);
-    wait_client_closed();
-    zl_test_check_at(__FILE__, line,
-                     proc_wait_text(sv, P_ERR, "no application protocol",
-                                    WAIT_MS),
-                     "s_server did not refuse the protocols:%s",
-                     proc_dump(sv));
-    zl_instance_free(cli);
+    client_fails(certs.srv, certs.srv_key,
+                 (const char *const[]){"-rev", "-alpn", "zl-a,zl-b", NULL},
+                 &cc, "no application protocol", NULL, P_ERR,
+                 "no application protocol", line);
 }
 
 static void test_client_alpn(void)
@@ -1606,28 +1567,17 @@ static void server_echo_case(const char *const *extra, const char *want_ver,
     snap_t s;
     char *out;
 
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        return;
     args_add(&a, "-CAfile", certs.ca, "-verify_return_error", "-verify_ip",
              "127.0.0.1", "-brief", NULL);
     for (int i = 0; extra && extra[i]; i++)
         args_add(&a, extra[i], NULL);
-    cl = s_client_v(port, false, a.v);
+    cl = server_and_s_client_v(&sc, &srv, &port, false, a.v);
     if (!cl)
         goto out;
-    zl_test_check_at(__FILE__, line,
-                     proc_write(cl, msg, strlen(msg), WAIT_MS) &&
-                         proc_wait_text(cl, P_OUT, msg, WAIT_MS),
+    zl_test_check_at(__FILE__, line, s_client_echo(cl, msg, msg),
                      "the line did not come back (server error '%s'):%s",
                      snap(SRV).err_msg, proc_dump(cl));
-    proc_close_stdin(cl); /* s_client: close_notify, exit */
-    zl_test_check_at(__FILE__, line,
-                     proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
-                     "s_client did not end with 0 after its input "
-                     "ended:%s",
-                     proc_dump(cl));
+    s_client_ends(cl, line);
     out = proc_text(cl, P_BOTH);
     zl_test_check_at(__FILE__, line,
                      has(out, "Verification: OK") &&
@@ -1692,12 +1642,8 @@ static void test_server_bulk(void)
                                "abcdefghijklmnopqrstuvwxyz\n", i);
     g_string_truncate(data, n - 1);
     g_string_append_c(data, '\n');
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error",
-                  "-brief", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-brief", NULL);
     if (!cl)
         goto out;
     CHECK(proc_write(cl, data->str, data->len, WAIT_MS),
@@ -1709,9 +1655,7 @@ static void test_server_bulk(void)
             break;
         zl_test_sleep_ms(5);
     }
-    proc_close_stdin(cl);
-    CHECK(proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
-          "s_client did not end with 0:%s", proc_dump(cl));
+    s_client_ends(cl, __LINE__);
     if (g_file_get_contents(cl->out, &out, &outlen, NULL))
         CHECK(outlen == n && !memcmp(out, data->str, n),
               "%zu bytes came back of %zu%s (server error '%s')", outlen, n,
@@ -1736,30 +1680,15 @@ static void test_server_client_refuses(void)
     zl_instance_t *srv = NULL;
     proc_t *cl;
     uint16_t port;
-    snap_t s;
 
     if (!begin())
         return;
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-verify_return_error", "-brief", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-verify_return_error",
+                             "-brief", NULL);
     if (!cl)
         goto out;
-    CHECK(proc_wait_exit(cl, WAIT_MS) && !proc_exited_ok(cl),
-          "s_client should fail (unknown CA):%s", proc_dump(cl));
-    CHECK(proc_wait_text(cl, P_ERR, "unable to get local issuer certificate",
-                         100),
-          "s_client did not say why:%s", proc_dump(cl));
-    zl_test_wait_count(&R.side[SRV].errs, 1, WAIT_MS);
-    s = snap(SRV);
-    CHECK(s.errs == 1 && s.err_code == ZL_ETLS &&
-              s.err_stage == ZL_STAGE_TLS &&
-              has(s.err_msg, "TLS handshake with 127.0.0.1:") &&
-              has(s.err_msg, "alert unknown ca"),
-          "server: %ld errors, %s '%s'; want ZL_ETLS '... alert unknown ca'",
-          s.errs, zl_err_name(s.err_code), s.err_msg);
-    CU_ASSERT_EQUAL(s.connects, 0);
+    s_client_fails(cl, "unable to get local issuer certificate", __LINE__);
+    expect_handshake_fail(SRV, cl, 0, "alert unknown ca", NULL, __LINE__);
 out:
     server_free(srv);
     end();
@@ -1775,36 +1704,17 @@ static void test_server_mtls_missing(void)
     zl_instance_t *srv = NULL;
     proc_t *cl;
     uint16_t port;
-    snap_t s;
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error",
-                  "-brief", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-brief", NULL);
     if (!cl)
         goto out;
     proc_write(cl, "no certificate\n", 15, WAIT_MS);
-    CHECK(proc_wait_exit(cl, WAIT_MS) && !proc_exited_ok(cl),
-          "s_client without a certificate should fail:%s", proc_dump(cl));
-    CHECK(proc_wait_text(cl, P_ERR, "alert certificate required", 100),
-          "s_client did not receive 'certificate required':%s",
-          proc_dump(cl));
-    zl_test_wait_count(&R.side[SRV].errs, 1, WAIT_MS);
-    s = snap(SRV);
-    CHECK(s.errs == 1 && s.err_code == ZL_ETLS &&
-              s.err_stage == ZL_STAGE_TLS &&
-              has(s.err_msg, "TLS handshake with 127.0.0.1:") &&
-              has(s.err_msg, "peer did not return a certificate"),
-          "server: %ld errors, %s '%s'; want ZL_ETLS '... peer did not "
-          "return a certificate'",
-          s.errs, zl_err_name(s.err_code), s.err_msg);
-    CHECK(s.connects == 0 && s.rbytes == 0,
-          "the server handler connected %ld times, got %ld bytes",
-          s.connects, s.rbytes);
+    s_client_fails(cl, "alert certificate required", __LINE__);
+    expect_handshake_fail(SRV, cl, 0, "peer did not return a certificate",
+                          NULL, __LINE__);
 out:
     server_free(srv);
     end();
@@ -1823,21 +1733,15 @@ static void test_server_mtls(void)
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error",
-                  "-brief", "-cert", certs.cli, "-key", certs.cli_key, NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-brief", "-cert",
+                             certs.cli, "-key", certs.cli_key, NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, msg, strlen(msg), WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, msg, WAIT_MS),
+    CHECK(s_client_echo(cl, msg, msg),
           "no echo with a client certificate (server error '%s'):%s",
           snap(SRV).err_msg, proc_dump(cl));
-    proc_close_stdin(cl);
-    CHECK(proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
-          "s_client did not end with 0:%s", proc_dump(cl));
+    s_client_ends(cl, __LINE__);
     s = snap(SRV);
     CHECK(has(s.subject, "CN=zltk test client"),
           "server peer-subject '%s', want CN=zltk test client", s.subject);
@@ -1862,24 +1766,18 @@ static void test_server_alpn(void)
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
     /* Not -brief: the full report names the protocol. */
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error", "-alpn",
-                  "zl-b,zl-a", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-alpn", "zl-b,zl-a",
+                             NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, "alpn\n", 5, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "\nalpn\n", WAIT_MS),
+    CHECK(s_client_echo(cl, "alpn\n", "\nalpn\n"),
           "no echo (server error '%s'):%s", snap(SRV).err_msg, proc_dump(cl));
     CHECK(proc_wait_text(cl, P_OUT, "ALPN protocol: zl-a", 100),
           "s_client did not negotiate zl-a (our server's first choice):%s",
           proc_dump(cl));
-    proc_close_stdin(cl);
-    CHECK(proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
-          "s_client did not end with 0:%s", proc_dump(cl));
+    s_client_ends(cl, __LINE__);
     s = snap(SRV);
     CHECK(!strcmp(s.alpn, "zl-a"), "server transport_info alpn '%s', want "
           "zl-a", s.alpn);
@@ -1889,24 +1787,14 @@ static void test_server_alpn(void)
 
     /* Nothing in common: our server refuses the handshake. */
     rec_reset();
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error", "-alpn",
-                  "zl-c", "-brief", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-alpn", "zl-c",
+                             "-brief", NULL);
     if (!cl)
         goto out;
-    CHECK(proc_wait_exit(cl, WAIT_MS) && !proc_exited_ok(cl),
-          "s_client offering only zl-c should fail:%s", proc_dump(cl));
-    CHECK(proc_wait_text(cl, P_ERR, "no application protocol", 100),
-          "s_client did not receive no_application_protocol:%s",
-          proc_dump(cl));
-    zl_test_wait_count(&R.side[SRV].errs, 1, WAIT_MS);
-    s = snap(SRV);
-    CHECK(s.err_code == ZL_ETLS && has(s.err_msg, "no application protocol"),
-          "server error %s '%s', want ZL_ETLS '... no application protocol'",
-          zl_err_name(s.err_code), s.err_msg);
-    CU_ASSERT_EQUAL(s.connects, 0);
+    s_client_fails(cl, "no application protocol", __LINE__);
+    expect_handshake_fail(SRV, cl, 0, "no application protocol", NULL,
+                          __LINE__);
 out:
     server_free(srv);
     end();
@@ -1924,27 +1812,20 @@ static void test_server_key_update(void)
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client_commands(port, "-CAfile", certs.ca, "-verify_return_error",
-                           "-brief", NULL);
+    cl = server_and_s_client_commands(&sc, &srv, &port, "-CAfile", certs.ca,
+                                      "-verify_return_error", "-brief",
+                                      NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, "before\n", 7, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "before\n", WAIT_MS),
+    CHECK(s_client_echo(cl, "before\n", "before\n"),
           "no echo before the KeyUpdate:%s", proc_dump(cl));
     CHECK(proc_write(cl, "K\n", 2, WAIT_MS) &&
               proc_wait_text(cl, P_ERR, "KEYUPDATE", WAIT_MS),
           "s_client sent no KeyUpdate:%s", proc_dump(cl));
-    CHECK(proc_write(cl, "after\n", 6, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "before\nafter\n", WAIT_MS),
+    CHECK(s_client_echo(cl, "after\n", "before\nafter\n"),
           "no echo after the KeyUpdate (server: %ld errors, '%s'):%s",
           atomic_load(&R.side[SRV].errs), snap(SRV).err_msg, proc_dump(cl));
-    proc_close_stdin(cl);
-    CHECK(proc_wait_exit(cl, WAIT_MS) && proc_exited_ok(cl),
-          "s_client did not end with 0:%s", proc_dump(cl));
+    s_client_ends(cl, __LINE__);
     CU_ASSERT_STRING_EQUAL(snap(SRV).data, "before\nafter\n");
 out:
     server_free(srv);
@@ -1963,22 +1844,15 @@ static void test_server_renegotiation(void)
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client_commands(port, "-CAfile", certs.ca, "-verify_return_error",
-                           "-brief", "-tls1_2", NULL);
+    cl = server_and_s_client_commands(&sc, &srv, &port, "-CAfile", certs.ca,
+                                      "-verify_return_error", "-brief",
+                                      "-tls1_2", NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, "before\n", 7, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "before\n", WAIT_MS),
+    CHECK(s_client_echo(cl, "before\n", "before\n"),
           "no echo before renegotiating:%s", proc_dump(cl));
     CHECK(proc_write(cl, "R\n", 2, WAIT_MS), "cannot write to s_client");
-    CHECK(proc_wait_exit(cl, WAIT_MS) && !proc_exited_ok(cl),
-          "s_client should fail to renegotiate:%s", proc_dump(cl));
-    CHECK(proc_wait_text(cl, P_ERR, "no renegotiation", 100),
-          "s_client did not get a no_renegotiation alert:%s", proc_dump(cl));
+    s_client_fails(cl, "no renegotiation", __LINE__);
     zl_test_wait_count(&R.side[SRV].closed, 1, WAIT_MS);
     s = snap(SRV);
     CHECK(s.connects == 1 && s.closed == 1 && !strcmp(s.data, "before\n"),
@@ -1992,8 +1866,7 @@ static void test_server_renegotiation(void)
                   "-brief", NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, "again\n", 6, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "again\n", WAIT_MS),
+    CHECK(s_client_echo(cl, "again\n", "again\n"),
           "the server does not serve after refusing a renegotiation:%s",
           proc_dump(cl));
 out:
@@ -2019,17 +1892,12 @@ static void test_server_stop_close_notify(void)
 
     if (!begin())
         return;
-    rec_set(NULL, true, false);
-    srv = server_start(&sc, &port);
-    if (!srv)
-        goto out;
-    cl = s_client(port, "-CAfile", certs.ca, "-verify_return_error",
-                  "-brief", NULL);
+    cl = server_and_s_client(&sc, &srv, &port, "-CAfile", certs.ca,
+                             "-verify_return_error", "-brief", NULL);
     if (!cl)
         goto out;
-    CHECK(proc_write(cl, "hello\n", 6, WAIT_MS) &&
-              proc_wait_text(cl, P_OUT, "hello\n", WAIT_MS),
-          "no echo:%s", proc_dump(cl));
+    CHECK(s_client_echo(cl, "hello\n", "hello\n"), "no echo:%s",
+          proc_dump(cl));
     t0 = zl_now_ms();
     zl_instance_free(srv); /* s_client's input is still open */
     srv = NULL;
@@ -2076,52 +1944,20 @@ static bool find_openssl(void)
 
 static int suite_init(void)
 {
-    const char *top = getenv("top_builddir");
-    char *path = g_build_filename(top && *top ? top : ".", "plugins", ".libs",
-                                  "tls.so", NULL);
-    const zl_registration_t *r;
-    zl_runtime_options_t o = {.pollers = 2, .workers = 2};
-    char *err = NULL;
-    int rc;
-
     pthread_mutex_init(&R.mu, NULL);
     if (!find_openssl())
         fprintf(stderr, "\ntls-interop: openssl(1) is not on PATH: every "
                 "test fails; install the openssl package\n");
     host = zl_plugins_host_api();
-    if (zl_plugins_new(&reg) < 0)
-        goto fail;
-    rc = zl_plugins_load_file(reg, path, &err);
-    if (rc < 0) {
-        fprintf(stderr, "tls-interop suite: %s: %s (build it with make)\n",
-                path, err ? err : zl_strerror(rc));
-        free(err);
-        goto fail;
-    }
-    free(err);
-    r = zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, "tls", &tls_plugin);
-    tls_layer = r ? r->vtable : NULL;
-    if (!tls_layer)
-        goto fail;
-    if (!zl_test_tls_certs_make(&certs))
-        goto fail;
-    if (zl_runtime_init(&o) != 0)
-        goto fail;
-    g_free(path);
+    if (!zl_test_tls_suite_init(&plugins, &certs, "tls-interop", NULL))
+        return -1;
     return 0;
-fail:
-    g_free(path);
-    return -1;
 }
 
 static int suite_cleanup(void)
 {
     procs_stop_all();
-    zl_runtime_shutdown();
-    if (reg)
-        zl_plugins_free(reg);
-    reg = NULL;
-    zl_test_tls_certs_remove(&certs);
+    zl_test_tls_suite_cleanup(&plugins, &certs);
     pthread_mutex_destroy(&R.mu);
     return 0;
 }

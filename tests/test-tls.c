@@ -3,7 +3,8 @@
  * Instances run exactly as zltk-host runs them: the tls and echo plugins
  * are loaded from $top_builddir/plugins/.libs with the loader, and client
  * and server instances are made with zl_instance_new() with the tls layer
- * and a configuration table.  The client side (and the server side where a
+ * and a configuration table (the harness shared with suite "tls-interop",
+ * tls-certs.h).  The client side (and the server side where a
  * test must see it) is the recording handler below, which acts through the
  * host API of zl_plugins_host_api().
  *
@@ -34,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -54,9 +54,7 @@
 #define PAT_MAX MIB
 
 static const zl_host_api_t *host;
-static zl_plugin_registry_t *reg;
-static const zl_layer_t *tls_layer;
-static zl_plugin_t *tls_plugin;
+static zl_test_tls_plugins_t plugins; /* tls and echo (tls-certs.h) */
 static const zl_handler_t *echo_handler;
 static zl_plugin_t *echo_plugin;
 static uint8_t *pattern; /* PAT_MAX bytes of a known sequence */
@@ -198,14 +196,6 @@ static tst_t *check(zl_session_t *s, void *state, const char *what)
     return st;
 }
 
-static void copy_info(zl_session_t *s, const char *key, char *dst,
-                      size_t len)
-{
-    const char *v = host->transport_info(s, key);
-
-    snprintf(dst, len, "%s", v ? v : "");
-}
-
 static void pump(zl_session_t *s, tst_t *st)
 {
     while (st->sent < T->bulk) {
@@ -272,14 +262,14 @@ static void t_connect(zl_session_t *s, void *state, const zl_error_t *err)
     st->erred = false;
     pthread_mutex_lock(&T->mu);
     if (sd->i.nconn < MAXCONN) {
-        copy_info(s, "version", sd->i.version[sd->i.nconn], 32);
-        copy_info(s, "alpn", sd->i.alpn[sd->i.nconn], 32);
-        copy_info(s, "resumed", sd->i.resumed[sd->i.nconn], 8);
+        zl_test_tls_info(s, "version", sd->i.version[sd->i.nconn], 32);
+        zl_test_tls_info(s, "alpn", sd->i.alpn[sd->i.nconn], 32);
+        zl_test_tls_info(s, "resumed", sd->i.resumed[sd->i.nconn], 8);
     }
     sd->i.nconn++;
-    copy_info(s, "cipher", sd->i.cipher, sizeof(sd->i.cipher));
-    copy_info(s, "peer-subject", sd->i.subject, sizeof(sd->i.subject));
-    copy_info(s, "server-name", sd->i.sni, sizeof(sd->i.sni));
+    zl_test_tls_info(s, "cipher", sd->i.cipher, sizeof(sd->i.cipher));
+    zl_test_tls_info(s, "peer-subject", sd->i.subject, sizeof(sd->i.subject));
+    zl_test_tls_info(s, "server-name", sd->i.sni, sizeof(sd->i.sni));
     pthread_mutex_unlock(&T->mu);
     if (st->who == SRV && T->srv_close_on_connect)
         host->close(s);
@@ -418,56 +408,10 @@ static const zl_handler_t rec_h = {
 
 /* ------------------------------------------------------------ instances */
 
-#define MAXREP 8
-
-/* One instance's configuration and the problems it reported; must outlive
- * the instance. */
-typedef struct icfg {
-    const char *kv[24]; /* key, value, ..., NULL */
-    int nrep;
-    char rep_key[MAXREP][32];
-    char rep_msg[MAXREP][600];
-} icfg_t;
-
-static const char *cfg_get(void *ctx, const char *key)
-{
-    icfg_t *c = ctx;
-
-    for (int i = 0; c->kv[i]; i += 2)
-        if (!strcmp(c->kv[i], key))
-            return c->kv[i + 1];
-    return NULL;
-}
-
-static void cfg_report(void *ctx, const char *key, const char *message)
-{
-    icfg_t *c = ctx;
-
-    if (c->nrep < MAXREP) {
-        snprintf(c->rep_key[c->nrep], sizeof(c->rep_key[0]), "%s",
-                 key ? key : "");
-        snprintf(c->rep_msg[c->nrep], sizeof(c->rep_msg[0]), "%s",
-                 message ? message : "");
-    }
-    c->nrep++;
-}
-
-static icfg_t *icfg(const char *first, ...)
-{
-    icfg_t *c = calloc(1, sizeof(*c));
-    va_list ap;
-    const char *k;
-    int i = 0;
-
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    va_start(ap, first);
-    for (k = first; k && i < 22; k = va_arg(ap, const char *)) {
-        c->kv[i++] = k;
-        c->kv[i++] = va_arg(ap, const char *);
-    }
-    va_end(ap);
-    return c;
-}
+/* One instance's configuration and the problems it reported (tls-certs.h);
+ * icfg(key, value, ..., NULL) makes one, free() it. */
+typedef zl_test_icfg_t icfg_t;
+#define icfg zl_test_icfg_new
 
 /* The usual pair: a server with the certificate for localhost and
  * 127.0.0.1, and a client that trusts the test CA. */
@@ -484,34 +428,26 @@ static icfg_t *cli_icfg(void)
 static void opts_fill(zl_instance_options_t *o, icfg_t *c, bool server,
                       const zl_handler_t *h, zl_plugin_t *hp)
 {
-    memset(o, 0, sizeof(*o));
-    o->name = server ? "tls-server" : "tls-client";
-    o->server = server;
-    o->handler = h;
-    o->plugin = hp;
-    o->layer = tls_layer;
-    o->layer_plugin = tls_plugin;
-    o->config = cfg_get;
-    o->report = cfg_report;
-    o->ctx = c;
-    o->server_opts.host = "127.0.0.1";
-    o->client.connect_timeout_ms = 3000;
+    zl_test_tls_opts_fill(o, &plugins, c, server,
+                          server ? "tls-server" : "tls-client", h, hp);
 }
 
-static void show_reports(const icfg_t *c)
+static void show_reports(icfg_t *c)
 {
-    for (int i = 0; i < c->nrep && i < MAXREP; i++)
-        fprintf(stderr, "\n    report %s: %s", c->rep_key[i], c->rep_msg[i]);
+    fputs(zl_test_icfg_reports(c, "\n    report "), stderr);
 }
 
-static zl_instance_t *start_server(icfg_t *c, const zl_handler_t *h,
-                                   zl_plugin_t *hp, uint16_t *port)
+/* A server instance named name ([server.NAME]: what tls-pin = @NAME
+ * refers to), started; *port is where it listens. */
+static zl_instance_t *start_server_as(icfg_t *c, const char *name,
+                                      const zl_handler_t *h, zl_plugin_t *hp,
+                                      uint16_t *port)
 {
     zl_instance_options_t o;
     zl_instance_t *inst = NULL;
     int rc;
 
-    opts_fill(&o, c, true, h, hp);
+    zl_test_tls_opts_fill(&o, &plugins, c, true, name, h, hp);
     rc = zl_instance_new(&inst, &o);
     if (rc)
         show_reports(c);
@@ -522,26 +458,29 @@ static zl_instance_t *start_server(icfg_t *c, const zl_handler_t *h,
     return inst;
 }
 
-static zl_instance_t *start_client_opts(icfg_t *c, const char *hostname,
-                                        uint16_t port, bool reconnect)
+static zl_instance_t *start_server(icfg_t *c, const zl_handler_t *h,
+                                   zl_plugin_t *hp, uint16_t *port)
+{
+    return start_server_as(c, "tls-server", h, hp, port);
+}
+
+/* A client instance with handler h to hostname (NULL: 127.0.0.1):port,
+ * started; with reconnect, zl_test_tls_client_to()'s policy. */
+static zl_instance_t *start_client_with(icfg_t *c, const zl_handler_t *h,
+                                        const char *hostname, uint16_t port,
+                                        bool reconnect)
 {
     zl_instance_options_t o;
     zl_instance_t *inst = NULL;
     int rc;
 
-    opts_fill(&o, c, false, &rec_h, NULL);
+    opts_fill(&o, c, false, h, NULL);
     if (T && T->cli_high) {
         o.client.conn.high_water = T->cli_high;
         o.client.conn.low_water = T->cli_low;
     }
-    o.client.host = hostname ? hostname : "127.0.0.1";
-    o.client.port = port;
-    if (reconnect) {
-        o.client.reconnect = true;
-        o.client.reconnect_min_ms = 20;
-        o.client.reconnect_max_ms = 50;
-        o.client.max_attempts = 5;
-    }
+    zl_test_tls_client_to(&o, hostname ? hostname : "127.0.0.1", port,
+                          reconnect);
     rc = zl_instance_new(&inst, &o);
     if (rc)
         show_reports(c);
@@ -550,10 +489,16 @@ static zl_instance_t *start_client_opts(icfg_t *c, const char *hostname,
     return inst;
 }
 
+static zl_instance_t *start_client_opts(icfg_t *c, const char *hostname,
+                                        uint16_t port, bool reconnect)
+{
+    return start_client_with(c, &rec_h, hostname, port, reconnect);
+}
+
 static zl_instance_t *start_client(icfg_t *c, const char *hostname,
                                    uint16_t port)
 {
-    return start_client_opts(c, hostname, port, false);
+    return start_client_with(c, &rec_h, hostname, port, false);
 }
 
 /* Whether the client received n bytes within ms. */
@@ -563,14 +508,6 @@ static bool cli_got(size_t n, unsigned ms)
 }
 
 /* ------------------------------------------------------------ raw peers */
-
-static void sock_timeouts(int fd, unsigned ms)
-{
-    struct timeval tv = {ms / 1000, (long)(ms % 1000) * 1000};
-
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
 
 static int listen_any(uint16_t *port)
 {
@@ -609,7 +546,7 @@ static int connect_to(uint16_t port)
     zl_addr_from_ip(&a, "127.0.0.1", port);
     if (fd < 0)
         return -1;
-    sock_timeouts(fd, slow_ms(WAIT_MS));
+    zl_test_sock_timeouts(fd, slow_ms(WAIT_MS));
     if (connect(fd, &a.u.sa, a.len) < 0) {
         close(fd);
         return -1;
@@ -644,12 +581,12 @@ static void *raw_main(void *arg)
         return NULL;
     }
     atomic_store(&r->accepted, 1);
-    sock_timeouts(fd, 100);
+    zl_test_sock_timeouts(fd, 100);
     if (r->mode == RAW_TLS_EXPIRED) {
         SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
         SSL *ssl = NULL;
 
-        sock_timeouts(fd, slow_ms(WAIT_MS));
+        zl_test_sock_timeouts(fd, slow_ms(WAIT_MS));
         if (ctx && SSL_CTX_use_certificate_chain_file(ctx, f_exp) == 1 &&
             SSL_CTX_use_PrivateKey_file(ctx, f_exp_key, SSL_FILETYPE_PEM) ==
                 1 &&
@@ -1022,14 +959,13 @@ static void expect_refused(icfg_t *c, bool server, const char *key, int line,
 
     opts_fill(&o, c, server, server ? echo_handler : &rec_h,
               server ? echo_plugin : NULL);
-    o.client.host = "127.0.0.1";
-    o.client.port = 9;
+    zl_test_tls_client_to(&o, "127.0.0.1", 9, false);
     rc = zl_instance_new(&inst, &o);
     zl_test_check_at(__FILE__, line, rc == -EINVAL && !inst,
                      "zl_instance_new returned %d, want -EINVAL", rc);
     if (inst)
         zl_instance_free(inst);
-    for (int i = 0; i < c->nrep && i < MAXREP; i++)
+    for (int i = 0; i < c->nrep && i < ZL_TEST_ICFG_REPORTS; i++)
         if (!strcmp(c->rep_key[i], key)) {
             found = i;
             break;
@@ -1747,59 +1683,26 @@ static void test_resumption(void)
 
 static int suite_init(void)
 {
-    const char *top = getenv("top_builddir");
-    char *dir = g_build_filename(top && *top ? top : ".", "plugins", ".libs",
-                                 NULL);
-    const char *names[] = {"tls", "echo"};
     const zl_registration_t *r;
-    zl_runtime_options_t o = {.pollers = 2, .workers = 2};
 
     host = zl_plugins_host_api();
-    if (zl_plugins_new(&reg) < 0)
-        goto fail;
-    for (size_t i = 0; i < 2; i++) {
-        char *path = g_strdup_printf("%s/%s.so", dir, names[i]);
-        char *err = NULL;
-        int rc = zl_plugins_load_file(reg, path, &err);
-
-        if (rc < 0)
-            fprintf(stderr, "tls suite: %s: %s (build it with make)\n", path,
-                    err ? err : zl_strerror(rc));
-        free(err);
-        g_free(path);
-        if (rc < 0)
-            goto fail;
-    }
-    r = zl_plugins_find_provider(reg, ZL_PROVIDES_LAYER, "tls", &tls_plugin);
-    tls_layer = r ? r->vtable : NULL;
-    r = zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER, "echo",
-                                 &echo_plugin);
-    echo_handler = r ? r->vtable : NULL;
-    if (!tls_layer || !echo_handler)
-        goto fail;
     pattern = malloc(PAT_MAX);
     if (!pattern)
-        goto fail;
+        return -1;
     for (size_t i = 0; i < PAT_MAX; i++)
         pattern[i] = (uint8_t)(i * 31u + (i >> 11));
-    if (!zl_test_tls_certs_make(&certs))
-        goto fail;
-    if (zl_runtime_init(&o) != 0)
-        goto fail;
-    g_free(dir);
-    return 0;
-fail:
-    g_free(dir);
-    return -1;
+    if (!zl_test_tls_suite_init(&plugins, &certs, "tls",
+                                (const char *const[]){"echo", NULL}))
+        return -1;
+    r = zl_plugins_find_provider(plugins.reg, ZL_PROVIDES_SERVER, "echo",
+                                 &echo_plugin);
+    echo_handler = r ? r->vtable : NULL;
+    return echo_handler ? 0 : -1;
 }
 
 static int suite_cleanup(void)
 {
-    zl_runtime_shutdown();
-    if (reg)
-        zl_plugins_free(reg);
-    reg = NULL;
-    zl_test_tls_certs_remove(&certs);
+    zl_test_tls_suite_cleanup(&plugins, &certs);
     free(pattern);
     pattern = NULL;
     return 0;
@@ -1874,8 +1777,10 @@ static void pin_connect(zl_session_t *s, void *state, const zl_error_t *err)
 
     if (!err) {
         pthread_mutex_lock(&T->mu);
-        copy_info(s, "peer-fingerprint", pin_fps.peer[st->who], PIN_FP_TEXT);
-        copy_info(s, "fingerprint", pin_fps.own[st->who], PIN_FP_TEXT);
+        zl_test_tls_info(s, "peer-fingerprint", pin_fps.peer[st->who],
+                         PIN_FP_TEXT);
+        zl_test_tls_info(s, "fingerprint", pin_fps.own[st->who],
+                         PIN_FP_TEXT);
         pthread_mutex_unlock(&T->mu);
     }
     t_connect(s, state, err);
@@ -1979,43 +1884,10 @@ static bool pin_fp_form(const char *fp)
     return true;
 }
 
-/* A server instance named name ([server.NAME]: what @NAME refers to). */
-static zl_instance_t *pin_server(icfg_t *c, const char *name,
-                                 const zl_handler_t *h, zl_plugin_t *hp,
-                                 uint16_t *port)
-{
-    zl_instance_options_t o;
-    zl_instance_t *inst = NULL;
-    int rc;
-
-    opts_fill(&o, c, true, h, hp);
-    o.name = name;
-    rc = zl_instance_new(&inst, &o);
-    if (rc)
-        show_reports(c);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
-    *port = zl_addr_port(zl_instance_server_addr(inst));
-    CU_ASSERT_NOT_EQUAL_FATAL(*port, 0);
-    return inst;
-}
-
 static zl_instance_t *pin_client(icfg_t *c, const char *hostname,
                                  uint16_t port)
 {
-    zl_instance_options_t o;
-    zl_instance_t *inst = NULL;
-    int rc;
-
-    opts_fill(&o, c, false, &pin_h, NULL);
-    o.client.host = hostname;
-    o.client.port = port;
-    rc = zl_instance_new(&inst, &o);
-    if (rc)
-        show_reports(c);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
-    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
-    return inst;
+    return start_client_with(c, &pin_h, hostname, port, false);
 }
 
 /* One client of config cc to hostname:port: its message must come back
@@ -2087,7 +1959,7 @@ static void test_pin_ephemeral_by_name(void)
     T->connect_send = msg;
     T->srv_echo = true;
     /* The server first: @NAME is resolved when the client is made. */
-    srv = pin_server(sc, "eph-by-name", &pin_h, NULL, &port);
+    srv = start_server_as(sc, "eph-by-name", &pin_h, NULL, &port);
     cli = pin_client(cc, "127.0.0.1", port);
     CHECK(cli_got(strlen(msg), WAIT_MS),
           "no echo with tls-pin = @NAME (errors %ld: %s)",
@@ -2146,7 +2018,7 @@ static void test_pin_by_fingerprint(void)
     size_t n = 0;
     zl_log_level_t level = pin_quiet();
 
-    srv = pin_server(sc, "eph-by-fp", echo_handler, echo_plugin, &port);
+    srv = start_server_as(sc, "eph-by-fp", echo_handler, echo_plugin, &port);
     pin_fetch_fp(port, fp);
     CU_ASSERT_FATAL(pin_fp_form(fp));
     for (const char *p = fp; *p; p++)
@@ -2215,8 +2087,8 @@ static void test_pin_mismatch(void)
     zl_log_level_t level = pin_quiet();
 
     /* Two ephemeral servers: their fingerprints, by a pinned echo each. */
-    a = pin_server(sa, "eph-a", &pin_h, NULL, &pa);
-    b = pin_server(sb, "eph-b", &pin_h, NULL, &pb);
+    a = start_server_as(sa, "eph-a", &pin_h, NULL, &pa);
+    b = start_server_as(sb, "eph-b", &pin_h, NULL, &pb);
     pin_echo_ok(ca, "127.0.0.1", pa, __LINE__);
     snprintf(fa, sizeof(fa), "%s", pin_snap().own[SRV]);
     pin_fetch_fp(pa, fb);
@@ -2312,7 +2184,7 @@ static void test_pin_config_errors(void)
     /* A server that is gone no longer resolves. */
     pin_trec_new();
     sc = icfg("tls-cert", "ephemeral", NULL);
-    srv = pin_server(sc, "eph-gone", echo_handler, echo_plugin, &port);
+    srv = start_server_as(sc, "eph-gone", echo_handler, echo_plugin, &port);
     zl_instance_free(srv);
     c = icfg("tls-pin", "@eph-gone", NULL);
     expect_refused(c, false, "tls-pin", __LINE__, "@eph-gone", NULL);
@@ -2336,7 +2208,7 @@ static void test_ephemeral_certificate(void)
     for (int round = 0; round < 2; round++) {
         int day, sec;
 
-        srv = pin_server(sc, "eph-cert", &pin_h, NULL, &port);
+        srv = start_server_as(sc, "eph-cert", &pin_h, NULL, &port);
         x = pin_fetch_cert(port);
         zl_instance_free(srv);
         CU_ASSERT_PTR_NOT_NULL_FATAL(x);

@@ -1,4 +1,6 @@
-/* zltk tests — certificates for the TLS suites (see tls-certs.h). */
+/* zltk tests — certificates and the shared harness for the TLS suites
+ * (see tls-certs.h). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+
+#include <glib.h>
 
 #include "test.h"
 #include "tls-certs.h"
@@ -196,4 +200,167 @@ void zl_test_tls_certs_remove(zl_test_tls_certs_t *c)
     if (c->dir[0])
         zl_test_rm_tree(c->dir);
     c->dir[0] = '\0';
+}
+
+/* ------------------------------------------------------------ harness */
+
+zl_test_icfg_t *zl_test_icfg_new(const char *first, ...)
+{
+    zl_test_icfg_t *c = calloc(1, sizeof(*c));
+    va_list ap;
+    const char *k;
+    int i = 0;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    va_start(ap, first);
+    for (k = first; k && i < ZL_TEST_ICFG_KV - 2;
+         k = va_arg(ap, const char *)) {
+        c->kv[i++] = k;
+        c->kv[i++] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    return c;
+}
+
+const char *zl_test_icfg_get(void *ctx, const char *key)
+{
+    zl_test_icfg_t *c = ctx;
+
+    for (int i = 0; c->kv[i]; i += 2)
+        if (!strcmp(c->kv[i], key))
+            return c->kv[i + 1];
+    return NULL;
+}
+
+void zl_test_icfg_report(void *ctx, const char *key, const char *message)
+{
+    zl_test_icfg_t *c = ctx;
+
+    if (c->nrep < ZL_TEST_ICFG_REPORTS) {
+        snprintf(c->rep_key[c->nrep], sizeof(c->rep_key[0]), "%s",
+                 key ? key : "");
+        snprintf(c->rep_msg[c->nrep], sizeof(c->rep_msg[0]), "%s",
+                 message ? message : "");
+    }
+    c->nrep++;
+}
+
+const char *zl_test_icfg_reports(zl_test_icfg_t *c, const char *lead)
+{
+    size_t n = 0;
+
+    c->text[0] = '\0';
+    for (int i = 0; i < c->nrep && i < ZL_TEST_ICFG_REPORTS &&
+                    n < sizeof(c->text);
+         i++)
+        n += (size_t)snprintf(c->text + n, sizeof(c->text) - n, "%s%s: %s",
+                              lead, c->rep_key[i][0] ? c->rep_key[i]
+                                                     : "(group)",
+                              c->rep_msg[i]);
+    return c->text;
+}
+
+static bool load_one(zl_plugin_registry_t *reg, const char *suite,
+                     const char *dir, const char *name)
+{
+    char *path = g_strdup_printf("%s/%s.so", dir, name);
+    char *err = NULL;
+    int rc = zl_plugins_load_file(reg, path, &err);
+
+    if (rc < 0)
+        fprintf(stderr, "%s suite: %s: %s (build it with make)\n", suite,
+                path, err ? err : zl_strerror(rc));
+    free(err);
+    g_free(path);
+    return rc >= 0;
+}
+
+static bool plugins_load(zl_test_tls_plugins_t *p, const char *suite,
+                         const char *const *also)
+{
+    const char *top = getenv("top_builddir");
+    char *dir = g_build_filename(top && *top ? top : ".", "plugins", ".libs",
+                                 NULL);
+    const zl_registration_t *r;
+    bool ok;
+
+    memset(p, 0, sizeof(*p));
+    ok = zl_plugins_new(&p->reg) >= 0 && load_one(p->reg, suite, dir, "tls");
+    for (int i = 0; ok && also && also[i]; i++)
+        ok = load_one(p->reg, suite, dir, also[i]);
+    g_free(dir);
+    if (!ok)
+        return false;
+    r = zl_plugins_find_provider(p->reg, ZL_PROVIDES_LAYER, "tls",
+                                 &p->plugin);
+    p->layer = r ? r->vtable : NULL;
+    if (!p->layer)
+        fprintf(stderr, "%s suite: tls.so provides no layer \"tls\"\n",
+                suite);
+    return p->layer != NULL;
+}
+
+bool zl_test_tls_suite_init(zl_test_tls_plugins_t *p,
+                            zl_test_tls_certs_t *certs, const char *suite,
+                            const char *const *also)
+{
+    zl_runtime_options_t o = {.pollers = 2, .workers = 2};
+
+    if (!plugins_load(p, suite, also) || !zl_test_tls_certs_make(certs))
+        return false;
+    if (zl_runtime_init(&o) != 0) {
+        fprintf(stderr, "%s suite: cannot start the runtime\n", suite);
+        return false;
+    }
+    return true;
+}
+
+void zl_test_tls_suite_cleanup(zl_test_tls_plugins_t *p,
+                               zl_test_tls_certs_t *certs)
+{
+    zl_runtime_shutdown();
+    if (p->reg)
+        zl_plugins_free(p->reg);
+    memset(p, 0, sizeof(*p));
+    zl_test_tls_certs_remove(certs);
+}
+
+void zl_test_tls_opts_fill(zl_instance_options_t *o,
+                           const zl_test_tls_plugins_t *p, zl_test_icfg_t *c,
+                           bool server, const char *name,
+                           const zl_handler_t *h, zl_plugin_t *hp)
+{
+    memset(o, 0, sizeof(*o));
+    o->name = name;
+    o->server = server;
+    o->handler = h;
+    o->plugin = hp;
+    o->layer = p->layer;
+    o->layer_plugin = p->plugin;
+    o->config = zl_test_icfg_get;
+    o->report = zl_test_icfg_report;
+    o->ctx = c;
+    o->server_opts.host = "127.0.0.1";
+    o->client.connect_timeout_ms = 3000;
+}
+
+void zl_test_tls_client_to(zl_instance_options_t *o, const char *host,
+                           uint16_t port, bool reconnect)
+{
+    o->client.host = host;
+    o->client.port = port;
+    if (reconnect) {
+        o->client.reconnect = true;
+        o->client.reconnect_min_ms = 20;
+        o->client.reconnect_max_ms = 50;
+        o->client.max_attempts = 5;
+    }
+}
+
+void zl_test_tls_info(zl_session_t *s, const char *key, char *dst,
+                      size_t len)
+{
+    const char *v = zl_plugins_host_api()->transport_info(s, key);
+
+    snprintf(dst, len, "%s", v ? v : "");
 }
