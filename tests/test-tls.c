@@ -637,29 +637,53 @@ static void raw_stop(raw_t *r)
 }
 
 /* A relay between a client and target that writes one byte at a time
- * (TCP_NODELAY), so the handshake arrives in many tiny reads. */
+ * (TCP_NODELAY), so the handshake arrives in many tiny reads — or, with
+ * chunk_max, in pieces of 1..chunk_max bytes (pseudo-random from seed), so
+ * that records are split at arbitrary points in both directions. */
 typedef struct relay {
     int lfd;
     uint16_t port, target;
+    unsigned chunk_max;
+    unsigned seed;
     pthread_t th;
     atomic_int stop, done;
     atomic_long writes;
 } relay_t;
 
-static bool relay_byte_by_byte(relay_t *r, int from, int to)
+static bool send_all_nb(int fd, const uint8_t *p, size_t n)
 {
-    uint8_t buf[4096];
-    ssize_t n = recv(from, buf, sizeof(buf), 0);
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool relay_forward(relay_t *r, int from, int to)
+{
+    static _Thread_local uint8_t buf[64 * 1024];
+    ssize_t n = recv(from, buf, r->chunk_max ? sizeof(buf) : 4096, 0);
 
     if (n <= 0) {
         shutdown(to, SHUT_WR);
         return false;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        if (send(to, buf + i, 1, MSG_NOSIGNAL) != 1)
+    for (ssize_t i = 0; i < n;) {
+        size_t k = 1;
+
+        if (r->chunk_max) {
+            r->seed = r->seed * 1103515245u + 12345u;
+            k = 1 + (r->seed >> 8) % r->chunk_max;
+            if (k > (size_t)(n - i))
+                k = (size_t)(n - i);
+        }
+        if (!send_all_nb(to, buf + i, k))
             return false;
-        atomic_fetch_add(&r->writes, 1);
-        if ((i & 7) == 7)
+        i += (ssize_t)k;
+        if ((atomic_fetch_add(&r->writes, 1) & 7) == 7)
             usleep(20); /* let the far end read what came so far */
     }
     return true;
@@ -686,9 +710,9 @@ static void *relay_main(void *arg)
         if (poll(p, 2, 50) <= 0)
             continue;
         if (a_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
-            a_open = relay_byte_by_byte(r, a, b);
+            a_open = relay_forward(r, a, b);
         if (b_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
-            b_open = relay_byte_by_byte(r, b, a);
+            b_open = relay_forward(r, b, a);
     }
 out:
     if (a >= 0)
@@ -1483,6 +1507,54 @@ static void test_byte_by_byte(void)
     free(cc);
 }
 
+/* 1 MiB each way through a relay that cuts the stream into pieces of
+ * 1..3000 bytes: records reach both layers split at arbitrary points (a
+ * header cut in two, a record spread over many reads, several in one). */
+static void test_random_splits(void)
+{
+    icfg_t *sc = srv_icfg();
+    icfg_t *cc = cli_icfg();
+    const unsigned seeds[] = {1, 77, 4242};
+
+    for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+        zl_instance_t *srv, *cli;
+        relay_t *r = calloc(1, sizeof(*r));
+        uint16_t port;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        trec_new();
+        T->bulk = MIB;
+        T->srv_echo = true;
+        srv = start_server(sc, &rec_h, NULL, &port);
+        r->target = port;
+        r->chunk_max = 3000;
+        r->seed = seeds[k];
+        r->lfd = listen_any(&r->port);
+        CU_ASSERT_FATAL(r->lfd >= 0);
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r),
+                              0);
+        cli = start_client(cc, "127.0.0.1", r->port);
+        CHECK(zl_test_wait_count(&T->bulk_done, 1, 4 * WAIT_MS) == 1,
+              "seed %u: %ld of %u bytes echoed through the splitting relay "
+              "(%s)", seeds[k], atomic_load(&T->side[CLI].rbytes), MIB,
+              snap(CLI).err_msg);
+        CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].mismatches), 0);
+        CU_ASSERT_EQUAL(atomic_load(&T->side[CLI].errs), 0);
+        CU_ASSERT_EQUAL(atomic_load(&T->side[SRV].rbytes), (long)MIB);
+        CHECK(atomic_load(&r->writes) > 600, "seed %u: only %ld pieces",
+              seeds[k], atomic_load(&r->writes));
+        zl_instance_free(cli);
+        atomic_store(&r->stop, 1);
+        pthread_join(r->th, NULL);
+        close(r->lfd);
+        free(r);
+        zl_instance_free(srv);
+        trec_done();
+    }
+    free(sc);
+    free(cc);
+}
+
 static void test_peer_closes_mid_handshake(void)
 {
     icfg_t *sc = srv_icfg();
@@ -1731,6 +1803,7 @@ int zl_test_register_tls(void)
         {"mutual TLS", test_mutual_tls},
         {"ALPN", test_alpn},
         {"send before the handshake", test_send_before_handshake},
+        {"records split at random points", test_random_splits},
         {"busy before the handshake", test_busy_before_handshake},
         {"pause holds decoded plaintext", test_pause_holds_plaintext},
         {"100 connections x 1 MiB", test_many_connections},
