@@ -3,6 +3,15 @@
  *
  * Each attempt has an epoch; a resolution or timer that belongs to an older
  * attempt (or to a closed client) finds a different epoch and is dropped.
+ *
+ * Addresses are tried the Happy Eyeballs way (RFC 8305): families
+ * interleaved, the next address started when the current one has not
+ * connected within attempt_delay_ms (or at once when it failed), the
+ * earlier ones kept in flight; the first to connect wins and the others are
+ * closed.  So an address that silently drops packets (a broken IPv6 route)
+ * costs attempt_delay_ms, not the whole connect timeout.  Attempt sockets
+ * are watched with their own callback (attempt_io); only the winner becomes
+ * the connection's fd.
  */
 #define G_LOG_DOMAIN "zltk-client"
 #include "conn-internal.h"
@@ -12,7 +21,18 @@
 #include <stdio.h>
 #include <unistd.h>
 
-typedef struct zl__client {
+#define ZL__ATTEMPTS_MAX 8 /* connects in flight at once */
+
+typedef struct zl__client zl__client_t;
+
+/* One connect in flight: a socket of its own, watched by attempt_io. */
+typedef struct zl__attempt {
+    zl_conn_t *c;
+    int fd;     /* -1: slot free */
+    size_t idx; /* its address in cl->addrs */
+} zl__attempt_t;
+
+struct zl__client {
     zl__conn_cfg_t cfg;
     zl__group_t group;
     char *host;
@@ -27,7 +47,11 @@ typedef struct zl__client {
     bool defer_reset; /* a layer's handshake, not TCP, ends a failure run */
     zl_worker_pool_t *workers;
     zl_addr_t *addrs;
-    size_t naddrs, idx;
+    size_t naddrs, idx; /* idx: the next address to start */
+    uint32_t attempt_delay_ms;
+    zl__attempt_t att[ZL__ATTEMPTS_MAX];
+    unsigned inflight;
+    zl_timer_t *stagger; /* starts the next address */
     uint32_t epoch;
     bool resolving;
     zl_timer_t *deadline;
@@ -37,7 +61,7 @@ typedef struct zl__client {
     int err_code, err_sys;
     zl_stage_t err_stage;
     char err_msg[200];
-} zl__client_t;
+};
 
 /* conn.c reads the configuration through the connection's owner pointer. */
 _Static_assert(offsetof(zl__client_t, cfg) == 0, "cfg must come first");
@@ -122,6 +146,9 @@ static void stop_timers(zl__client_t *cl)
     if (cl->deadline)
         zl_timer_cancel(cl->deadline);
     cl->deadline = NULL;
+    if (cl->stagger)
+        zl_timer_cancel(cl->stagger);
+    cl->stagger = NULL;
     if (cl->retry)
         zl_timer_cancel(cl->retry);
     cl->retry = NULL;
@@ -131,9 +158,27 @@ static void stop_timers(zl__client_t *cl)
     cl->resolving = false;
 }
 
-/* Close the attempt's fd without touching the handler. */
+/* Close one attempt's socket. */
+static void attempt_close(zl__client_t *cl, zl__attempt_t *a)
+{
+    if (a->fd < 0)
+        return;
+    zl_poller_del_fd(a->c->poller, a->fd, NULL, NULL);
+    close(a->fd);
+    a->fd = -1;
+    cl->inflight--;
+}
+
+/* Close every socket of the attempt without touching the handler. */
 static void drop_attempt_fd(zl_conn_t *c)
 {
+    zl__client_t *cl = CL(c);
+
+    for (unsigned i = 0; i < ZL__ATTEMPTS_MAX; i++)
+        attempt_close(cl, &cl->att[i]);
+    if (cl->stagger)
+        zl_timer_cancel(cl->stagger);
+    cl->stagger = NULL;
     zl__conn_drop_fd(c, false);
 }
 
@@ -210,35 +255,83 @@ static void connected(zl_conn_t *c)
     zl__conn_emit_connect(c, 0, 0, ZL_STAGE_NONE, NULL);
 }
 
-void zl__client_io(zl_conn_t *c, unsigned events)
+static const char *addr_text(zl__client_t *cl, size_t idx, char *buf,
+                             size_t len)
 {
+    return zl_addr_format(&cl->addrs[idx], buf, len);
+}
+
+/* The first to connect wins: it becomes the connection's fd (watched by
+ * zl__conn_io from now on) and every other attempt is closed. */
+static void attempt_won(zl_conn_t *c, zl__attempt_t *a)
+{
+    zl__client_t *cl = CL(c);
+    int fd = a->fd;
+
+    zl_poller_del_fd(c->poller, fd, NULL, NULL);
+    a->fd = -1;
+    cl->inflight--;
+    drop_attempt_fd(c);
+    c->fd = fd;
+    connected(c);
+}
+
+static void attempt_io(zl_poller_t *p, int fd, unsigned events, void *udata)
+{
+    zl__attempt_t *a = udata;
+    zl_conn_t *c = a->c;
     zl__client_t *cl = CL(c);
     int err = 0;
     socklen_t len = sizeof(err);
     char at[ZL_ADDR_STRLEN];
 
-    if (!(events & (ZL_EV_WRITE | ZL_EV_ERROR | ZL_EV_HUP)))
-        return;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-    if (!err) {
-        connected(c);
+    (void)p;
+    if (c->state != ZL__CS_CONNECTING) { /* closed meanwhile */
+        drop_attempt_fd(c);
         return;
     }
-    record_connect(cl, err, zl_addr_format(&cl->addrs[cl->idx], at,
-                                           sizeof(at)));
-    drop_attempt_fd(c);
-    cl->idx++;
+    if (!(events & (ZL_EV_WRITE | ZL_EV_ERROR | ZL_EV_HUP)))
+        return;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (!err) {
+        attempt_won(c, a);
+        return;
+    }
+    record_connect(cl, err, addr_text(cl, a->idx, at, sizeof(at)));
+    attempt_close(cl, a);
+    /* A failure starts the next address at once. */
+    if (cl->stagger)
+        zl_timer_cancel(cl->stagger);
+    cl->stagger = NULL;
     try_next(c);
 }
 
-/* Try addresses from cl->idx on until one is in progress or all failed. */
+static uint64_t stagger_fire(void *arg)
+{
+    zl_conn_t *c = arg;
+    zl__client_t *cl = CL(c);
+
+    zl_timer_release(cl->stagger);
+    cl->stagger = NULL;
+    if (c->state == ZL__CS_CONNECTING)
+        try_next(c);
+    return 0;
+}
+
+/* Start the next address (cl->idx on) that gets a connect in progress —
+ * or connects at once, or until all have failed; then wait for it, and
+ * after attempt_delay_ms start the one after it if there is one. */
 static void try_next(zl_conn_t *c)
 {
     zl__client_t *cl = CL(c);
     char at[ZL_ADDR_STRLEN];
+    zl__attempt_t *slot = NULL;
 
-    for (; cl->idx < cl->naddrs; cl->idx++) {
+    for (unsigned i = 0; i < ZL__ATTEMPTS_MAX && !slot; i++)
+        if (cl->att[i].fd < 0)
+            slot = &cl->att[i];
+    for (; slot && cl->idx < cl->naddrs; cl->idx++) {
         const zl_addr_t *a = &cl->addrs[cl->idx];
         int fd, rc;
 
@@ -277,23 +370,61 @@ static void try_next(zl_conn_t *c)
             close(fd);
             continue;
         }
-        c->fd = fd;
-        if (rc == 0) {
+        if (rc == 0) { /* connected at once (loopback may): it wins */
+            cl->idx++;
+            drop_attempt_fd(c);
+            c->fd = fd;
             connected(c);
             return;
         }
-        rc = zl_poller_add_fd(c->poller, fd, ZL_EV_WRITE, zl__conn_io, c);
+        *slot = (zl__attempt_t){c, fd, cl->idx};
+        cl->inflight++;
+        cl->idx++;
+        rc = zl_poller_add_fd(c->poller, fd, ZL_EV_WRITE, attempt_io, slot);
         if (rc < 0) {
             record(cl, rc, -rc, ZL_STAGE_CONNECT, "cannot watch %s: %s", at,
                    zl_strerror(rc));
             close(fd);
-            c->fd = -1;
+            slot->fd = -1;
+            cl->inflight--;
             continue;
         }
-        c->flags |= ZL__CF_REGISTERED;
+        if (cl->idx < cl->naddrs &&
+            zl_poller_add_timer(c->poller, cl->attempt_delay_ms, stagger_fire,
+                                c, NULL, &cl->stagger) < 0)
+            cl->stagger = NULL; /* the next starts when this one fails */
         return;
     }
-    fail_attempt(c);
+    if (!cl->inflight)
+        fail_attempt(c); /* nothing left in flight: all failed */
+}
+
+/* RFC 8305 section 4: alternate the address families, starting with the
+ * family of the first address, keeping the order within each family. */
+static void interleave(zl_addr_t *addrs, size_t n)
+{
+    zl_addr_t *tmp;
+    size_t i = 0, j = 0, k = 0;
+    int first;
+
+    if (n < 3)
+        return; /* nothing to reorder */
+    if (!(tmp = malloc(n * sizeof(*tmp))))
+        return; /* keep the resolver's order */
+    first = addrs[0].u.sa.sa_family;
+    /* i walks the first family, j the others, in their order. */
+    while (k < n) {
+        while (i < n && addrs[i].u.sa.sa_family != first)
+            i++;
+        if (i < n)
+            tmp[k++] = addrs[i++];
+        while (j < n && addrs[j].u.sa.sa_family == first)
+            j++;
+        if (j < n && k < n)
+            tmp[k++] = addrs[j++];
+    }
+    memcpy(addrs, tmp, n * sizeof(*tmp));
+    free(tmp);
 }
 
 /* ------------------------------------------------------------ resolve */
@@ -364,6 +495,7 @@ static void resolve_done(void *arg)
     cl->naddrs = j->n;
     cl->idx = 0;
     j->addrs = NULL;
+    interleave(cl->addrs, cl->naddrs);
     try_next(c);
 }
 
@@ -479,6 +611,8 @@ void zl__client_on_closed(zl_conn_t *c)
     zl__client_t *cl = CL(c);
 
     stop_timers(cl);
+    for (unsigned i = 0; i < ZL__ATTEMPTS_MAX; i++)
+        attempt_close(cl, &cl->att[i]);
     zl__group_stop(&cl->group);
     free(cl->addrs);
     g_free(cl->host);
@@ -540,6 +674,9 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
     if (cl->rmax < cl->rmin)
         cl->rmax = cl->rmin;
     cl->max_attempts = o->max_attempts;
+    cl->attempt_delay_ms = o->attempt_delay_ms ? o->attempt_delay_ms : 250;
+    for (unsigned i = 0; i < ZL__ATTEMPTS_MAX; i++)
+        cl->att[i].fd = -1;
     cl->workers = o->workers ? o->workers : zl_runtime_workers();
     if (zl_addr_from_ip(&tmp, o->host, o->port) == 0) {
         cl->numeric = true;

@@ -152,7 +152,6 @@ bool zl__client_on_lost(zl_conn_t *c);
 void zl__client_defer_reset(zl_conn_t *c);
 void zl__client_reset_failures(zl_conn_t *c);
 void zl__client_on_closed(zl_conn_t *c);
-void zl__client_io(zl_conn_t *c, unsigned events);
 /* server.c */
 void zl__session_on_closed(zl_conn_t *c);
 

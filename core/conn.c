@@ -680,10 +680,8 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
 
     (void)p;
     (void)fd;
-    if (c->state == ZL__CS_CONNECTING) {
-        zl__client_io(c, events);
-        return;
-    }
+    if (c->state == ZL__CS_CONNECTING)
+        return; /* connects are watched by client.c's attempt_io */
     if ((events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR)) &&
         !(c->flags & ZL__CF_READ_MORE))
         do_read(c, events & (ZL_EV_HUP | ZL_EV_ERROR));

@@ -945,6 +945,7 @@ static size_t conn_queued(zl_conn_t *c, bool *busy)
 
 static atomic_int res_calls, res_port, res_family, res_slow_done;
 static char res_first[64] = "::1"; /* set by the test before connecting */
+static char res_hang_port[8];      /* eyeballs.test's first address */
 
 static int numeric_ai(const char *ip, const char *port,
                       const struct addrinfo *hints, struct addrinfo **res)
@@ -955,8 +956,9 @@ static int numeric_ai(const char *ip, const char *port,
     return getaddrinfo(ip, port, &h, res);
 }
 
-/* good.test: res_first (refusing) then 127.0.0.1; bad.test: EAI_NONAME;
- * slow.test: 127.0.0.1 after 1 s.  Lists come from getaddrinfo() itself
+/* good.test: res_first (refusing) then 127.0.0.1; eyeballs.test:
+ * 127.0.0.1 on res_hang_port (a jammed listener), then 127.0.0.1 on the
+ * port asked for; bad.test: EAI_NONAME; slow.test: 127.0.0.1 after 1 s.  Lists come from getaddrinfo() itself
  * (numeric only, no DNS) so freeaddrinfo() can free them. */
 static int fake_resolve(const char *host, const char *port,
                         const struct addrinfo *hints, struct addrinfo **res)
@@ -964,9 +966,11 @@ static int fake_resolve(const char *host, const char *port,
     atomic_fetch_add(&res_calls, 1);
     atomic_store(&res_port, atoi(port));
     atomic_store(&res_family, hints ? hints->ai_family : -1);
-    if (!strcmp(host, "good.test")) {
+    if (!strcmp(host, "good.test") || !strcmp(host, "eyeballs.test")) {
+        bool eb = !strcmp(host, "eyeballs.test");
         struct addrinfo *a = NULL, *b = NULL, *t;
-        int rc = numeric_ai(res_first, port, hints, &a);
+        int rc = numeric_ai(eb ? "127.0.0.1" : res_first,
+                            eb ? res_hang_port : port, hints, &a);
         if (rc)
             return rc;
         rc = numeric_ai("127.0.0.1", port, hints, &b);
@@ -1342,6 +1346,58 @@ static void test_dns_second_address(void)
     srv_stop(s, &sv);
     env_down(&e);
     srv_fini(&sv);
+}
+
+/* A name whose first address silently drops the SYN (a full accept
+ * queue: like a broken IPv6 route): the second address starts after
+ * attempt_delay_ms, with the first still in flight, and connects long
+ * before the connect timeout (tried one after the other, the first would
+ * have taken all of it). */
+static void test_dns_first_address_hangs(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    probe_t p;
+    zl_client_options_t o;
+    jam_t j;
+    char want[32];
+    uint64_t t0, dt;
+
+    CU_ASSERT_FATAL(jam_up(&j));
+    env_up(&e, 2);
+    srv_init(&sv, SRV_ECHO);
+    s = srv_start(&e, &sv, &so);
+    snprintf(res_hang_port, sizeof(res_hang_port), "%u", j.port);
+    resolver_on();
+    probe_init(&p, 3);
+    p.total = 10000;
+    p.verify = true;
+    p.close_when_echoed = true;
+    copts_init(&o, &e, "eyeballs.test", srv_port(s));
+    o.connect_timeout_ms = (uint32_t)slow_ms(5000);
+    o.attempt_delay_ms = 100;
+    t0 = zl_now_ms();
+    probe_connect(&p, &o, true);
+    CU_ASSERT_EQUAL(wait_ge(&p.connected, 1, 4000), 1);
+    dt = zl_now_ms() - t0;
+    CU_ASSERT(dt >= 90);           /* the first address had its delay */
+    CU_ASSERT(dt < slow_ms(2000)); /* and not the whole timeout */
+    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    probe_end(&p);
+    probe_check_clean(&p);
+    CU_ASSERT_EQUAL(atomic_load(&res_calls), 1);
+    CU_ASSERT_EQUAL(atomic_load(&p.cerrs), 0);
+    CU_ASSERT_EQUAL(atomic_load(&p.connected), 1);
+    CU_ASSERT_EQUAL(atomic_load(&p.final_recv), 10000);
+    snprintf(want, sizeof(want), "127.0.0.1:%u", srv_port(s));
+    CU_ASSERT_STRING_EQUAL(p.peer_at_connect, want);
+    zl_client_set_resolver(NULL);
+    srv_stop(s, &sv);
+    env_down(&e);
+    srv_fini(&sv);
+    jam_down(&j);
 }
 
 /* Resolution slower than the connect timeout: ZL_ETIMEOUT at stage
@@ -3107,6 +3163,8 @@ int zl_test_register_conn(void)
         {"resolve failure: ZL_EDNS at resolve", test_dns_fail},
         {"resolve: first address refuses, second connects",
          test_dns_second_address},
+        {"resolve: first address hangs, second connects (Happy Eyeballs)",
+         test_dns_first_address_hangs},
         {"resolve slower than the timeout: ZL_ETIMEOUT at resolve",
          test_dns_slow},
         {"peer reset (session): ZL_ERESET at read", test_reset_by_client},

@@ -12,11 +12,15 @@ ZL_BEGIN_DECLS
 
 typedef struct zl_client_options {
     /* Peer: an IP literal connects at once on the owner poller; a name is
-     * resolved on the worker pool (AF_UNSPEC) and every address is tried in
-     * order, all within connect_timeout_ms. */
+     * resolved on the worker pool (AF_UNSPEC) and every address is tried,
+     * all within connect_timeout_ms, Happy Eyeballs style (RFC 8305):
+     * IPv6 and IPv4 alternate, and when an address has not connected after
+     * attempt_delay_ms the next one starts while it stays in flight (at
+     * once if it failed); the first to connect wins. */
     const char *host;
     uint16_t port;
     uint32_t connect_timeout_ms; /* [5000], covers resolution too */
+    uint32_t attempt_delay_ms;   /* [250] before starting the next address */
     const char *local_ip;        /* optional bind address (IP literal) */
     uint16_t local_port;         /* optional bind port */
     zl_conn_options_t conn;
