@@ -256,6 +256,8 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
     } else {
         if (get_int(cfg, g, "connect-timeout", 1, INT32_MAX, &n))
             in->connect_timeout_ms = (uint32_t)n;
+        if (get_int(cfg, g, "connect-attempt-delay", 1, INT32_MAX, &n))
+            in->attempt_delay_ms = (uint32_t)n;
         if (get_bool(cfg, g, "reconnect", &b))
             in->reconnect = b;
         if (get_int(cfg, g, "reconnect-min", 1, INT32_MAX, &n))
@@ -388,8 +390,8 @@ static const char *const host_keys_common[] = {
 static const char *const host_keys_server[] = {"backlog", "max-connections",
                                                NULL};
 static const char *const host_keys_client[] = {
-    "connect-timeout", "reconnect", "reconnect-min", "reconnect-max",
-    "max-attempts", NULL};
+    "connect-timeout", "connect-attempt-delay", "reconnect", "reconnect-min",
+    "reconnect-max", "max-attempts", NULL};
 
 static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
 {
@@ -613,6 +615,7 @@ int zl_host_cfg_instances(zl_host_cfg_t *cfg)
                 o.client.host = in->host; /* NULL for @NAME: set at start */
                 o.client.port = in->port;
                 o.client.connect_timeout_ms = in->connect_timeout_ms;
+                o.client.attempt_delay_ms = in->attempt_delay_ms;
                 o.client.reconnect = in->reconnect;
                 o.client.reconnect_min_ms = in->reconnect_min_ms;
                 o.client.reconnect_max_ms = in->reconnect_max_ms;

@@ -20,7 +20,8 @@ typedef struct zl_host_instance {
     size_t high_water, low_water;
     int backlog;
     size_t max_conns;
-    uint32_t connect_timeout_ms, reconnect_min_ms, reconnect_max_ms;
+    uint32_t connect_timeout_ms, attempt_delay_ms, reconnect_min_ms,
+        reconnect_max_ms;
     bool reconnect;
     unsigned max_attempts;
     /* Filled by zl_host_cfg_resolve / zl_host_cfg_instances. */

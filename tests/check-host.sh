@@ -166,6 +166,7 @@ some-handler-key = anything
 plugin = good-client
 address = [::1]:9000
 connect-timeout = 1500
+connect-attempt-delay = 100
 reconnect = true
 max-attempts = 0
 send-timeout = 250
@@ -394,6 +395,16 @@ connect-timeout = 0
 EOF
 check "$f"
 expect_error "connect-timeout = 0" "[client.b] connect-timeout: "
+
+write cdelay <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:1
+connect-attempt-delay = soon
+EOF
+check "$f"
+expect_error "connect-attempt-delay = soon" "[client.b] connect-attempt-delay: " soon
 
 write attempts <<EOF
 [plugin.good]
