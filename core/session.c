@@ -36,20 +36,24 @@ struct zl_session {
     zl_instance_t *inst;
     zl_conn_t *conn; /* one reference, dropped when the session is freed */
     zl_poller_t *poller;
-    bool opened, refused, closed;
-    bool in_layer_err; /* inside the layer's on_err */
-    bool swallow_err;  /* the connection reports what the handler knows */
-    bool live;         /* linked in the instance's live list (under mu) */
     zl_session_t *lnext, **lpprev;
     stimer_t *timers; /* armed session timers (owner thread) */
-    uint32_t serial;  /* the connection's, for names; set once at open */
     /* Backpressure seen by the handler: busy while the connection's queue
      * (cbusy) or the layer's own backlog (lbusy, lqueued bytes) is above
      * the high mark; ubusy is what the handler was last told.  Poller
      * thread. */
     size_t lqueued;
+    uint32_t serial; /* the connection's, for names; set once at open */
+    bool opened, refused, closed;
+    bool in_layer_err; /* inside the layer's on_err */
+    bool swallow_err;  /* the connection reports what the handler knows */
+    bool live;         /* linked in the instance's live list (under mu) */
     bool cbusy, lbusy, ubusy;
 };
+/* Every idle connection of a host carries one: keep it to 80 bytes (the
+ * handler's state follows at the next 16-byte boundary). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_session) <= 80,
+               "struct zl_session grew past 80 bytes");
 
 #define STATE_OFFSET                                                        \
     ((sizeof(struct zl_session) + alignof(max_align_t) - 1) &              \
