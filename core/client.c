@@ -45,6 +45,7 @@ struct zl__client {
     uint64_t rmin, rmax;
     unsigned max_attempts, failures;
     bool defer_reset; /* a layer's handshake, not TCP, ends a failure run */
+    bool owe_unbusy;  /* lost while busy: on_busy(false) at the next connect */
     zl_worker_pool_t *workers;
     zl_addr_t *addrs;
     size_t naddrs, idx; /* idx: the next address to start */
@@ -251,6 +252,15 @@ static void connected(zl_conn_t *c)
                peer_text(cl, (char[300]){0}, 300));
         fail_attempt(c);
         return;
+    }
+    /* The handler heard on_busy(true) on the lost connection, whose queue
+     * went with it: it may produce again, on this one. */
+    if (cl->owe_unbusy) {
+        cl->owe_unbusy = false;
+        if (cl->cfg.h.on_busy)
+            cl->cfg.h.on_busy(c, false);
+        if (c->state != ZL__CS_OPEN)
+            return; /* closed from on_busy */
     }
     zl__conn_emit_connect(c, 0, 0, ZL_STAGE_NONE, NULL);
 }
@@ -598,6 +608,8 @@ bool zl__client_on_lost(zl_conn_t *c)
     if (dropped)
         g_message("%s: connection lost with %zu bytes unsent", zl_conn_name(c),
                   dropped);
+    if (c->flags & ZL__CF_BUSY)
+        cl->owe_unbusy = true;
     zl__conn_drop_fd(c, !(c->flags & ZL__CF_READ_EOF));
     cl->failures++;
     if (cl->max_attempts && cl->failures >= cl->max_attempts)

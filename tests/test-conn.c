@@ -2461,6 +2461,114 @@ static void test_socket_options(void)
     srv_fini(&sv);
 }
 
+/* A reconnecting client that filled its queue (on_busy(true)) and lost
+ * the connection: the queue went with it, so on_busy(false) comes before
+ * the next connection's on_connect, and the handler may produce again. */
+typedef struct busyrc {
+    atomic_int connects, busy_on, busy_off, off_at_connects, errs, bad;
+    atomic_int sends_busy;
+} busyrc_t;
+
+static void busyrc_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    busyrc_t *b = zl_conn_get_data(c);
+    static uint8_t chunk[64 * 1024];
+
+    if (err)
+        return;
+    if (atomic_fetch_add(&b->connects, 1) != 0)
+        return;
+    /* First connection: fill the queue (the server does not read). */
+    for (int i = 0; i < 4096; i++) {
+        int rc = zl_conn_send(c, chunk, sizeof(chunk));
+        if (rc < 0) {
+            atomic_fetch_add(&b->bad, 1);
+            return;
+        }
+        if (rc == ZL_CONN_BUSY) {
+            atomic_fetch_add(&b->sends_busy, 1);
+            return;
+        }
+    }
+}
+
+static void busyrc_recv(zl_conn_t *c, zl_buf_t *buf)
+{
+    (void)c;
+    (void)buf;
+}
+
+static void busyrc_err(zl_conn_t *c, const zl_error_t *err)
+{
+    busyrc_t *b = zl_conn_get_data(c);
+
+    (void)err;
+    atomic_fetch_add(&b->errs, 1);
+}
+
+static void busyrc_busy(zl_conn_t *c, bool busy)
+{
+    busyrc_t *b = zl_conn_get_data(c);
+
+    if (busy) {
+        atomic_fetch_add(&b->busy_on, 1);
+    } else {
+        atomic_store(&b->off_at_connects, atomic_load(&b->connects));
+        atomic_fetch_add(&b->busy_off, 1);
+    }
+}
+
+static const zl_conn_handler_t busyrc_handler = {
+    .on_connect = busyrc_connect,
+    .on_recv = busyrc_recv,
+    .on_err = busyrc_err,
+    .on_busy = busyrc_busy,
+};
+
+static void test_reconnect_lifts_busy(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    zl_client_options_t o;
+    busyrc_t b;
+    zl_conn_t *c = NULL, *held;
+
+    memset(&b, 0, sizeof(b));
+    env_up(&e, 1);
+    srv_init(&sv, SRV_PAUSE); /* pauses every session: nothing is read */
+    s = srv_start(&e, &sv, &so);
+    copts_init(&o, &e, "127.0.0.1", srv_port(s));
+    o.reconnect = true;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 50;
+    o.conn.high_water = 64 * 1024;
+    o.conn.low_water = 16 * 1024;
+    CU_ASSERT_EQUAL_FATAL(zl_client_connect(&c, &o, &busyrc_handler, &b), 0);
+    CU_ASSERT_EQUAL(wait_ge(&b.busy_on, 1, 5000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&b.sends_busy), 1);
+    CU_ASSERT_EQUAL(atomic_load(&b.busy_off), 0);
+    /* The server resets the first session: the client loses it. */
+    CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
+    held = atomic_load(&sv.held);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(held);
+    zl_conn_abort(held);
+    CU_ASSERT_EQUAL(wait_ge(&b.connects, 2, 5000), 2);
+    CU_ASSERT_EQUAL(atomic_load(&b.busy_off), 1);
+    /* ...and it came before the second connection's on_connect. */
+    CU_ASSERT_EQUAL(atomic_load(&b.off_at_connects), 1);
+    CU_ASSERT_EQUAL(atomic_load(&b.busy_on), 1);
+    CU_ASSERT_EQUAL(atomic_load(&b.bad), 0);
+    CU_ASSERT(atomic_load(&b.errs) >= 1);
+    zl_conn_close(c);
+    zl_conn_unref(c);
+    zl_conn_unref(held);
+    srv_stop(s, &sv);
+    env_down(&e);
+    srv_fini(&sv);
+}
+
 /* reconnect=true against a port where a server starts later: refusals
  * (spaced by the backoff) and then a connection. */
 static void test_reconnect_until_server(void)
@@ -3207,6 +3315,8 @@ int zl_test_register_conn(void)
          test_socket_options},
         {"reconnect until a server appears, with backoff",
          test_reconnect_until_server},
+        {"reconnect after a lost busy connection: on_busy(false) first",
+         test_reconnect_lifts_busy},
         {"reconnect storm, max_attempts: on_closed once each",
          test_reconnect_storm},
         {"server_free with connected clients", test_server_free_with_clients},
