@@ -723,6 +723,31 @@ out:
     return NULL;
 }
 
+/* A relay to target on a port of its own (r->port), running; chunk_max 0:
+ * one byte per write. */
+static relay_t *relay_start(uint16_t target, unsigned chunk_max,
+                            unsigned seed)
+{
+    relay_t *r = calloc(1, sizeof(*r));
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    r->target = target;
+    r->chunk_max = chunk_max;
+    r->seed = seed;
+    r->lfd = listen_any(&r->port);
+    CU_ASSERT_FATAL(r->lfd >= 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r), 0);
+    return r;
+}
+
+static void relay_stop(relay_t *r)
+{
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+    close(r->lfd);
+    free(r);
+}
+
 /* ------------------------------------------------------------ checks */
 
 static bool has(const char *hay, const char *needle)
@@ -1476,19 +1501,15 @@ static void test_byte_by_byte(void)
     icfg_t *sc = srv_icfg();
     icfg_t *cc = cli_icfg();
     zl_instance_t *srv, *cli;
-    relay_t *r = calloc(1, sizeof(*r));
+    relay_t *r;
     const char *msg = "one byte at a time";
     uint16_t port;
 
-    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     trec_new();
     T->connect_send = msg;
     T->srv_echo = true;
     srv = start_server(sc, &rec_h, NULL, &port);
-    r->target = port;
-    r->lfd = listen_any(&r->port);
-    CU_ASSERT_FATAL(r->lfd >= 0);
-    CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r), 0);
+    r = relay_start(port, 0, 0);
     cli = start_client(cc, "127.0.0.1", r->port);
     CHECK(cli_got(strlen(msg), 2 * WAIT_MS),
           "no echo through the relay: %s", snap(CLI).err_msg);
@@ -1497,10 +1518,7 @@ static void test_byte_by_byte(void)
     CHECK(atomic_load(&r->writes) > 500, "only %ld single-byte writes",
           atomic_load(&r->writes));
     zl_instance_free(cli);
-    atomic_store(&r->stop, 1);
-    pthread_join(r->th, NULL);
-    close(r->lfd);
-    free(r);
+    relay_stop(r);
     zl_instance_free(srv);
     trec_done();
     free(sc);
@@ -1518,21 +1536,14 @@ static void test_random_splits(void)
 
     for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
         zl_instance_t *srv, *cli;
-        relay_t *r = calloc(1, sizeof(*r));
+        relay_t *r;
         uint16_t port;
 
-        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
         trec_new();
         T->bulk = MIB;
         T->srv_echo = true;
         srv = start_server(sc, &rec_h, NULL, &port);
-        r->target = port;
-        r->chunk_max = 3000;
-        r->seed = seeds[k];
-        r->lfd = listen_any(&r->port);
-        CU_ASSERT_FATAL(r->lfd >= 0);
-        CU_ASSERT_EQUAL_FATAL(pthread_create(&r->th, NULL, relay_main, r),
-                              0);
+        r = relay_start(port, 3000, seeds[k]);
         cli = start_client(cc, "127.0.0.1", r->port);
         CHECK(zl_test_wait_count(&T->bulk_done, 1, 4 * WAIT_MS) == 1,
               "seed %u: %ld of %u bytes echoed through the splitting relay "
@@ -1544,10 +1555,7 @@ static void test_random_splits(void)
         CHECK(atomic_load(&r->writes) > 600, "seed %u: only %ld pieces",
               seeds[k], atomic_load(&r->writes));
         zl_instance_free(cli);
-        atomic_store(&r->stop, 1);
-        pthread_join(r->th, NULL);
-        close(r->lfd);
-        free(r);
+        relay_stop(r);
         zl_instance_free(srv);
         trec_done();
     }
