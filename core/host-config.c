@@ -15,6 +15,37 @@
 
 #include "host-config.h"
 
+/* Control characters as C escapes: a value that carries a newline (a
+ * --tls-cert argument, say) stays on its problem line and cannot forge
+ * the next one. */
+static char *escape_controls(char *msg)
+{
+    GString *out;
+
+    for (const char *c = msg;; c++) {
+        if (!*c)
+            return msg;
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            break;
+    }
+    out = g_string_sized_new(strlen(msg) + 8);
+    for (const char *c = msg; *c; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u == '\n')
+            g_string_append(out, "\\n");
+        else if (u == '\t')
+            g_string_append(out, "\\t");
+        else if (u == '\r')
+            g_string_append(out, "\\r");
+        else if (u < 0x20 || u == 0x7f)
+            g_string_append_printf(out, "\\x%02x", u);
+        else
+            g_string_append_c(out, *c);
+    }
+    g_free(msg);
+    return g_string_free(out, FALSE);
+}
+
 void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
                         const char *key, const char *fmt, ...)
 {
@@ -23,7 +54,7 @@ void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
     size_t len, off = 0;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    msg = escape_controls(g_strdup_vprintf(fmt, ap));
     va_end(ap);
     /* One write(2): the log thread shares stderr, and its lines must not
      * land inside this one. */
@@ -347,6 +378,15 @@ int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file)
         g_error_free(e);
         return -1;
     }
+    return cfg_parse(cfg);
+}
+
+int zl_host_cfg_load_keyfile(zl_host_cfg_t *cfg, const char *name,
+                             GKeyFile *kf)
+{
+    cfg_init(cfg, name);
+    g_key_file_free(cfg->kf);
+    cfg->kf = kf;
     return cfg_parse(cfg);
 }
 

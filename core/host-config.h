@@ -58,6 +58,13 @@ int zl_host_cfg_load(zl_host_cfg_t *cfg, const char *file);
 int zl_host_cfg_load_data(zl_host_cfg_t *cfg, const char *name,
                           const char *data);
 
+/* Same, from a key file built in memory (taken over: freed with cfg).
+ * Values set with g_key_file_set_value() reach the readers exactly as
+ * given, newlines included: no text is parsed, so a value can never add a
+ * key or a group. */
+int zl_host_cfg_load_keyfile(zl_host_cfg_t *cfg, const char *name,
+                             GKeyFile *kf);
+
 /* Report a problem as "zltk-host: FILE: [GROUP] KEY: message". */
 void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
                         const char *key, const char *fmt, ...)

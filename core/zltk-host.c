@@ -242,14 +242,15 @@ static bool shortcut_ok(const char *opt, const char *arg)
 }
 
 /* The one instance of --connect / --listen as a key file: tls://ADDR adds
- * transport = tls and the --tls-* options. */
-static char *shortcut_config(const host_opts_t *o, bool server)
+ * transport = tls and the --tls-* options.  Built through the GKeyFile API
+ * and handed over as it is, never as text: a value is one value whatever
+ * it contains (a newline in --tls-cert cannot start a group). */
+static GKeyFile *shortcut_config(const host_opts_t *o, bool server)
 {
     const char *arg = server ? o->listen : o->connect;
     const char *g = server ? "server.listen" : "client.connect";
     bool tls = g_str_has_prefix(arg, "tls://");
     GKeyFile *kf = g_key_file_new();
-    char *text;
 
     g_key_file_set_value(kf, g, "plugin", server ? "echo" : "tcp");
     g_key_file_set_value(kf, g, "address", tls ? arg + 6 : arg);
@@ -272,31 +273,21 @@ static char *shortcut_config(const host_opts_t *o, bool server)
         if (!server && o->tls_insecure)
             g_key_file_set_value(kf, g, "tls-verify", "false");
     }
-    text = g_key_file_to_data(kf, NULL, NULL);
-    g_key_file_free(kf);
-    return text;
+    return kf;
 }
 
 static int load_config(zl_host_cfg_t *cfg, const host_opts_t *o)
 {
-    char *text;
-    int rc;
-
     if (o->config)
         return zl_host_cfg_load(cfg, o->config);
-    if (o->connect) {
-        text = shortcut_config(o, false);
-        rc = zl_host_cfg_load_data(cfg, "--connect", text);
-    } else if (o->listen) {
-        text = shortcut_config(o, true);
-        rc = zl_host_cfg_load_data(cfg, "--listen", text);
-    } else {
-        text = NULL;
-        rc = zl_host_cfg_load_data(cfg, "built-in configuration",
-                                   default_config);
-    }
-    g_free(text);
-    return rc;
+    if (o->connect)
+        return zl_host_cfg_load_keyfile(cfg, "--connect",
+                                        shortcut_config(o, false));
+    if (o->listen)
+        return zl_host_cfg_load_keyfile(cfg, "--listen",
+                                        shortcut_config(o, true));
+    return zl_host_cfg_load_data(cfg, "built-in configuration",
+                                 default_config);
 }
 
 static void print_summary(const zl_host_cfg_t *cfg, zl_plugin_registry_t *reg)

@@ -835,6 +835,36 @@ if [ "$rc" -eq 0 ] && grep -q '^configuration OK: built-in configuration' "$tmp/
 then ok "--check-config without --config checks the built-in configuration"
 else bad "--check-config without --config" "exit $rc, expected 0 and OK"; fi
 
+# Shortcut options are values, never configuration text: a newline in a
+# --tls-* value cannot add a group or a key.  The certificate and key live
+# in a directory whose name carries a newline and a whole [server.evil]
+# group; they are used from there, exactly as named.
+nl="$tmp/certs
+[server.evil]
+plugin = echo
+address = 127.0.0.1:1"
+if mkdir -p "$nl" && openssl req -x509 -newkey ec \
+        -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+        -days 2 -keyout "$nl/key.pem" -out "$nl/cert.pem" >/dev/null 2>&1
+then
+    run --check-config --listen tls://127.0.0.1:0 --tls-cert "$nl/cert.pem" \
+        --tls-key "$nl/key.pem" -P "$bundled"
+    if [ "$rc" -eq 0 ] && grep -q '^configuration OK: --listen: 0 clients, 1 server,' "$tmp/out" &&
+       ! grep -q 'evil' "$tmp/err"
+    then ok "--tls-cert with a newline: carried exactly, no [server.evil]"
+    else bad "--tls-cert with a newline" "exit $rc, expected 0 and 1 server"; fi
+else
+    bad "--tls-cert with a newline" "cannot make a certificate with openssl"
+fi
+run --check-config --connect tls://127.0.0.1:9 -P "$bundled" \
+    --tls-ca "$tmp/none.pem
+tls-verify = false"
+if [ "$rc" -eq 1 ] && ! grep -q 'NOT checked' "$tmp/err" &&
+   grep -Fq "[client.connect] tls-ca: cannot read $tmp/none.pem\\ntls-verify = false: " "$tmp/err" &&
+   [ "$(grep -c . "$tmp/err")" -eq 1 ]
+then ok "--tls-ca with a newline: no tls-verify = false, one problem line"
+else bad "--tls-ca with a newline" "exit $rc, expected 1, one escaped line, verification on"; fi
+
 run --check-config --config "$f" --no-such-option
 if [ "$rc" -eq 2 ]; then ok "unknown option: exit 2"
 else bad "unknown option" "exit $rc, expected 2"; fi
