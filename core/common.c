@@ -12,6 +12,39 @@ const char *zl_version(void)
     return ZLTK_VERSION;
 }
 
+/* ------------------------------------------------------------ values */
+
+static bool word_is(const char *v, size_t len, const char *word)
+{
+    return strlen(word) == len && !g_ascii_strncasecmp(v, word, len);
+}
+
+int zl_parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    size_t len;
+
+    if (!text)
+        return -EINVAL;
+    while (*text == ' ' || *text == '\t')
+        text++;
+    len = strlen(text);
+    while (len && (text[len - 1] == ' ' || text[len - 1] == '\t'))
+        len--;
+    for (size_t i = 0; i < G_N_ELEMENTS(yes); i++) {
+        if (word_is(text, len, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (word_is(text, len, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 /* ------------------------------------------------------------ errors */
 
 static const char *const err_msgs[] = {

@@ -116,22 +116,16 @@ static bool get_int(zl_host_cfg_t *cfg, const char *g, const char *k,
 static bool get_bool(zl_host_cfg_t *cfg, const char *g, const char *k,
                      bool *out)
 {
-    GError *e = NULL;
-    gboolean b;
-    char *v;
+    char *v = g_key_file_get_value(cfg->kf, g, k, NULL);
+    bool ok;
 
-    if (!g_key_file_has_key(cfg->kf, g, k, NULL))
+    if (!v)
         return false;
-    b = g_key_file_get_boolean(cfg->kf, g, k, &e);
-    if (e) {
-        v = g_key_file_get_value(cfg->kf, g, k, NULL);
-        ERR(cfg, g, k, "'%s' is not a boolean (true or false)", v ? v : "");
-        g_free(v);
-        g_error_free(e);
-        return false;
-    }
-    *out = b;
-    return true;
+    ok = zl_parse_bool(v, out) == 0;
+    if (!ok)
+        ERR(cfg, g, k, "'%s' is not a boolean (" ZL_BOOL_WORDS ")", v);
+    g_free(v);
+    return ok;
 }
 
 static char *get_str(zl_host_cfg_t *cfg, const char *g, const char *k)

@@ -187,21 +187,6 @@ int zl__parse_int(const char *v, int64_t *out)
     return 0;
 }
 
-int zl__parse_bool(const char *v, bool *out)
-{
-    if (!g_ascii_strcasecmp(v, "true") || !g_ascii_strcasecmp(v, "yes") ||
-        !strcmp(v, "1")) {
-        *out = true;
-        return 0;
-    }
-    if (!g_ascii_strcasecmp(v, "false") || !g_ascii_strcasecmp(v, "no") ||
-        !strcmp(v, "0")) {
-        *out = false;
-        return 0;
-    }
-    return -EINVAL;
-}
-
 static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
 {
     const char *v = host_get_string(self, key);
@@ -221,8 +206,8 @@ static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
 
     if (!v)
         return -ENOENT;
-    if (zl__parse_bool(v, out) < 0) {
-        type_error(self, key, v, "a boolean (true or false)");
+    if (zl_parse_bool(v, out) < 0) {
+        type_error(self, key, v, "a boolean (" ZL_BOOL_WORDS ")");
         return -EINVAL;
     }
     return 0;

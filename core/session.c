@@ -1022,10 +1022,11 @@ int zl__instance_config_bool(const zl_instance_t *inst, const char *key,
 
     if (!v)
         return -ENOENT;
-    rc = zl__parse_bool(v, out);
+    rc = zl_parse_bool(v, out);
     if (rc < 0)
         zl__instance_config_error((zl_instance_t *)inst, key,
-                                  "'%s' is not a boolean (true or false)", v);
+                                  "'%s' is not a boolean (" ZL_BOOL_WORDS ")",
+                                  v);
     return rc;
 }
 

@@ -34,7 +34,6 @@ int zl__thread_pin(int cpu);
  * -EINVAL.  Integers are decimal (surrounding blanks allowed); booleans are
  * true/false, yes/no or 1/0 (case-insensitive). */
 int zl__parse_int(const char *v, int64_t *out);
-int zl__parse_bool(const char *v, bool *out);
 
 /* The host API's instance and session functions (core/session.c). */
 const char *zl__instance_name(const zl_instance_t *inst);

@@ -309,7 +309,27 @@ reconnect = maybe
 EOF
 check "$f"
 expect_error "reconnect = maybe" "[client.b] reconnect: " \
-    "boolean|true or false"
+    "boolean" "yes/no" "on/off"
+
+# One boolean grammar for every key: the host's (reconnect) and a layer's
+# (tls-verify) take the same words, in any case.
+for _b in yes On OFF 1 false "true "; do
+    write "bool-$_b" <<EOF
+[client.b]
+plugin = tcp
+address = 127.0.0.1:9000
+reconnect = $_b
+transport = tls
+tls-verify = $_b
+tls-server-name = localhost
+EOF
+    check "$f" -P "$bundled"
+    if [ "$rc" -eq 0 ] && [ "$(nerrors)" -eq 0 ]; then
+        ok "reconnect = '$_b' and tls-verify = '$_b': one grammar"
+    else
+        bad "reconnect = '$_b' and tls-verify = '$_b'" "exit $rc, $(nerrors) errors"
+    fi
+done
 
 write nocolon <<EOF
 [plugin.good]

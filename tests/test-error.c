@@ -192,6 +192,37 @@ static void test_threads(void)
     CU_ASSERT_EQUAL(atomic_load(&thread_mismatch), 0);
 }
 
+/* zltk.h's one boolean grammar (zl_parse_bool), used by every key. */
+static void test_parse_bool(void)
+{
+    static const char *const yes[] = {"true", "TRUE", "True", "yes", "YES",
+                                      "on", "On", "1", " on", "yes\t",
+                                      "\t true  "};
+    static const char *const no[] = {"false", "FALSE", "no", "No", "off",
+                                     "OFF", "0", " off ", "false\t"};
+    static const char *const bad[] = {"", " ", "maybe", "y", "n", "2", "-1",
+                                      "01", "truee", "o n", "on off",
+                                      "yes\n", "ja"};
+    bool b;
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        b = false;
+        CU_ASSERT_EQUAL(zl_parse_bool(yes[i], &b), 0);
+        CU_ASSERT_TRUE(b);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        b = true;
+        CU_ASSERT_EQUAL(zl_parse_bool(no[i], &b), 0);
+        CU_ASSERT_FALSE(b);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        b = true;
+        CU_ASSERT_EQUAL(zl_parse_bool(bad[i], &b), -EINVAL);
+        CU_ASSERT_TRUE(b); /* untouched */
+    }
+    CU_ASSERT_EQUAL(zl_parse_bool(NULL, &b), -EINVAL);
+}
+
 int zl_test_register_error(void)
 {
     static const zl_test_case_t cases[] = {
@@ -202,6 +233,7 @@ int zl_test_register_error(void)
         {"zero", test_zero},
         {"unknown_codes", test_unknown},
         {"any_thread", test_threads},
+        {"parse_bool_one_grammar", test_parse_bool},
         /* last: under UBSan a failure here aborts the run */
         {"extreme_codes", test_extreme},
         {NULL, NULL},

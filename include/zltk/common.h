@@ -34,6 +34,16 @@ ZL_BEGIN_DECLS
 /* Called when an object that holds a user pointer no longer needs it. */
 typedef void (*zl_destroy_fn)(void *arg);
 
+/* The one boolean grammar of zltk, for every key of zltk.conf (the host's,
+ * a handler's, a layer's) and for the host API's get_bool: true/false,
+ * yes/no, on/off or 1/0, in any case, with spaces or tabs around it.
+ * Returns 0 and sets *out, or -EINVAL (leaving *out alone) for anything
+ * else, text NULL included.  Any thread; text stays the caller's. */
+ZL_API int zl_parse_bool(const char *text, bool *out);
+
+/* The grammar in words, for messages: "'x' is not a boolean (" ZL_BOOL_WORDS ")". */
+#define ZL_BOOL_WORDS "true/false, yes/no, on/off or 1/0"
+
 ZL_END_DECLS
 
 #endif

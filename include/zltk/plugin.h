@@ -94,7 +94,7 @@ struct zl_host_api {
      * the plugin's lifetime.  get_string returns NULL when the key is
      * absent.  get_int/get_bool return 0 and set *out, -ENOENT if absent,
      * -EINVAL if the value has the wrong type (logged with file, group and
-     * key). */
+     * key).  get_bool takes zltk's one boolean grammar (zl_parse_bool). */
     const char *(*get_string)(zl_plugin_t *self, const char *key);
     int (*get_int)(zl_plugin_t *self, const char *key, int64_t *out);
     int (*get_bool)(zl_plugin_t *self, const char *key, bool *out);
