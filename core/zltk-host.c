@@ -743,7 +743,10 @@ int main(int argc, char **argv)
         "  zltk-host --list-plugins -P ./plugins  what plugins provide\n\n"
         "Exit status: 0 stopped normally, 1 runtime failure (bad\n"
         "configuration, a server that cannot listen, --connect that\n"
-        "failed), 2 bad usage.  See zltk-host(1) and zltk.conf(5).\n");
+        "failed), 2 bad usage.  See zltk-host(1) and zltk.conf(5).\n\n"
+        "Report bugs to: " PACKAGE_BUGREPORT "\n"
+        "Documentation: man zltk-host, zltk.conf, zltk-plugin; guides in "
+        ZLTK_DOCDIR "\n");
     g_option_context_add_main_entries(ctx, entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "zltk-host: %s (try --help)\n", err->message);
@@ -759,8 +762,13 @@ int main(int argc, char **argv)
         goto out_args;
     }
     if (o.version) {
-        printf("zltk-host %s (plugin ABI %d.%d)\n", zl_version(),
-               ZLTK_PLUGIN_ABI_MAJOR, ZLTK_PLUGIN_ABI_MINOR);
+        printf("zltk-host %s (plugin ABI %d.%d)\n"
+               "Copyright (c) 2026 The zltk authors.\n"
+               "License MIT: <https://opensource.org/licenses/MIT>.\n"
+               "This is free software: you are free to change and "
+               "redistribute it.\n"
+               "There is NO WARRANTY, to the extent permitted by law.\n",
+               zl_version(), ZLTK_PLUGIN_ABI_MAJOR, ZLTK_PLUGIN_ABI_MINOR);
         goto out_args;
     }
     if (o.print_config) {

@@ -799,6 +799,20 @@ run --listen 127.0.0.1:0 extra -P "$bundled"
 expect "an unexpected extra argument: exit 2" 2 "unexpected argument 'extra'"
 run --duration -1 --listen 127.0.0.1:0 -P "$bundled"
 expect "a negative --duration: exit 2" 2
+run --version
+errf="$tmp/out" errname="standard output"
+expect "--version: version, copyright and licence" 0 "zltk-host " \
+    "(plugin ABI " "Copyright (c) " "License MIT" "NO WARRANTY"
+run --help
+errf="$tmp/out" errname="standard output"
+expect "--help: ends with where to report bugs" 0 "Report bugs to: " \
+    "Documentation: "
+if tail -n 3 "$tmp/out" | grep -q '^Report bugs to: .*@'; then
+    ok "--help: the bug address is among its last lines"
+else
+    bad "--help: the bug address" "not among the last lines"
+fi
+errf="$tmp/err" errname="standard error"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
