@@ -2,7 +2,8 @@
 # zltk developer entry point.
 #
 #   tools/quickstart.sh host [ARGS]   install build deps, build, run zltk-host
-#   tools/quickstart.sh check         install build deps, build, run every test
+#   tools/quickstart.sh check [DIR]   install build deps, build, run every test
+#                                     (in DIR, default _build)
 #   tools/quickstart.sh sanitize LIST build with -fsanitize=LIST in _build-LIST
 #                                     (commas become dashes: libtool cannot
 #                                     link from a directory with a comma)
@@ -10,7 +11,9 @@
 #                                     thread)
 #   tools/quickstart.sh deps          only install the build dependencies
 #
-# Builds go to _build*/ (out of tree).  Installing packages needs root and
+# Builds go to _build*/ (out of tree); in a tree already configured in
+# place (./configure && make), host and check use that build instead, and
+# sanitize asks for "make distclean" first.  Installing packages needs root and
 # Debian's package archive; if everything is already installed nothing is
 # fetched.
 set -eu
@@ -35,9 +38,27 @@ deps() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 }
 
+# A tree configured in place (the README's classic "./configure && make")
+# cannot also build out of tree: automake refuses ("source directory
+# already configured").  host and check then use that in-tree build; the
+# sanitizer builds need their own directories, so they say how to get
+# there.
+in_tree() { [ -f "$top/config.status" ]; }
+
 # build DIR [configure args...]
 build() {
     dir=$1; shift
+    if in_tree; then
+        if [ "$dir" != . ]; then
+            echo "quickstart: this tree was configured in place (./configure" \
+                "in $top), so it cannot also build in $dir/." >&2
+            echo "quickstart: run 'make distclean' here first, then" \
+                "tools/quickstart.sh again." >&2
+            exit 1
+        fi
+        make -s -j"$(nproc)"
+        return
+    fi
     [ -x configure ] || ./autogen.sh
     mkdir -p "$dir"
     if [ ! -f "$dir/Makefile" ]; then
@@ -71,14 +92,24 @@ deps)
     deps ;;
 host)
     deps
-    build _build
+    dir=_build
+    if in_tree; then
+        dir=.
+        echo "quickstart: using the in-place build of $top" >&2
+    fi
+    build "$dir"
     # The bundled plugins, uninstalled, are found through the search path.
-    ZLTK_PLUGIN_PATH="$top/_build/plugins/.libs${ZLTK_PLUGIN_PATH:+:$ZLTK_PLUGIN_PATH}" \
-        exec "_build/zltk-host" "$@" ;;
+    ZLTK_PLUGIN_PATH="$top/$dir/plugins/.libs${ZLTK_PLUGIN_PATH:+:$ZLTK_PLUGIN_PATH}" \
+        exec "$dir/zltk-host" "$@" ;;
 check)
     deps
-    build _build
-    check _build ;;
+    dir=${1:-_build}
+    if [ $# -eq 0 ] && in_tree; then
+        dir=.
+        echo "quickstart: using the in-place build of $top" >&2
+    fi
+    build "$dir"
+    check "$dir" ;;
 sanitize)
     list=${1:?usage: quickstart.sh sanitize address,undefined|thread}
     deps
