@@ -19,8 +19,12 @@
  * when the queue falls to the low watermark on_busy(false) follows.  A send
  * timeout errors a connection whose queue made no progress for that long.
  *
- * Receiving.  Data is read until EAGAIN into one buffer per poller shared by
- * all its connections, so an idle connection holds no receive memory.
+ * Receiving.  Each readiness event reads once, into a 128 KiB buffer per
+ * poller shared by all its connections, so an idle connection holds no
+ * receive memory.  A read that fills the buffer continues from a task
+ * queued behind the other ready connections, so one fast peer cannot
+ * starve the rest of its poller.  zl_conn_pause() stops reading at once,
+ * including a continuation already queued.
  */
 #ifndef ZLTK_CONN_H
 #define ZLTK_CONN_H
