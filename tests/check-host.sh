@@ -668,6 +668,24 @@ check "$f" -P "$bundled"
 expect_error "[plugin.tls] tls-verify = maybe" "[plugin.tls] tls-verify: " \
     maybe "boolean|true or false" "\[client\.a\]"
 
+# An invalid cipher list names the key, the value and the part at fault
+# (OpenSSL alone would skip the misspelt name, or read "no TLS 1.3").
+write ciphers <<EOF
+$(tls_client a)
+tls-ciphers = ECDHE-RSA-AES128-GCM-SHA265:ECDHE+AESGCM
+EOF
+check "$f" -P "$bundled"
+expect_error "[client.a] tls-ciphers with a misspelt suite" \
+    "[client.a] tls-ciphers: " "'ECDHE-RSA-AES128-GCM-SHA265' selects no"
+
+write suites <<EOF
+$(tls_client a)
+tls-ciphersuites = TLS_AES_128_GCM_SHA256:TLS_AES_512_GCM
+EOF
+check "$f" -P "$bundled"
+expect_error "[client.a] tls-ciphersuites with an unknown suite" \
+    "[client.a] tls-ciphersuites: " "'TLS_AES_512_GCM' is not a TLS 1.3"
+
 # A handler's key: tcp's mode.
 write defmode <<EOF
 [plugin.tcp]

@@ -39,7 +39,11 @@
  * TLS 1.2 with SNI, 256 KiB round trip, an s_client that does not trust
  * us, tls-verify-client = required with and without -cert, ALPN, a
  * KeyUpdate from s_client, a refused renegotiation, close_notify when our
- * server stops.
+ * server stops.  Cipher suites (what testssl.sh and sslscan audit): CBC and
+ * static RSA suites refused (with an RSA key too: the "rsa" certificate),
+ * the server's order winning in TLS 1.2 and 1.3, tls-ciphers and
+ * tls-ciphersuites on both ends, what our client offers (s_server -rev's
+ * "Client cipher list").
  *
  * Without openssl on PATH every test fails, saying so.
  */
@@ -1915,6 +1919,267 @@ out:
     end();
 }
 
+/* ------------------------------------------------- 6. cipher suites */
+
+/* What an audit (testssl.sh, sslscan) checks, with OpenSSL's tools:
+ * without tls-ciphers, both ends offer TLS 1.2 suites with forward secrecy
+ * (ECDHE) and AEAD only, and a server's order wins over the client's;
+ * tls-ciphers and tls-ciphersuites replace the lists. */
+
+/* s_client (EXTRA: its cipher options, after -CAfile and -brief) against
+ * our echo server with config sc.  With want: the handshake succeeds with
+ * that suite, as s_client and our server both say, and a line comes back.
+ * With want NULL: the handshake fails, s_client gets a handshake failure
+ * alert and our server reports "no shared cipher". */
+static void server_cipher_case(icfg_t *sc, const char *const *extra,
+                               const char *want, int line)
+{
+    const char *msg = "cipher check\n";
+    zl_instance_t *srv = NULL;
+    args_t a = {.n = 0};
+    char seen[96];
+    proc_t *cl;
+    uint16_t port;
+    snap_t s;
+    char *out;
+
+    procs_stop_all();
+    rec_reset();
+    args_add(&a, "-CAfile", certs.ca, "-verify_return_error", "-brief", NULL);
+    for (int i = 0; extra && extra[i]; i++)
+        args_add(&a, extra[i], NULL);
+    cl = server_and_s_client_v(sc, &srv, &port, false, a.v);
+    if (!cl)
+        goto out;
+    if (!want) {
+        s_client_fails(cl, "handshake failure", line);
+        expect_handshake_fail(SRV, cl, 0, "no shared cipher", NULL, line);
+        goto out;
+    }
+    zl_test_check_at(__FILE__, line, s_client_echo(cl, msg, msg),
+                     "no echo with %s (server error '%s'):%s", want,
+                     snap(SRV).err_msg, proc_dump(cl));
+    s_client_ends(cl, line);
+    out = proc_text(cl, P_BOTH);
+    snprintf(seen, sizeof(seen), "Ciphersuite: %s\n", want);
+    zl_test_check_at(__FILE__, line, has(out, seen),
+                     "s_client did not negotiate %s:%s", want, proc_dump(cl));
+    g_free(out);
+    s = snap(SRV);
+    zl_test_check_at(__FILE__, line, !strcmp(s.cipher, want),
+                     "our server's cipher is '%s', want %s", s.cipher, want);
+out:
+    server_free(srv);
+}
+
+#define server_cipher(sc, want, ...)                                        \
+    server_cipher_case((sc), (const char *const[]){__VA_ARGS__, NULL},       \
+                       (want), __LINE__)
+
+/* CBC suites are not offered (LUCKY13), with an EC key or an RSA key, with
+ * forward secrecy or without; AEAD ones with ECDHE are. */
+static void test_server_no_cbc(void)
+{
+    icfg_t ec = {{"tls-cert", certs.srv, "tls-key", certs.srv_key, NULL}};
+    icfg_t rsa = {{"tls-cert", certs.rsa, "tls-key", certs.rsa_key, NULL}};
+
+    if (!begin())
+        return;
+    server_cipher(&ec, NULL, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256");
+    server_cipher(&ec, NULL, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA");
+    server_cipher(&rsa, NULL, "-tls1_2", "-cipher", "AES128-SHA256");
+    server_cipher(&rsa, NULL, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA");
+    server_cipher(&ec, "ECDHE-ECDSA-AES128-GCM-SHA256", "-tls1_2", "-cipher",
+                  "ECDHE-ECDSA-AES128-GCM-SHA256");
+    server_cipher(&rsa, "ECDHE-RSA-CHACHA20-POLY1305", "-tls1_2", "-cipher",
+                  "ECDHE-RSA-CHACHA20-POLY1305");
+    end();
+}
+
+/* With an RSA key, no static RSA key exchange (no forward secrecy). */
+static void test_server_no_static_rsa(void)
+{
+    icfg_t rsa = {{"tls-cert", certs.rsa, "tls-key", certs.rsa_key, NULL}};
+
+    if (!begin())
+        return;
+    server_cipher(&rsa, NULL, "-tls1_2", "-cipher", "AES128-GCM-SHA256");
+    server_cipher(&rsa, NULL, "-tls1_2", "-cipher", "AES256-GCM-SHA384");
+    server_cipher(&rsa, "ECDHE-RSA-AES128-GCM-SHA256", "-tls1_2", "-cipher",
+                  "ECDHE-RSA-AES128-GCM-SHA256");
+    end();
+}
+
+/* A client that prefers AES-128 gets the server's first choice, AES-256
+ * (then ChaCha20): in TLS 1.2 with either key, and in TLS 1.3. */
+static void test_server_order_wins(void)
+{
+    icfg_t ec = {{"tls-cert", certs.srv, "tls-key", certs.srv_key, NULL}};
+    icfg_t rsa = {{"tls-cert", certs.rsa, "tls-key", certs.rsa_key, NULL}};
+
+    if (!begin())
+        return;
+    server_cipher(&rsa, "ECDHE-RSA-AES256-GCM-SHA384", "-tls1_2", "-cipher",
+                  "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384");
+    server_cipher(&ec, "ECDHE-ECDSA-CHACHA20-POLY1305", "-tls1_2", "-cipher",
+                  "ECDHE-ECDSA-AES128-GCM-SHA256:"
+                  "ECDHE-ECDSA-CHACHA20-POLY1305");
+    server_cipher(&ec, "TLS_AES_256_GCM_SHA384", "-ciphersuites",
+                  "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
+    end();
+}
+
+/* tls-ciphers replaces the TLS 1.2 list, in its order: a static RSA suite
+ * comes back, the default ones are gone, and the server's order still
+ * wins. */
+static void test_server_tls_ciphers(void)
+{
+    icfg_t one = {{"tls-cert", certs.rsa, "tls-key", certs.rsa_key,
+                   "tls-ciphers", "AES128-GCM-SHA256", NULL}};
+    icfg_t two = {{"tls-cert", certs.rsa, "tls-key", certs.rsa_key,
+                   "tls-ciphers",
+                   "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+                   NULL}};
+
+    if (!begin())
+        return;
+    server_cipher(&one, "AES128-GCM-SHA256", "-tls1_2", "-cipher",
+                  "AES128-GCM-SHA256");
+    server_cipher(&one, NULL, "-tls1_2", "-cipher",
+                  "ECDHE-RSA-AES256-GCM-SHA384");
+    server_cipher(&two, "ECDHE-RSA-AES128-GCM-SHA256", "-tls1_2", "-cipher",
+                  "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256");
+    end();
+}
+
+/* tls-ciphersuites restricts TLS 1.3. */
+static void test_server_tls_ciphersuites(void)
+{
+    icfg_t sc = {{"tls-cert", certs.srv, "tls-key", certs.srv_key,
+                  "tls-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", NULL}};
+
+    if (!begin())
+        return;
+    server_cipher(&sc, NULL, "-ciphersuites", "TLS_AES_128_GCM_SHA256");
+    server_cipher(&sc, "TLS_CHACHA20_POLY1305_SHA256", "-ciphersuites",
+                  "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:"
+                  "TLS_CHACHA20_POLY1305_SHA256");
+    end();
+}
+
+/* Whether every suite of s_server -rev's "Client cipher list: A:B:..." line
+ * in text is a TLS 1.3 suite (TLS_..., the renegotiation SCSV included) or
+ * one of allowed (colon-separated); bad receives the first that is not. */
+static bool offer_within(const char *text, const char *allowed, char *bad,
+                         size_t len)
+{
+    const char *p = text ? strstr(text, "Client cipher list: ") : NULL;
+    gchar *line, *set = g_strdup_printf(":%s:", allowed);
+    gchar **parts;
+    bool ok = true;
+
+    snprintf(bad, len, "(no 'Client cipher list' line)");
+    if (!p) {
+        g_free(set);
+        return false;
+    }
+    p += strlen("Client cipher list: ");
+    line = g_strndup(p, strcspn(p, "\r\n"));
+    parts = g_strsplit(line, ":", -1);
+    for (int i = 0; ok && parts[i]; i++) {
+        gchar *want = g_strdup_printf(":%s:", parts[i]);
+
+        /* OpenSSL names TLS 1.2 suites without the TLS_ prefix. */
+        if (strncmp(parts[i], "TLS_", 4) && !strstr(set, want)) {
+            snprintf(bad, len, "%s", parts[i]);
+            ok = false;
+        }
+        g_free(want);
+    }
+    g_strfreev(parts);
+    g_free(line);
+    g_free(set);
+    return ok;
+}
+
+#define AEAD_ECDHE                                                          \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"            \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"            \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+
+/* Our client offers the same AEAD, forward-secret TLS 1.2 suites as a
+ * server (as s_server -rev lists what it was offered), and so cannot talk
+ * to a server that has only CBC suites, unless tls-ciphers says so. */
+static void test_client_offers_aead_only(void)
+{
+    icfg_t cc = {{"tls-ca", certs.ca, NULL}};
+    icfg_t cbc = {{"tls-ca", certs.ca, "tls-ciphers",
+                   "ECDHE-ECDSA-AES128-SHA256", NULL}};
+    const char *const cbc_only[] = {"-tls1_2", "-cipher",
+                                    "ECDHE-ECDSA-AES128-SHA256", NULL};
+    char bad[128];
+    proc_t *sv;
+    snap_t c;
+    char *text;
+
+    if (!begin())
+        return;
+    sv = client_rev(certs.srv, certs.srv_key,
+                    (const char *const[]){"-tls1_2", NULL}, &cc,
+                    "offer check\n", &c, __LINE__);
+    if (sv) {
+        text = proc_text(sv, P_BOTH);
+        CHECK(offer_within(text, AEAD_ECDHE, bad, sizeof(bad)),
+              "our client offered %s:%s", bad, proc_dump(sv));
+        g_free(text);
+        CHECK(!strcmp(c.cipher, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+              "cipher '%s', want ECDHE-ECDSA-AES256-GCM-SHA384", c.cipher);
+    }
+    procs_stop_all();
+    rec_reset();
+    client_fails(certs.srv, certs.srv_key,
+                 (const char *const[]){"-rev", "-tls1_2", "-cipher",
+                                       "ECDHE-ECDSA-AES128-SHA256", NULL},
+                 &cc,
+                 "handshake failure", NULL, P_BOTH, "no shared cipher",
+                 __LINE__);
+    procs_stop_all();
+    rec_reset();
+    sv = client_rev(certs.srv, certs.srv_key, cbc_only, &cbc, "cbc\n", &c,
+                    __LINE__);
+    if (sv) {
+        text = proc_text(sv, P_BOTH);
+        CHECK(offer_within(text, "ECDHE-ECDSA-AES128-SHA256", bad,
+                           sizeof(bad)),
+              "with tls-ciphers our client offered %s:%s", bad,
+              proc_dump(sv));
+        g_free(text);
+        CHECK(!strcmp(c.cipher, "ECDHE-ECDSA-AES128-SHA256"),
+              "cipher '%s', want ECDHE-ECDSA-AES128-SHA256", c.cipher);
+    }
+    end();
+}
+
+/* A client's tls-ciphersuites restricts its TLS 1.3 offer. */
+static void test_client_tls_ciphersuites(void)
+{
+    icfg_t cc = {{"tls-ca", certs.ca, "tls-ciphersuites",
+                  "TLS_CHACHA20_POLY1305_SHA256", NULL}};
+    proc_t *sv;
+    snap_t c;
+
+    if (!begin())
+        return;
+    sv = client_rev(certs.srv, certs.srv_key, NULL, &cc, "tls 1.3\n", &c,
+                    __LINE__);
+    if (sv)
+        CHECK(!strcmp(c.version, "TLSv1.3") &&
+                  !strcmp(c.cipher, "TLS_CHACHA20_POLY1305_SHA256"),
+              "%s %s, want TLSv1.3 TLS_CHACHA20_POLY1305_SHA256", c.version,
+              c.cipher);
+    end();
+}
+
 /* ------------------------------------------------------------ suite */
 
 /* Like command -v openssl. */
@@ -2006,6 +2271,17 @@ int zl_test_register_tls_interop(void)
          test_server_renegotiation},
         {"server stop -> s_client sees close_notify",
          test_server_stop_close_notify},
+        {"s_client CBC suites -> server refuses", test_server_no_cbc},
+        {"s_client static RSA suites -> RSA server refuses",
+         test_server_no_static_rsa},
+        {"s_client preferring AES-128 -> server's order wins",
+         test_server_order_wins},
+        {"s_client -> server tls-ciphers", test_server_tls_ciphers},
+        {"s_client -ciphersuites -> server tls-ciphersuites",
+         test_server_tls_ciphersuites},
+        {"client offers AEAD only; tls-ciphers -> CBC s_server",
+         test_client_offers_aead_only},
+        {"client tls-ciphersuites -> s_server", test_client_tls_ciphersuites},
         {NULL, NULL},
     };
 

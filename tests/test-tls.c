@@ -1125,6 +1125,93 @@ static void test_config_errors(void)
     free(c);
 }
 
+/* tls-ciphers / tls-ciphersuites: a list OpenSSL would take in part, or
+ * read as "no TLS 1.3", is refused with the key, the value and the part at
+ * fault; lists in OpenSSL's full syntax are taken. */
+static void test_cipher_config_errors(void)
+{
+    static const char *const good[][2] = {
+        {"tls-ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:@STRENGTH"},
+        {"tls-ciphers", "HIGH:!aNULL:!MD5:!RC4:-SHA1 +AES256"},
+        {"tls-ciphers", "DEFAULT:@SECLEVEL=2"},
+        {"tls-ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384"},
+    };
+    icfg_t *c;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        zl_instance_options_t o;
+        zl_instance_t *inst = NULL;
+        int rc;
+
+        for (int server = 0; server < 2; server++) {
+            c = server ? icfg("tls-cert", f_srv, "tls-key", f_srv_key,
+                              good[i][0], good[i][1], NULL)
+                       : icfg(good[i][0], good[i][1], NULL);
+            opts_fill(&o, c, server, server ? echo_handler : &rec_h,
+                      server ? echo_plugin : NULL);
+            zl_test_tls_client_to(&o, "127.0.0.1", 9, false);
+            rc = zl_instance_new(&inst, &o);
+            CHECK(rc == 0 && c->nrep == 0, "%s %s = %s refused (%d)%s",
+                  server ? "server" : "client", good[i][0], good[i][1], rc,
+                  zl_test_icfg_reports(c, "\n    report "));
+            if (inst)
+                zl_instance_free(inst);
+            inst = NULL;
+            free(c);
+        }
+    }
+
+    c = icfg("tls-ciphers", "NO-SUCH-CIPHER", NULL);
+    expect_refused(c, false, "tls-ciphers", __LINE__, "'NO-SUCH-CIPHER'",
+                   "selects no", "openssl ciphers", NULL);
+    free(c);
+
+    /* OpenSSL alone would drop the misspelt part quietly. */
+    c = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-ciphers",
+             "ECDHE-ECDSA-AES128-GCM-SHA265:ECDHE+AESGCM", NULL);
+    expect_refused(c, true, "tls-ciphers", __LINE__,
+                   "'ECDHE-ECDSA-AES128-GCM-SHA265:ECDHE+AESGCM'",
+                   "'ECDHE-ECDSA-AES128-GCM-SHA265' selects no", NULL);
+    free(c);
+
+    c = icfg("tls-ciphers", "", NULL);
+    expect_refused(c, false, "tls-ciphers", __LINE__, "empty", NULL);
+    free(c);
+
+    c = icfg("tls-ciphers", "!ALL", NULL);
+    expect_refused(c, false, "tls-ciphers", __LINE__, "'!ALL'",
+                   "no cipher match", NULL);
+    free(c);
+
+    c = icfg("tls-ciphers", "TLS_AES_128_GCM_SHA256", NULL);
+    expect_refused(c, false, "tls-ciphers", __LINE__,
+                   "TLS 1.3 suites go in tls-ciphersuites", NULL);
+    free(c);
+
+    c = icfg("tls-cert", f_srv, "tls-key", f_srv_key, "tls-ciphersuites",
+             "TLS_AES_128_GCM_SHA256:TLS_AES_512_GCM", NULL);
+    expect_refused(c, true, "tls-ciphersuites", __LINE__,
+                   "'TLS_AES_128_GCM_SHA256:TLS_AES_512_GCM'",
+                   "'TLS_AES_512_GCM' is not a TLS 1.3 cipher suite", NULL);
+    free(c);
+
+    /* OpenSSL would take these as "no TLS 1.3 at all". */
+    c = icfg("tls-ciphersuites", "ECDHE-RSA-AES128-GCM-SHA256", NULL);
+    expect_refused(c, false, "tls-ciphersuites", __LINE__,
+                   "TLS 1.2 suites go in tls-ciphers", NULL);
+    free(c);
+
+    c = icfg("tls-ciphersuites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+             NULL);
+    expect_refused(c, false, "tls-ciphersuites", __LINE__,
+                   "TLS 1.2 suites go in tls-ciphers", NULL);
+    free(c);
+
+    c = icfg("tls-ciphersuites", "", NULL);
+    expect_refused(c, false, "tls-ciphersuites", __LINE__, "empty", NULL);
+    free(c);
+}
+
 /* ------------------------------------------------------------ 5. mTLS */
 
 static void test_mutual_tls(void)
@@ -1808,6 +1895,8 @@ int zl_test_register_tls(void)
         {"verify: unknown CA", test_verify_unknown_ca},
         {"tls-verify = false", test_verify_false},
         {"config errors name key and file", test_config_errors},
+        {"tls-ciphers / tls-ciphersuites config errors",
+         test_cipher_config_errors},
         {"mutual TLS", test_mutual_tls},
         {"ALPN", test_alpn},
         {"send before the handshake", test_send_before_handshake},

@@ -64,10 +64,13 @@ X509 *zl_test_tls_make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
              add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
     else if (ok)
         ok = add_ext(x, x, NID_basic_constraints, "critical,CA:FALSE") &&
-             add_ext(x, x, NID_key_usage, "critical,digitalSignature") &&
+             add_ext(x, x, NID_key_usage,
+                     kind == ZL_TEST_CERT_SERVER_RSA
+                         ? "critical,digitalSignature,keyEncipherment"
+                         : "critical,digitalSignature") &&
              add_ext(x, x, NID_ext_key_usage,
-                     kind == ZL_TEST_CERT_SERVER ? "serverAuth"
-                                                 : "clientAuth");
+                     kind == ZL_TEST_CERT_CLIENT ? "clientAuth"
+                                                 : "serverAuth");
     if (ok && san)
         ok = add_ext(x, x, NID_subject_alt_name, san);
     if (ok)
@@ -109,9 +112,9 @@ static void set_path(const zl_test_tls_certs_t *c, char *dst,
 bool zl_test_tls_certs_make(zl_test_tls_certs_t *c)
 {
     EVP_PKEY *kca = NULL, *ksrv = NULL, *koth = NULL, *kexp = NULL,
-             *kself = NULL, *kcli = NULL;
+             *kself = NULL, *kcli = NULL, *krsa = NULL;
     X509 *ca = NULL, *srv = NULL, *oth = NULL, *exp = NULL, *self = NULL,
-         *cli = NULL;
+         *cli = NULL, *rsa = NULL;
     bool ok;
     FILE *f;
 
@@ -128,7 +131,8 @@ bool zl_test_tls_certs_make(zl_test_tls_certs_t *c)
     kexp = EVP_EC_gen("P-256");
     kself = EVP_EC_gen("P-256");
     kcli = EVP_EC_gen("P-256");
-    ok = kca && ksrv && koth && kexp && kself && kcli;
+    krsa = EVP_RSA_gen(2048);
+    ok = kca && ksrv && koth && kexp && kself && kcli && krsa;
     if (ok) {
         const long day = ZL_TEST_DAY;
 
@@ -148,7 +152,10 @@ bool zl_test_tls_certs_make(zl_test_tls_certs_t *c)
                                      30 * day, ZL_TEST_CERT_SERVER);
         cli = zl_test_tls_make_cert(kcli, "zltk test client", ca, kca, NULL,
                                     -day, 30 * day, ZL_TEST_CERT_CLIENT);
-        ok = ca && srv && oth && exp && self && cli;
+        rsa = zl_test_tls_make_cert(krsa, "localhost", ca, kca,
+                                    "DNS:localhost,IP:127.0.0.1", -day,
+                                    30 * day, ZL_TEST_CERT_SERVER_RSA);
+        ok = ca && srv && oth && exp && self && cli && rsa;
     }
     set_path(c, c->ca, "ca.pem");
     set_path(c, c->srv, "server.pem");
@@ -161,13 +168,16 @@ bool zl_test_tls_certs_make(zl_test_tls_certs_t *c)
     set_path(c, c->self_key, "self.key");
     set_path(c, c->cli, "client.pem");
     set_path(c, c->cli_key, "client.key");
+    set_path(c, c->rsa, "rsa.pem");
+    set_path(c, c->rsa_key, "rsa.key");
     set_path(c, c->junk, "junk.pem");
     ok = ok && zl_test_tls_write_pem(c->ca, ca, NULL, NULL) &&
          zl_test_tls_write_pem(c->srv, srv, c->srv_key, ksrv) &&
          zl_test_tls_write_pem(c->other, oth, c->other_key, koth) &&
          zl_test_tls_write_pem(c->exp, exp, c->exp_key, kexp) &&
          zl_test_tls_write_pem(c->self, self, c->self_key, kself) &&
-         zl_test_tls_write_pem(c->cli, cli, c->cli_key, kcli);
+         zl_test_tls_write_pem(c->cli, cli, c->cli_key, kcli) &&
+         zl_test_tls_write_pem(c->rsa, rsa, c->rsa_key, krsa);
     if (ok) {
         f = fopen(c->junk, "w");
         ok = f && fputs("this is not a certificate\n", f) >= 0;
@@ -180,12 +190,14 @@ bool zl_test_tls_certs_make(zl_test_tls_certs_t *c)
     X509_free(exp);
     X509_free(self);
     X509_free(cli);
+    X509_free(rsa);
     EVP_PKEY_free(kca);
     EVP_PKEY_free(ksrv);
     EVP_PKEY_free(koth);
     EVP_PKEY_free(kexp);
     EVP_PKEY_free(kself);
     EVP_PKEY_free(kcli);
+    EVP_PKEY_free(krsa);
     if (!ok) {
         fprintf(stderr, "tls certificates: cannot make them in %s\n",
                 c->dir);

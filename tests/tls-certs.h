@@ -7,8 +7,9 @@
  * DNS:other.example (the "other-name" certificate); an expired one for
  * localhost; a self-signed one for localhost; a client certificate (CN
  * "zltk test client", clientAuth); their private keys (unencrypted PKCS#8
- * PEM); and a file that is not PEM.  All keys are EC P-256, all
- * certificates X.509 v3 with SHA-256 signatures.  zl_test_tls_make_cert()
+ * PEM); a server certificate for localhost with an RSA key (the "rsa"
+ * certificate); and a file that is not PEM.  All other keys are EC P-256;
+ * all certificates X.509 v3 with SHA-256 signatures.  zl_test_tls_make_cert()
  * and zl_test_tls_write_pem() are the building blocks, for tests that need
  * a certificate of their own.
  *
@@ -48,15 +49,20 @@ typedef struct zl_test_tls_certs {
     char self[ZL_TEST_TLS_PATH], self_key[ZL_TEST_TLS_PATH];
     /* CN "zltk test client", by the CA */
     char cli[ZL_TEST_TLS_PATH], cli_key[ZL_TEST_TLS_PATH];
+    /* CN localhost, DNS:localhost, IP:127.0.0.1, by the CA, an RSA 2048
+     * key (key usage also keyEncipherment: static RSA key exchange) */
+    char rsa[ZL_TEST_TLS_PATH], rsa_key[ZL_TEST_TLS_PATH];
     char junk[ZL_TEST_TLS_PATH]; /* "this is not a certificate" */
 } zl_test_tls_certs_t;
 
 /* Kinds of zl_test_tls_make_cert(): CA (keyCertSign), server
- * (serverAuth), client (clientAuth). */
+ * (serverAuth), client (clientAuth), an RSA server's (serverAuth, and
+ * keyEncipherment besides digitalSignature). */
 typedef enum {
     ZL_TEST_CERT_CA,
     ZL_TEST_CERT_SERVER,
-    ZL_TEST_CERT_CLIENT
+    ZL_TEST_CERT_CLIENT,
+    ZL_TEST_CERT_SERVER_RSA
 } zl_test_cert_kind_t;
 
 /* Seconds in a day, for validity offsets. */

@@ -16,6 +16,9 @@
  *            tls-alpn = PROTO[,PROTO...]   client: offered; server: the
  *                       first of its own list that the client offers
  *            tls-handshake-timeout = MS                 [10000]
+ *            tls-ciphers = OpenSSL cipher list, TLS 1.2 [TLS_DEFAULT_CIPHERS:
+ *                       ECDHE with AES-GCM or ChaCha20-Poly1305 only]
+ *            tls-ciphersuites = TLS 1.3 suites, colon-separated [OpenSSL's]
  *   clients: tls-verify = BOOL  verify the server       [true]
  *            tls-ca = PEM file or hashed directory, beside the system store
  *            tls-server-name = NAME  name to verify and send as SNI
@@ -113,6 +116,19 @@
 #define TLS_FP_TEXT (TLS_FP_LEN * 3)  /* "AA:BB:...:FF" and its NUL */
 #define TLS_EPHEMERAL "ephemeral"     /* tls-cert value */
 #define TLS_EPHEMERAL_DAYS 30
+
+/* The TLS 1.2 suites of both ends unless tls-ciphers says otherwise:
+ * forward secret (ECDHE) and AEAD only, in OpenSSL's own order among them.
+ * Audits (testssl.sh, sslscan) flag what OpenSSL's default list adds: CBC
+ * suites (LUCKY13) and, with an RSA key, static RSA key exchange (no
+ * forward secrecy).  No DHE either: every TLS 1.2 client of the last decade
+ * has ECDHE, and a 2048-bit DH exchange costs about nine times the CPU of
+ * X25519 (openssl speed ffdh2048 ecdhx25519).  TLS 1.3
+ * suites are all AEAD and forward secret: OpenSSL's default list stays. */
+#define TLS_DEFAULT_CIPHERS                                                 \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"            \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"            \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
 static const zl_host_api_t *host;
 static zl_plugin_t *self_plugin;
@@ -1828,6 +1844,145 @@ static void ignored_key(zl_instance_t *inst, const char *key, bool server)
                   key, server ? "clients" : "servers");
 }
 
+/* Whether the cipher list rule alone selects a TLS 1.2 suite (scratch: a
+ * context to try it on). */
+static bool rule_selects(SSL_CTX *scratch, const char *rule)
+{
+    bool ok = SSL_CTX_set_cipher_list(scratch, rule) == 1;
+
+    ERR_clear_error();
+    return ok;
+}
+
+/* Whether name is one TLS 1.3 suite this OpenSSL has. */
+static bool suite_known(SSL_CTX *scratch, const char *name)
+{
+    STACK_OF(SSL_CIPHER) *sk;
+    int n = 0;
+
+    if (SSL_CTX_set_ciphersuites(scratch, name) != 1) {
+        ERR_clear_error();
+        return false;
+    }
+    sk = SSL_CTX_get_ciphers(scratch);
+    for (int i = 0; i < sk_SSL_CIPHER_num(sk); i++)
+        if (!strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(sk, i)),
+                    "TLSv1.3"))
+            n++;
+    return n == 1;
+}
+
+/* The first part of list (split at any of seps) that check refuses, into
+ * bad; parts starting with one of skip are not checked.  false when every
+ * part passes. */
+static bool find_bad_part(SSL_CTX *scratch, const char *list,
+                          const char *seps, const char *skip,
+                          bool (*check)(SSL_CTX *, const char *), char *bad,
+                          size_t badlen)
+{
+    const char *p = list;
+
+    while (*p) {
+        size_t n = strcspn(p, seps);
+
+        if (n && !strchr(skip, *p)) {
+            const char *part = *p == '+' ? p + 1 : p; /* "+X": move X */
+            size_t m = n - (size_t)(part - p);
+
+            snprintf(bad, badlen, "%.*s", (int)m, part);
+            if (m >= badlen || !check(scratch, bad))
+                return true;
+        }
+        p += n;
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+/* tls-ciphers and tls-ciphersuites, or the defaults, into ti->ctx.  Each
+ * part of a list must select something: OpenSSL itself skips a misspelt
+ * name quietly as long as another part matches, and takes a TLS 1.3 list
+ * that names no TLS 1.3 suite as "no TLS 1.3 at all". */
+static bool config_ciphers(zl_instance_t *inst, tls_inst_t *ti, int minver)
+{
+    const char *cl = host->config_string(inst, "tls-ciphers");
+    const char *cs = host->config_string(inst, "tls-ciphersuites");
+    SSL_CTX *scratch = NULL;
+    char bad[128], why[256];
+    bool ok = true;
+
+    if ((cl || cs) && !(scratch = SSL_CTX_new(TLS_method()))) {
+        host->config_error(inst, cl ? "tls-ciphers" : "tls-ciphersuites",
+                           "cannot check the list: %s",
+                           last_reason(why, sizeof(why)));
+        return false;
+    }
+    if (cl && !*cl) {
+        host->config_error(inst, "tls-ciphers", "empty: give an OpenSSL "
+                           "cipher list for TLS 1.2, e.g. ECDHE+AESGCM, or "
+                           "remove the key for zltk's default");
+        ok = false;
+    } else if (cl && find_bad_part(scratch, cl, ": ,;", "!-@", rule_selects,
+                                   bad, sizeof(bad))) {
+        host->config_error(inst, "tls-ciphers", "'%s'%s%s%s selects no "
+                           "TLS 1.2 cipher suite of OpenSSL %s%s: give an "
+                           "OpenSSL cipher list (openssl ciphers -v 'LIST' "
+                           "shows what a list selects), e.g. ECDHE+AESGCM",
+                           cl, strcmp(cl, bad) ? ": '" : "",
+                           strcmp(cl, bad) ? bad : "",
+                           strcmp(cl, bad) ? "'" : "",
+                           OpenSSL_version(OPENSSL_VERSION_STRING),
+                           !strncmp(bad, "TLS_", 4)
+                               ? " (TLS 1.3 suites go in tls-ciphersuites)"
+                               : "");
+        ok = false;
+    } else if (SSL_CTX_set_cipher_list(ti->ctx, cl ? cl
+                                                   : TLS_DEFAULT_CIPHERS) != 1) {
+        host->config_error(inst, cl ? "tls-ciphers" : NULL, "'%s': %s: give "
+                           "an OpenSSL cipher list for TLS 1.2, e.g. "
+                           "ECDHE+AESGCM",
+                           cl ? cl : TLS_DEFAULT_CIPHERS,
+                           last_reason(why, sizeof(why)));
+        ok = false;
+    } else if (cl && minver >= TLS1_3_VERSION &&
+               !is_default(inst, "tls-ciphers")) {
+        host->log(self_plugin, ZL_LOG_WARNING,
+                  "%s: tls-ciphers applies to TLS 1.2, which "
+                  "tls-min-version = 1.3 refuses; ignored",
+                  ti->name);
+    }
+    if (cs && !*cs) {
+        host->config_error(inst, "tls-ciphersuites", "empty: give TLS 1.3 "
+                           "suites separated by colons, e.g. "
+                           "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256, "
+                           "or remove the key for OpenSSL's default");
+        ok = false;
+    } else if (cs && find_bad_part(scratch, cs, ":", "", suite_known, bad,
+                                   sizeof(bad))) {
+        host->config_error(inst, "tls-ciphersuites", "'%s'%s%s%s is not a "
+                           "TLS 1.3 cipher suite of OpenSSL %s: give names "
+                           "such as TLS_AES_256_GCM_SHA384, TLS_CHACHA20_"
+                           "POLY1305_SHA256, TLS_AES_128_GCM_SHA256, "
+                           "separated by colons%s",
+                           cs, strcmp(cs, bad) ? ": '" : "",
+                           strcmp(cs, bad) ? bad : "",
+                           strcmp(cs, bad) ? "'" : "",
+                           OpenSSL_version(OPENSSL_VERSION_STRING),
+                           strncmp(bad, "TLS_", 4) || strstr(bad, "_WITH_")
+                               ? " (TLS 1.2 suites go in tls-ciphers)"
+                               : "");
+        ok = false;
+    } else if (cs && SSL_CTX_set_ciphersuites(ti->ctx, cs) != 1) {
+        host->config_error(inst, "tls-ciphersuites", "'%s': %s", cs,
+                           last_reason(why, sizeof(why)));
+        ok = false;
+    }
+    SSL_CTX_free(scratch);
+    ERR_clear_error();
+    return ok;
+}
+
 static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
 {
     const char *ca = host->config_string(inst, "tls-ca");
@@ -2060,6 +2215,12 @@ static int tls_instance_new(zl_instance_t *inst, void **data)
     }
     SSL_CTX_set_min_proto_version(ti->ctx, version);
     SSL_CTX_set_options(ti->ctx, SSL_OP_NO_RENEGOTIATION);
+    /* The server's order wins: the client's order would decide otherwise
+     * (and audits flag that). */
+    if (ti->server)
+        SSL_CTX_set_options(ti->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (!config_ciphers(inst, ti, version))
+        ok = false;
     SSL_CTX_set_mode(ti->ctx, SSL_MODE_RELEASE_BUFFERS);
     rc = host->config_int(inst, "tls-handshake-timeout", &tmo);
     if (rc == -EINVAL) {
@@ -2109,7 +2270,8 @@ static const char *const tls_keys[] = {
     "tls-ca",          "tls-verify",        "tls-server-name",
     "tls-cert",        "tls-key",           "tls-client-ca",
     "tls-verify-client", "tls-min-version", "tls-alpn",
-    "tls-handshake-timeout", "tls-pin", NULL};
+    "tls-handshake-timeout", "tls-pin", "tls-ciphers", "tls-ciphersuites",
+    NULL};
 
 static const zl_layer_t tls_layer = {
     .struct_size = sizeof(zl_layer_t),
