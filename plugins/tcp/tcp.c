@@ -13,18 +13,21 @@
  * the session closes.
  *
  * stdio mode bridges standard input to the connection and the connection to
- * standard output, like ncat (zltk-host --connect HOST:PORT).  Standard
- * input is read on the worker pool, one read of up to 64 KiB at a time,
- * waiting in poll() on fd 0 and on a per-session cancel descriptor, so that
- * closing the session never leaves a worker stuck on a terminal or a pipe
- * that never delivers (the worker pool's shutdown waits for running work).
- * The next read is only submitted once the previous bytes were accepted and
- * the session is not busy (backpressure).  At end of input the sending side
- * is shut down and output continues until the peer closes.  Nothing but
- * received bytes goes to standard output; problems are logged (stderr).
+ * standard output, like ncat (zltk-host --connect HOST:PORT).  Both streams
+ * are non-blocking and watched on the session's poller (stream_open says
+ * how, without making the shell's shared descriptions non-blocking), so
+ * nothing ever blocks a poller: input is read, 64 KiB at a time, only while
+ * connected and not busy (backpressure towards the peer); output that
+ * standard output does not take at once is held and reading from the peer
+ * pauses until it is out, so at most about one receive buffer is held.  At
+ * end of input the sending side is shut down and output continues until
+ * the peer closes.  A stream's error ends the session through host->fail
+ * (zltk-host --connect exits 1); a reader of standard output that leaves
+ * (EPIPE) closes it normally.  Nothing but received bytes goes to standard
+ * output; problems are logged (stderr).
  *
- * Threading: every callback runs on the session's poller; worker functions
- * touch only their own job record.
+ * Threading: every callback, fd callback, task and timer runs on the
+ * session's poller; the fds are removed in on_closed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
@@ -823,6 +826,8 @@ static void tcp_connect(zl_session_t *s, void *state, const zl_error_t *err)
         return;
     if (t->conf->mode != TCP_MODE_STDIO || t->ending)
         return;
+    if (t->paused) /* stdout still holds the last connection's bytes */
+        host->pause(s);
     if (t->in_done) /* input ended during an earlier connection */
         host->shutdown(s);
     else
