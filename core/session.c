@@ -550,7 +550,8 @@ void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     note_error(s->inst, &(zl_error_t){.code = zl_err_kind(code),
-                                      .sys = code > ZL__ERR_BASE ? -code : 0,
+                                      .sys = code < 0 && code > ZL__ERR_BASE
+                                                 ? -code : 0,
                                       .message = msg});
     s->failed = true;
     zl__session_close(s);
