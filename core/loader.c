@@ -266,6 +266,7 @@ static const zl_host_api_t host_api = {
     .transport_info = zl__session_transport_info,
     .layer_queued = zl__session_layer_queued,
     .config_is_default = zl__instance_config_is_default,
+    .fail = zl__session_fail,
 };
 
 const zl_host_api_t *zl_plugins_host_api(void)

@@ -49,6 +49,7 @@ struct zl_session {
     bool swallow_err;  /* the connection reports what the handler knows */
     bool live;         /* linked in the instance's live list (under mu) */
     bool cbusy, lbusy, ubusy;
+    bool failed; /* the handler's fail(): keep its error as the last one */
 };
 /* Every idle connection of a host carries one: keep it to 80 bytes (the
  * handler's state follows at the next 16-byte boundary). */
@@ -303,7 +304,7 @@ static void on_err(zl_conn_t *c, const zl_error_t *err)
 
     if (s && s->swallow_err)
         return;
-    if (s)
+    if (s && !s->failed)
         note_error(s->inst, err);
     s = enter(c);
     if (!s)
@@ -535,6 +536,27 @@ void zl__session_abort(zl_session_t *s)
         zl_conn_abort(s->conn);
 }
 
+/* Recorded before closing, so that what the closing connection reports
+ * later (a send timeout, a TLS peer's end of stream) cannot turn the
+ * handler's failure into a normal end. */
+void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (s->closed || s->refused || s->failed)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    note_error(s->inst, &(zl_error_t){.code = zl_err_kind(code),
+                                      .sys = code < 0 && code > ZL__ERR_BASE
+                                                 ? -code : 0,
+                                      .message = msg});
+    s->failed = true;
+    zl__session_close(s);
+}
+
 void zl__session_shutdown(zl_session_t *s)
 {
     if (s->inst->l) {
@@ -618,7 +640,8 @@ void zl__session_upper_err(zl_session_t *s, const zl_error_t *err)
 {
     if (s->closed || s->refused)
         return;
-    note_error(s->inst, err);
+    if (!s->failed)
+        note_error(s->inst, err);
     if (s->inst->h->on_err)
         s->inst->h->on_err(s, state_of(s), err);
     /* Graceful, so that the layer's last words (an alert) still go out.

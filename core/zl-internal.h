@@ -54,6 +54,8 @@ int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf);
 void zl__session_close(zl_session_t *s);
 void zl__session_abort(zl_session_t *s);
 void zl__session_shutdown(zl_session_t *s);
+void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
+    ZL_PRINTF(3, 4);
 void zl__session_pause(zl_session_t *s);
 void zl__session_resume(zl_session_t *s);
 const zl_addr_t *zl__session_peer(const zl_session_t *s);

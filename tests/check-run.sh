@@ -390,6 +390,176 @@ else
     fi
 fi
 
+# ------------------------------------------------ 2b. --connect: the streams
+# Standard output that does not drain, fails or closes, standard input that
+# cannot be read.  The peers stream until the connection ends.
+# conn_to FILE NAME ARGS...: zltk-host ARGS as background job NAME with
+# standard output redirected to FILE (a FIFO) by the job's own shell,
+# which then execs zltk-host (same pid, for the signals).
+conn_to() {
+    _cf=$1 _cn=$2; shift 2
+    cmd="zltk-host $* >$_cf"
+    # shellcheck disable=SC2016 # $0 and $@ are for that sh
+    bg "$_cn" sh -c 'exec "$@" >"$0"' "$_cf" "$host" "$@"
+}
+# rss_kb PID: resident set size in KiB (empty if unknown).
+rss_kb() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status" 2>/dev/null; }
+mkfifo "$tmp/ofifo" || exit 1
+head -c 16000000 /dev/urandom >"$tmp/huge"
+if [ "$(wc -c <"$tmp/huge" | tr -d ' ')" != 16000000 ]; then
+    echo "FAIL: cannot make a 16 MB input file"; exit 1
+fi
+if [ -z "$have_socat" ]; then
+    ok "--connect: standard streams (no socat)"
+else
+    # Standard output a pipe nobody reads while the peer streams: SIGTERM,
+    # and then --duration, still stop it within the documented bound (the
+    # send timeout, 10 s; here there is nothing to send).  Before the fix
+    # the poller sat in write(2) and only SIGKILL ended the process.
+    for how in SIGTERM --duration; do
+        if ! socat_listen peer 4 'SYSTEM:cat /dev/zero'; then
+            reap peer 1; bad "--connect, stdout not drained, $how" \
+                "socat cannot listen"; continue
+        fi
+        # shellcheck disable=SC2016 # $1 is for that sh
+        bg sink sh -c 'exec sleep 60 <"$1"' sh "$tmp/ofifo"
+        bg hold sh -c 'exec sleep 60 >"$1"' sh "$tmp/fifo"
+        dur=
+        [ "$how" = --duration ] && dur="--duration 3"
+        # shellcheck disable=SC2086 # $dur is two words or none
+        bgin="$tmp/fifo" conn_to "$tmp/ofifo" conn --connect \
+            "127.0.0.1:$sport" -P "$bundled" --log-level info $dur
+        bgin=
+        if wait_log conn "connected to 127.0.0.1:$sport" 10; then
+            sleep 1 # the pipe fills at once; the peer keeps sending
+            [ "$how" = SIGTERM ] && sig conn TERM
+            reap conn 14
+            if [ -n "$timedout" ]; then
+                bad "--connect: stdout a pipe nobody reads, $how stops it" \
+                    "still running after 10 s (killed)"
+            else
+                expect "--connect: stdout a pipe nobody reads, $how stops it, exit 0" \
+                    0 "zltk-host: stopping (" "zltk-host: stopped"
+            fi
+        else
+            reap conn 1
+            bad "--connect, stdout not drained, $how" \
+                "no 'connected to' line within 10 s"
+        fi
+        _cmd=$cmd; _rc=$rc
+        sig sink TERM; reap sink 10; sig hold TERM; reap hold 10
+        sig peer TERM; reap peer 10
+        cmd=$_cmd; rc=$_rc
+    done
+
+    # A slow reader: it reads nothing for 2 s, then everything.  All 16 MB
+    # arrive (same checksum), and meanwhile reading from the peer is paused,
+    # so the host's memory stays put (growth well below the 16 MB; the
+    # kernel's socket buffers hold the rest), and the pipe shared with the
+    # shell stays blocking (zltk-host uses a description of its own).
+    if socat_listen peer 4 "OPEN:$tmp/huge"; then
+        # shellcheck disable=SC2016 # $1, $2 are for that sh
+        bg sink sh -c 'exec 3<"$1"; sleep 2; exec cat <&3 >"$2"' sh \
+            "$tmp/ofifo" "$tmp/slow.out"
+        conn_to "$tmp/ofifo" conn --connect "127.0.0.1:$sport" \
+            -P "$bundled" --log-level info
+        rss0= rss1= flags=
+        if wait_log conn "connected to 127.0.0.1:$sport" 10; then
+            pid=$(cat "$tmp/conn.pid")
+            rss0=$(rss_kb "$pid")
+            sleep 1
+            rss1=$(rss_kb "$pid")
+            flags=$(sed -n 's/^flags:[^0-9]*\([0-7]*\).*/\1/p' \
+                "/proc/$pid/fdinfo/1" 2>/dev/null)
+        fi
+        reap conn 30
+        _cmd=$cmd; _rc=$rc; reap sink 10; cmd=$_cmd; rc=$_rc
+        if [ "$rc" != 0 ]; then
+            bad "--connect: 16 MB through a slow reader" "exit $rc, expected 0"
+        elif ! cmp -s "$tmp/huge" "$tmp/slow.out"; then
+            bad "--connect: 16 MB through a slow reader" \
+                "got $(wc -c <"$tmp/slow.out" | tr -d ' ') bytes, checksum $(cksum <"$tmp/slow.out")"
+        else
+            ok "--connect: 16 MB through a slow reader arrive complete"
+        fi
+        if [ -z "$rss0" ] || [ -z "$rss1" ]; then
+            ok "--connect: memory while stdout stalls (no /proc)"
+        elif [ $((rss1 - rss0)) -gt 8192 ]; then
+            bad "--connect: memory while stdout stalls" \
+                "RSS grew from $rss0 to $rss1 KiB (the peer was not paused)"
+        else
+            ok "--connect: memory stays put while stdout stalls ($rss0 -> $rss1 KiB)"
+        fi
+        if [ -z "$flags" ]; then
+            ok "--connect: shared stdout stays blocking (no /proc)"
+        elif [ $((0$flags & 04000)) -ne 0 ]; then
+            bad "--connect: shared stdout stays blocking" \
+                "O_NONBLOCK set on the shell's pipe (flags 0$flags)"
+        else
+            ok "--connect: the pipe shared with the shell stays blocking"
+        fi
+        _cmd=$cmd; _rc=$rc; reap peer 10; cmd=$_cmd; rc=$_rc
+    else
+        reap peer 1; bad "--connect, slow reader" "socat cannot listen"
+    fi
+
+    # A write error on standard output (/dev/full: ENOSPC) is a failure:
+    # exit 1, and a message naming standard output and the error.
+    if socat_listen peer 4 "OPEN:$tmp/big"; then
+        cmd="zltk-host --connect 127.0.0.1:$sport >/dev/full"
+        timeout -k 5 30 "$host" --connect "127.0.0.1:$sport" -P "$bundled" \
+            </dev/null >/dev/full 2>"$tmp/err"
+        rc=$? outf=/dev/null errf="$tmp/err"
+        expect "--connect >/dev/full: exit 1" 1
+        has_line "--connect >/dev/full: names standard output and the error" \
+            "zltk-host: connection to 127.0.0.1:$sport failed: " \
+            "standard output" "no space left"
+        _cmd=$cmd; _rc=$rc; sig peer TERM; reap peer 10; cmd=$_cmd; rc=$_rc
+    else
+        reap peer 1; bad "--connect >/dev/full" "socat cannot listen"
+    fi
+
+    # A reader that leaves (| head -c 100) ends the transfer as it would
+    # for cat: the reader got its 100 bytes, zltk-host ends quietly with
+    # exit 0 (zltk-host(1)), although the peer streams and stdin is open.
+    if socat_listen peer 4 'SYSTEM:cat /dev/zero'; then
+        bg hold sh -c 'exec sleep 60 >"$1"' sh "$tmp/fifo"
+        cmd="zltk-host --connect 127.0.0.1:$sport | head -c 100"
+        { timeout -k 5 20 "$host" --connect "127.0.0.1:$sport" \
+              -P "$bundled" <"$tmp/fifo" 2>"$tmp/err"
+          echo $? >"$tmp/head.rc"; } | head -c 100 >"$tmp/out"
+        rc=$(cat "$tmp/head.rc") outf="$tmp/out" errf="$tmp/err"
+        if [ "$rc" != 0 ]; then
+            bad "--connect | head -c 100: exit 0" "exit $rc, expected 0"
+        elif [ "$(wc -c <"$tmp/out" | tr -d ' ')" != 100 ]; then
+            bad "--connect | head -c 100: exit 0" "head did not get 100 bytes"
+        elif [ -s "$tmp/err" ]; then
+            bad "--connect | head -c 100: exit 0, quietly" \
+                "standard error is not empty"
+        else
+            ok "--connect | head -c 100: exit 0, quietly, once head has left"
+        fi
+        _cmd=$cmd; _rc=$rc
+        sig hold TERM; reap hold 10; sig peer TERM; reap peer 10
+        cmd=$_cmd; rc=$_rc
+    else
+        reap peer 1; bad "--connect | head" "socat cannot listen"
+    fi
+
+    # A read error on standard input (a directory: EISDIR) is a failure.
+    if socat_listen peer 4 SYSTEM:cat; then
+        stdin=/ run --connect "127.0.0.1:$sport" -P "$bundled"
+        stdin=
+        expect "--connect </ (stdin a directory): exit 1" 1
+        has_line "--connect </: names standard input and the error" \
+            "zltk-host: connection to 127.0.0.1:$sport failed: " \
+            "standard input" "is a directory"
+        _cmd=$cmd; _rc=$rc; sig peer TERM; reap peer 10; cmd=$_cmd; rc=$_rc
+    else
+        reap peer 1; bad "--connect </" "socat cannot listen"
+    fi
+fi
+
 # ---------------------------------------------------------------- 3. failures
 # A closed port: a socat listener's port once it has stopped.
 closed=

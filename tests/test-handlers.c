@@ -10,7 +10,10 @@
  * Worker jobs (host->submit) are queued, not run, so that a test decides
  * when the "worker" runs (run_jobs) and can check that nothing blocking
  * happened inside a callback.  Standard input and output are redirected to
- * pipes for the stdio mode and restored afterwards.
+ * pipes for the stdio mode and restored afterwards.  The stdio mode watches
+ * them on the session's poller: the mock hands out a real poller, and those
+ * tests drive the vtable on its thread (step(), zl_poller_sync), so that
+ * the plugin's fd callbacks, posts and timers never race the test.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -348,6 +351,97 @@ static void mock_session_log(zl_session_t *s, zl_log_level_t level,
     g_free(msg);
 }
 
+/* The stdio tests' poller (suite_init); kept out of mock, which
+ * mock_reset clears. */
+static zl_poller_t *mock_poller;
+
+static zl_poller_t *mock_session_poller(const zl_session_t *s)
+{
+    check_session(s);
+    return mock_poller;
+}
+
+typedef struct mock_call {
+    zl_session_fn fn;
+    zl_session_timer_fn tfn;
+    void *arg;
+    zl_destroy_fn destroy;
+} mock_call_t;
+
+static void mock_call_end(void *arg)
+{
+    mock_call_t *c = arg;
+
+    if (c->destroy)
+        c->destroy(c->arg);
+    g_free(c);
+}
+
+/* As the host: nothing reaches the handler after on_closed. */
+static void mock_post_run(void *arg)
+{
+    mock_call_t *c = arg;
+
+    if (!mock.closed)
+        c->fn(SESS, mock.state, c->arg);
+    mock_call_end(c);
+}
+
+static int mock_post(zl_session_t *s, zl_session_fn fn, void *arg,
+                     zl_destroy_fn destroy)
+{
+    mock_call_t *c = g_new0(mock_call_t, 1);
+    int rc;
+
+    check_session(s);
+    *c = (mock_call_t){.fn = fn, .arg = arg, .destroy = destroy};
+    rc = zl_poller_async(mock_poller, mock_post_run, c);
+    if (rc < 0)
+        g_free(c);
+    return rc;
+}
+
+static uint64_t mock_timer_fire(void *arg)
+{
+    mock_call_t *c = arg;
+
+    return mock.closed ? 0 : c->tfn(SESS, mock.state, c->arg);
+}
+
+static int mock_add_timer(zl_session_t *s, uint64_t delay_ms,
+                          zl_session_timer_fn fn, void *arg,
+                          zl_destroy_fn destroy)
+{
+    mock_call_t *c = g_new0(mock_call_t, 1);
+    int rc;
+
+    check_session(s);
+    *c = (mock_call_t){.tfn = fn, .arg = arg, .destroy = destroy};
+    rc = zl_poller_add_timer(mock_poller, delay_ms, mock_timer_fire, c,
+                             mock_call_end, NULL);
+    if (rc < 0)
+        g_free(c);
+    return rc;
+}
+
+/* Recorded as an event, and its message as a log line "fail NAME: ...". */
+static void mock_fail(zl_session_t *s, int code, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+static void mock_fail(zl_session_t *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    check_session(s);
+    event("fail");
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_ptr_array_add(mock.logs, g_strdup_printf("fail %s: %s",
+                                               zl_err_name(code), msg));
+    g_free(msg);
+}
+
 static const zl_host_api_t mock_host = {
     .struct_size = sizeof(zl_host_api_t),
     .abi_major = ZLTK_PLUGIN_ABI_MAJOR,
@@ -376,6 +470,10 @@ static const zl_host_api_t mock_host = {
     .session_unref = mock_session_unref,
     .submit = mock_submit,
     .session_log = mock_session_log,
+    .session_poller = mock_session_poller,
+    .post = mock_post,
+    .add_timer = mock_add_timer,
+    .fail = mock_fail,
 };
 
 /* What every job owes: work, then done unless the session closed, then
@@ -979,6 +1077,134 @@ static void test_tcp_log_exchange(void)
 
 static const char *const stdio_config[] = {"mode", "stdio", NULL};
 
+/* Steps of a stdio test, run on the mock's poller thread as the host runs
+ * session callbacks; between steps the poller serves the plugin's fds. */
+typedef enum {
+    ST_OPEN, ST_CONNECT, ST_REFUSED, ST_RECV, ST_BUSY, ST_IDLE, ST_EOF,
+    ST_CLOSE, ST_SNAP
+} step_op_t;
+
+typedef struct step {
+    const zl_handler_t *h;
+    step_op_t op;
+    const void *data;
+    size_t len;
+    char *events; /* ST_SNAP: a copy of mock.events */
+} step_t;
+
+static void step_run(void *arg)
+{
+    step_t *st = arg;
+    const zl_handler_t *h = st->h;
+
+    switch (st->op) {
+    case ST_OPEN: session_open(h); break;
+    case ST_CONNECT: h->on_connect(SESS, mock.state, NULL); break;
+    case ST_REFUSED: h->on_connect(SESS, mock.state, &refused); break;
+    case ST_RECV: recv_bytes(h, st->data, st->len); break;
+    case ST_BUSY: h->on_busy(SESS, mock.state, true); break;
+    case ST_IDLE: h->on_busy(SESS, mock.state, false); break;
+    case ST_EOF: h->on_err(SESS, mock.state, &eof); break;
+    case ST_CLOSE: session_close(h); break;
+    case ST_SNAP: st->events = g_strdup(mock.events->str); break;
+    }
+}
+
+static void step(const zl_handler_t *h, step_op_t op, const void *data,
+                 size_t len)
+{
+    step_t st = {.h = h, .op = op, .data = data, .len = len};
+
+    zl_poller_sync(mock_poller, step_run, &st);
+}
+
+/* The events so far, read on the poller (g_free it). */
+static char *events_now(void)
+{
+    step_t st = {.op = ST_SNAP};
+
+    zl_poller_sync(mock_poller, step_run, &st);
+    return st.events;
+}
+
+/* Until the events are want (the plugin's fd callbacks run meanwhile);
+ * false after WAIT_MS, with what they were in *last (g_free it). */
+static bool events_become(const char *want, char **last)
+{
+    for (unsigned i = 0;; i++) {
+        char *now = events_now();
+
+        if (!strcmp(now, want) || i >= WAIT_MS / 10) {
+            bool same = !strcmp(now, want);
+            *last = now;
+            return same;
+        }
+        g_free(now);
+        zl_test_sleep_ms(10);
+    }
+}
+
+#define WAIT_EVENTS(want)                                                    \
+    do {                                                                     \
+        char *last_;                                                         \
+        bool ok_ = events_become((want), &last_);                            \
+        CHECK(ok_, "events: \"%s\", expected \"%s\"", last_, (want));        \
+        g_free(last_);                                                       \
+    } while (0)
+
+/* The events now, read on the poller: while the plugin watches a stream,
+ * its fd callbacks may be running there. */
+#define CHECK_EVENTS_NOW(want)                                               \
+    do {                                                                     \
+        char *now_ = events_now();                                           \
+        CHECK(!strcmp(now_, (want)), "events: \"%s\", expected \"%s\"", now_, \
+              (want));                                                       \
+        g_free(now_);                                                        \
+    } while (0)
+
+/* Point fd target at path instead (the test's redirect, with no pipe). */
+static bool redirect_path(redirect_t *r, int target, const char *path,
+                          int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+
+    r->target = target;
+    r->other = -1;
+    r->saved = -1;
+    if (!CHECK(fd >= 0, "open %s: %s", path, g_strerror(errno)))
+        return false;
+    fflush(stdout);
+    r->saved = dup(target);
+    dup2(fd, target);
+    close(fd);
+    return true;
+}
+
+/* Whether fd's open file description is non-blocking (-1: unknown). */
+static int nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    return fl < 0 ? -1 : (fl & O_NONBLOCK) != 0;
+}
+
+/* Exactly len bytes from fd (blocking), or fewer at its end. */
+static GByteArray *read_exactly(int fd, size_t len)
+{
+    GByteArray *a = g_byte_array_new();
+    uint8_t buf[4096];
+
+    while (a->len < len) {
+        size_t want = len - a->len < sizeof buf ? len - a->len : sizeof buf;
+        ssize_t n = read(fd, buf, want);
+
+        if (n <= 0)
+            break;
+        g_byte_array_append(a, buf, (guint)n);
+    }
+    return a;
+}
+
 static void test_tcp_stdio_recv_to_stdout(void)
 {
     static const uint8_t bin[] = {'l', 'i', 'n', 'e', '\n', 0, 0xff, '\r'};
@@ -988,21 +1214,23 @@ static void test_tcp_stdio_recv_to_stdout(void)
 
     if (!h || !redirect(&out, 1))
         goto end;
-    session_open(h);
-    recv_bytes(h, bin, sizeof bin);
-    recv_bytes(h, "more", 4);
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_RECV, bin, sizeof bin);
+    step(h, ST_RECV, "more", 4);
     got = drain(out.other);
+    step(h, ST_CLOSE, NULL, 0);
     redirect_end(&out);
     CHECK_BYTES(got->data, got->len, "line\n\0\xff\rmore", 12, "stdout");
     g_byte_array_unref(got);
     CHECK_EVENTS(""); /* nothing sent back, no stdin read before connect */
-    CU_ASSERT_EQUAL(log_count("received"), 0);
-    session_close(h);
+    CU_ASSERT_EQUAL(log_count("bytes: \""), 0); /* no exchange logs */
 end:
     if (h)
         tcp_instance_end(h);
 }
 
+/* No reader: EPIPE, as after `| head -c 100`.  A normal end, not a
+ * failure, and the process survives SIGPIPE. */
 static void test_tcp_stdio_stdout_closed(void)
 {
     const zl_handler_t *h = tcp_instance(stdio_config);
@@ -1011,18 +1239,18 @@ static void test_tcp_stdio_stdout_closed(void)
 
     if (!h || !redirect(&out, 1))
         goto end;
-    close(out.other); /* no reader: EPIPE */
+    close(out.other);
     out.other = -1;
-    session_open(h);
-    /* zltk-host leaves SIGPIPE at its default (the runner ignores it): the
-     * plugin must hold it back itself, or this kills the test run. */
+    step(h, ST_OPEN, NULL, 0);
+    /* zltk-host ignores SIGPIPE, the runner too: the plugin must hold it
+     * back itself, or an embedding program dies here. */
     old_pipe = signal(SIGPIPE, SIG_DFL);
-    recv_bytes(h, "abc", 3);
+    step(h, ST_RECV, "abc", 3);
     signal(SIGPIPE, old_pipe);
+    step(h, ST_CLOSE, NULL, 0);
     redirect_end(&out);
-    CU_ASSERT_EQUAL(mock.closes, 1);
-    CHECK_LOG("standard output");
-    session_close(h);
+    CHECK_EVENTS("close");
+    CHECK_LOG("standard output was closed by its reader");
 end:
     if (h)
         tcp_instance_end(h);
@@ -1033,14 +1261,13 @@ typedef struct reader_run {
     GByteArray *got;
 } reader_run_t;
 
-/* Let the writer block on a full pipe, read a little, then go away. */
+/* Read a little of a full pipe, then go away. */
 static void *leaving_reader(void *arg)
 {
     reader_run_t *r = arg;
     uint8_t buf[16];
     ssize_t n;
 
-    zl_test_sleep_ms(50);
     n = read(r->fd, buf, sizeof buf);
     if (n > 0)
         g_byte_array_append(r->got, buf, (guint)n);
@@ -1048,8 +1275,8 @@ static void *leaving_reader(void *arg)
     return NULL;
 }
 
-/* The reader leaves while a write to it is blocked: the write returns
- * short and raises SIGPIPE, and the next one fails with EPIPE. */
+/* 1 MiB arrives at once: what the pipe does not take is held and the peer
+ * paused; the reader then leaves, which ends the session normally. */
 static void test_tcp_stdio_stdout_reader_leaves(void)
 {
     const zl_handler_t *h = tcp_instance(stdio_config);
@@ -1065,17 +1292,18 @@ static void test_tcp_stdio_stdout_reader_leaves(void)
     memset(big, 'z', len);
     r.fd = out.other;
     out.other = -1; /* the reader closes it */
-    session_open(h);
+    old_pipe = signal(SIGPIPE, SIG_DFL); /* as an embedding program may */
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_RECV, big, len); /* never blocks the poller */
+    CHECK_EVENTS_NOW("pause");
     t = g_thread_new("leaving-reader", leaving_reader, &r);
-    old_pipe = signal(SIGPIPE, SIG_DFL); /* as in zltk-host */
-    recv_bytes(h, big, len);
-    signal(SIGPIPE, old_pipe);
     g_thread_join(t);
+    WAIT_EVENTS("pause close");
+    step(h, ST_CLOSE, NULL, 0);
+    signal(SIGPIPE, old_pipe);
     redirect_end(&out);
     CHECK(r.got->len > 0, "the reader got the first bytes");
-    CU_ASSERT_EQUAL(mock.closes, 1);
-    CHECK_LOG("cannot write to standard output");
-    session_close(h);
+    CHECK_LOG("standard output was closed by its reader");
 end:
     g_byte_array_unref(r.got);
     g_free(big);
@@ -1095,27 +1323,46 @@ static void test_tcp_stdio_stdout_full(void)
     if (!h || !redirect(&out, 1))
         goto end;
     memset(fill, '.', sizeof fill);
-    /* A non-blocking standard output that is full: EAGAIN. */
-    fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+    fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK); /* to fill it */
     while ((n = write(1, fill, sizeof fill)) > 0)
         filled += (size_t)n;
-    session_open(h);
-    recv_bytes(h, "abc", 3);
-    recv_bytes(h, "def", 3);
-    /* Reading from the peer stops; the wait for stdout is a worker job. */
-    CHECK_EVENTS("pause submit");
-    got = drain(out.other);
+    fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_RECV, "abc", 3);
+    step(h, ST_RECV, "def", 3);
+    /* Full: reading from the peer stops, once; nothing blocked. */
+    CHECK_EVENTS_NOW("pause");
+    got = read_exactly(out.other, filled);
     CU_ASSERT_EQUAL(got->len, filled);
     g_byte_array_unref(got);
-    CU_ASSERT_EQUAL(run_jobs(), 1);
-    CHECK_EVENTS("pause submit resume");
+    /* Drained: the held bytes go out, then reading resumes. */
+    WAIT_EVENTS("pause resume");
     got = drain(out.other);
-    fcntl(1, F_SETFL, fcntl(1, F_GETFL) & ~O_NONBLOCK);
+    step(h, ST_CLOSE, NULL, 0);
     redirect_end(&out);
-    CHECK_BYTES(got->data, got->len, "abcdef", 6, "stdout after the wait");
+    CHECK_BYTES(got->data, got->len, "abcdef", 6, "stdout after the drain");
     g_byte_array_unref(got);
     CU_ASSERT_EQUAL(mock.closes, 0);
-    session_close(h);
+end:
+    if (h)
+        tcp_instance_end(h);
+}
+
+/* /dev/full: ENOSPC, a failure that names standard output. */
+static void test_tcp_stdio_stdout_error(void)
+{
+    const zl_handler_t *h = tcp_instance(stdio_config);
+    redirect_t out;
+
+    if (!h || !redirect_path(&out, 1, "/dev/full", O_WRONLY))
+        goto end;
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_RECV, "abc", 3);
+    step(h, ST_RECV, "def", 3); /* dropped: the session is ending */
+    step(h, ST_CLOSE, NULL, 0);
+    redirect_end(&out);
+    CHECK_EVENTS("fail");
+    CHECK_LOG("cannot write to standard output: No space left on device");
 end:
     if (h)
         tcp_instance_end(h);
@@ -1131,22 +1378,18 @@ static void test_tcp_stdio_stdin_eof(void)
     CU_ASSERT_EQUAL(write(in.other, "xyz", 3), 3);
     close(in.other);
     in.other = -1;
-    session_open(h);
-    h->on_connect(SESS, mock.state, &refused);
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_REFUSED, NULL, 0);
+    zl_test_sleep_ms(20);
     CHECK_EVENTS(""); /* not connected: standard input waits */
-    h->on_connect(SESS, mock.state, NULL);
-    /* The read is a worker job: nothing read on the poller. */
-    CHECK_EVENTS("submit");
-    CU_ASSERT_EQUAL(run_jobs(), 2);
-    redirect_end(&in);
-    CHECK_EVENTS("submit send:xyz submit shutdown");
+    step(h, ST_CONNECT, NULL, 0);
+    WAIT_EVENTS("send:xyz shutdown");
     CHECK_SEND(0, "xyz", 3);
-    CU_ASSERT_EQUAL(mock.shutdowns, 1);
-    CU_ASSERT_EQUAL(mock.closes, 0);
     /* Output goes on after the half-close, until the peer ends. */
-    h->on_err(SESS, mock.state, &eof);
-    session_close(h);
-    CHECK_EVENTS("submit send:xyz submit shutdown");
+    step(h, ST_EOF, NULL, 0);
+    step(h, ST_CLOSE, NULL, 0);
+    redirect_end(&in);
+    CHECK_EVENTS("send:xyz shutdown");
 end:
     if (h)
         tcp_instance_end(h);
@@ -1155,148 +1398,82 @@ end:
 static void test_tcp_stdio_backpressure(void)
 {
     const zl_handler_t *h = tcp_instance(stdio_config);
+    char *now;
     redirect_t in;
 
     if (!h || !redirect(&in, 0))
         goto end;
     CU_ASSERT_EQUAL(write(in.other, "abc", 3), 3);
-    session_open(h);
     mock.send_rc = ZL_CONN_BUSY;
-    h->on_connect(SESS, mock.state, NULL);
-    /* One job only: a second read would block on the open, empty pipe. */
-    CU_ASSERT(run_one_job());
-    /* Busy: the next read waits for on_busy(false). */
-    CHECK_EVENTS("submit send:abc");
-    if (!CHECK(g_queue_get_length(&mock.jobs) == 0,
-               "no read is queued while busy (events: %s)", mock.events->str))
-        goto close; /* session_close cancels it, then runs it */
-    h->on_busy(SESS, mock.state, true);
-    CHECK_EVENTS("submit send:abc");
-    mock.send_rc = 0;
-    h->on_busy(SESS, mock.state, false);
-    CHECK_EVENTS("submit send:abc submit");
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_CONNECT, NULL, 0);
+    WAIT_EVENTS("send:abc");
+    /* Busy: standard input is not read, whatever arrives. */
+    step(h, ST_BUSY, NULL, 0);
     CU_ASSERT_EQUAL(write(in.other, "def", 3), 3);
+    zl_test_sleep_ms(50);
+    now = events_now();
+    CHECK(!strcmp(now, "send:abc"), "nothing read while busy: \"%s\"", now);
+    g_free(now);
+    mock.send_rc = 0; /* the poller reads it only after the next step */
+    step(h, ST_IDLE, NULL, 0);
+    WAIT_EVENTS("send:abc send:def");
     close(in.other);
     in.other = -1;
-    CU_ASSERT_EQUAL(run_jobs(), 2);
-    redirect_end(&in);
-    CHECK_EVENTS("submit send:abc submit send:def submit shutdown");
-close:
-    session_close(h);
+    WAIT_EVENTS("send:abc send:def shutdown");
+    step(h, ST_CLOSE, NULL, 0);
     redirect_end(&in);
 end:
     if (h)
         tcp_instance_end(h);
 }
 
-typedef struct worker_run {
-    mock_job_t *job;
-    atomic_int finished;
-} worker_run_t;
-
-static void *worker_thread(void *arg)
-{
-    worker_run_t *w = arg;
-
-    w->job->work(w->job->arg);
-    atomic_store(&w->finished, 1);
-    return NULL;
-}
-
-/* A read blocked on a standard input that never delivers (a terminal, a
- * pipe kept open) must end when the session closes: the worker pool's
- * shutdown waits for it.  The job then outlives the session state. */
-static void test_tcp_stdio_close_cancels_read(void)
+/* A directory: read(2) fails with EISDIR, a failure naming stdin. */
+static void test_tcp_stdio_stdin_error(void)
 {
     const zl_handler_t *h = tcp_instance(stdio_config);
-    int fds_before = zl_test_count_entries("/proc/self/fd");
-    worker_run_t w = {0};
-    GThread *t = NULL;
     redirect_t in;
 
-    if (!h || !redirect(&in, 0))
+    if (!h || !redirect_path(&in, 0, "/", O_RDONLY))
         goto end;
-    fds_before += 2; /* the test's pipe end and the saved fd 0 */
-    session_open(h);
-    h->on_connect(SESS, mock.state, NULL);
-    CHECK_EVENTS("submit");
-    w.job = g_queue_pop_head(&mock.jobs);
-    if (!CHECK(w.job != NULL, "a read job"))
-        goto close;
-    t = g_thread_new("stdin-work", worker_thread, &w);
-    /* It blocks: there is nothing to read and no end of input. */
-    CHECK(!zl_test_wait_flag(&w.finished, 50), "the read waits for input");
-    mock.closed = true;
-    h->on_closed(SESS, mock.state);
-    g_free(mock.state); /* the host frees the state now */
-    mock.state = NULL;
-    if (!CHECK(zl_test_wait_flag(&w.finished, WAIT_MS),
-               "closing the session ends the blocked read")) {
-        CU_ASSERT_EQUAL(write(in.other, "!", 1), 1); /* unblock it */
-        zl_test_wait_flag(&w.finished, WAIT_MS);
-    }
-    g_thread_join(t);
-    /* done never runs after on_closed; destroy frees the job. */
-    w.job->destroy(w.job->arg);
-    g_free(w.job);
-    CHECK_EVENTS("submit");
-    CHECK(zl_test_count_entries("/proc/self/fd") == fds_before,
-          "the cancel descriptor is closed (%d fds, expected %d)",
-          zl_test_count_entries("/proc/self/fd"), fds_before);
-close:
-    if (mock.state)
-        session_close(h);
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_CONNECT, NULL, 0);
+    WAIT_EVENTS("fail");
+    step(h, ST_CLOSE, NULL, 0);
     redirect_end(&in);
+    CHECK_LOG("cannot read standard input: Is a directory");
 end:
     if (h)
         tcp_instance_end(h);
 }
 
-/* on_closed with the job still queued: the host destroys it without work
- * or done, in any order relative to the freed state. */
-static void test_tcp_stdio_close_with_job_queued(void)
+/* The pipes shared with the test (as with a shell) never become
+ * non-blocking, and on_closed leaves no descriptor behind. */
+static void test_tcp_stdio_close_releases(void)
 {
     const zl_handler_t *h = tcp_instance(stdio_config);
-    int fds_before = zl_test_count_entries("/proc/self/fd");
-    mock_job_t *j;
-    redirect_t in;
+    redirect_t in = {.saved = -1, .other = -1}, out = {.saved = -1, .other = -1};
+    int fds_before;
 
-    if (!h || !redirect(&in, 0))
+    if (!h || !redirect(&in, 0) || !redirect(&out, 1))
         goto end;
-    session_open(h);
-    h->on_connect(SESS, mock.state, NULL);
-    CHECK_EVENTS("submit");
-    mock.closed = true;
-    h->on_closed(SESS, mock.state);
-    g_free(mock.state);
-    mock.state = NULL;
-    while ((j = g_queue_pop_head(&mock.jobs))) {
-        j->destroy(j->arg);
-        g_free(j);
-    }
-    redirect_end(&in);
+    fds_before = zl_test_count_entries("/proc/self/fd");
+    step(h, ST_OPEN, NULL, 0);
+    step(h, ST_CONNECT, NULL, 0); /* stdin watched, nothing to read */
+    CU_ASSERT_EQUAL(nonblocking(0), 0);
+    CU_ASSERT_EQUAL(nonblocking(1), 0);
+    step(h, ST_CLOSE, NULL, 0);
     CHECK(zl_test_count_entries("/proc/self/fd") == fds_before,
           "no descriptor left behind (%d fds, expected %d)",
           zl_test_count_entries("/proc/self/fd"), fds_before);
+    CU_ASSERT_EQUAL(nonblocking(0), 0);
+    CU_ASSERT_EQUAL(nonblocking(1), 0);
+    CHECK_EVENTS("");
 end:
+    redirect_end(&out);
+    redirect_end(&in);
     if (h)
         tcp_instance_end(h);
-}
-
-static void test_tcp_stdio_submit_refused(void)
-{
-    const zl_handler_t *h = tcp_instance(stdio_config);
-
-    if (!h)
-        return;
-    session_open(h);
-    mock.submit_rc = -ENOMEM;
-    h->on_connect(SESS, mock.state, NULL);
-    /* Cannot read standard input: say so, and end what we send. */
-    CHECK_EVENTS("submit shutdown");
-    CHECK_LOG("standard input");
-    session_close(h);
-    tcp_instance_end(h);
 }
 
 /* ---------------------------------------------------------------- suite */
@@ -1333,11 +1510,17 @@ static int suite_init(void)
     echo_desc = load(dir, "echo");
     g_free(dir);
     mock_reset();
+    if (zl_poller_new(&mock_poller, &(zl_poller_options_t){
+                                        .name = "handlers-poller"}) < 0)
+        return -1;
     return tcp_desc && echo_desc ? 0 : -1;
 }
 
 static int suite_cleanup(void)
 {
+    if (mock_poller)
+        zl_poller_free(mock_poller);
+    mock_poller = NULL;
     mock_reset();
     g_ptr_array_unref(mock.logs);
     g_ptr_array_unref(mock.config_errors);
@@ -1376,22 +1559,22 @@ int zl_test_register_handlers(void)
         T("tcp: log mode logs the exchange and totals", test_tcp_log_exchange),
         T("tcp: stdio: received bytes go to stdout",
           test_tcp_stdio_recv_to_stdout),
-        T("tcp: stdio: closed stdout closes the session",
+        T("tcp: stdio: stdout's reader gone (EPIPE) closes quietly",
           test_tcp_stdio_stdout_closed),
-        T("tcp: stdio: stdout reader leaving mid-write closes the session",
+        T("tcp: stdio: stdout reader leaving mid-transfer closes the session",
           test_tcp_stdio_stdout_reader_leaves),
-        T("tcp: stdio: full stdout pauses, waits on a worker",
+        T("tcp: stdio: full stdout pauses the peer, drained resumes",
           test_tcp_stdio_stdout_full),
+        T("tcp: stdio: a stdout write error fails the session",
+          test_tcp_stdio_stdout_error),
         T("tcp: stdio: stdin is sent, EOF half-closes",
           test_tcp_stdio_stdin_eof),
-        T("tcp: stdio: busy holds the next stdin read",
+        T("tcp: stdio: busy stops reading stdin until idle",
           test_tcp_stdio_backpressure),
-        T("tcp: stdio: closing ends a blocked stdin read",
-          test_tcp_stdio_close_cancels_read),
-        T("tcp: stdio: close with a queued read job",
-          test_tcp_stdio_close_with_job_queued),
-        T("tcp: stdio: refused submit half-closes",
-          test_tcp_stdio_submit_refused),
+        T("tcp: stdio: a stdin read error fails the session",
+          test_tcp_stdio_stdin_error),
+        T("tcp: stdio: close releases the streams, shared pipes stay blocking",
+          test_tcp_stdio_close_releases),
         {NULL, NULL},
     };
     /* zl_test_add_suite, plus a setup that resets the mock before each

@@ -878,6 +878,56 @@ static void test_client_server_pair(void)
 }
 
 
+/* The client fails on its own once it has its echo; the second call is
+ * ignored. */
+static void fail_recv(zl_session_t *s, st_t *st, zl_buf_t *buf)
+{
+    if (host->instance_is_server(host->session_instance(s))) {
+        if (host->send(s, buf->data, buf->len) < 0)
+            bad("echo failed");
+    } else if (st->bytes >= 5) {
+        host->fail(s, -EIO, "cannot write to %s", "the sink");
+        host->fail(s, -ENOSPC, "a second failure");
+    }
+}
+
+/* host->fail: the handler's own failure becomes the instance's outcome
+ * (its kind and message), the session closes gracefully without on_err
+ * and without reconnecting (reconnect is on), and the server sees a plain
+ * end of stream. */
+static void test_client_fail(void)
+{
+    zl_instance_options_t so, co;
+    zl_instance_t *srv, *cli;
+    zl_instance_stats_t stats;
+    char msg[256];
+    int si, ci;
+
+    rec_new();
+    R->connect_hook = pair_connect;
+    R->recv_hook = fail_recv;
+    opts_server(&so, "echo", &h_base);
+    srv = start(&so);
+    opts_client(&co, "failing", &h_base, server_port(srv));
+    co.client.reconnect = true;
+    cli = start(&co);
+    CU_ASSERT_EQUAL(zl_test_wait_count(&R->finished, 1, WAIT_MS), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_count(&R->closed, 2, WAIT_MS), 2);
+    si = find_sess(true);
+    ci = find_sess(false);
+    CU_ASSERT_FATAL(si >= 0 && ci >= 0);
+    CU_ASSERT_STRING_EQUAL(snap(ci).ev, "OCRX"); /* no on_err */
+    CU_ASSERT_EQUAL(snap(si).err_code, ZL_EOF);
+    zl_instance_get_stats(cli, &stats);
+    CU_ASSERT_EQUAL(stats.last_error, ZL_EOTHER);
+    CU_ASSERT_EQUAL(stats.connected, 1);
+    CU_ASSERT_STRING_EQUAL(zl_instance_last_error(cli, msg, sizeof(msg)),
+                           "cannot write to the sink");
+    zl_instance_free(cli);
+    zl_instance_free(srv);
+    rec_done();
+}
+
 /* zl_instance_stop of a connected client closes it gracefully (the peer
  * reads what was sent, then end of stream) and waits for on_closed; it
  * does not count as finishing on its own: no on_finished. */
@@ -2192,6 +2242,7 @@ int zl_test_register_instance(void)
         {"client refused", test_client_refused},
         {"client reconnect keeps state", test_client_reconnect_state},
         {"client and server instances", test_client_server_pair},
+        {"a handler's fail() is the client's outcome", test_client_fail},
         {"client stopped", test_client_stop},
         {"instance_new reads config", test_instance_config},
         {"instance_new wrong type", test_instance_config_wrong_type},

@@ -223,6 +223,20 @@ struct zl_host_api {
      * default that does not apply to this instance.  Any thread, as
      * config_string. */
     bool (*config_is_default)(const zl_instance_t *inst, const char *key);
+    /* The handler ends the session for a failure of its own rather than
+     * the connection's (the tcp plugin: standard output cannot be
+     * written).  The kind of code (ZL_E* or -errno, see zl_err_kind()) and
+     * the message (copied) become the instance's last error
+     * (zl_instance_last_error(): what zltk-host reports, and --connect
+     * exits 1 for); what the closing connection reports afterwards does
+     * not replace them.  Then the session closes gracefully as close()
+     * does: no on_err, no reconnect; on_closed follows.  Once per session
+     * (later calls do nothing).  The session's poller thread only: its
+     * callbacks, or the handler's own fd callbacks, tasks and timers
+     * there.  Appended after ABI 1.0: a host that predates it has NULL
+     * here (check before calling). */
+    void (*fail)(zl_session_t *s, int code, const char *fmt, ...)
+        ZL_PRINTF(3, 4);
 
     void *reserved[16];
 };

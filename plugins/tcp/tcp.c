@@ -13,39 +13,38 @@
  * the session closes.
  *
  * stdio mode bridges standard input to the connection and the connection to
- * standard output, like ncat (zltk-host --connect HOST:PORT).  Standard
- * input is read on the worker pool, one read of up to 64 KiB at a time,
- * waiting in poll() on fd 0 and on a per-session cancel descriptor, so that
- * closing the session never leaves a worker stuck on a terminal or a pipe
- * that never delivers (the worker pool's shutdown waits for running work).
- * The next read is only submitted once the previous bytes were accepted and
- * the session is not busy (backpressure).  At end of input the sending side
- * is shut down and output continues until the peer closes.  Nothing but
- * received bytes goes to standard output; problems are logged (stderr).
+ * standard output, like ncat (zltk-host --connect HOST:PORT).  Both streams
+ * are non-blocking and watched on the session's poller (stream_open says
+ * how, without making the shell's shared descriptions non-blocking), so
+ * nothing ever blocks a poller: input is read, 64 KiB at a time, only while
+ * connected and not busy (backpressure towards the peer); output that
+ * standard output does not take at once is held and reading from the peer
+ * pauses until it is out, so at most about one receive buffer is held.  At
+ * end of input the sending side is shut down and output continues until
+ * the peer closes.  A stream's error ends the session through host->fail
+ * (zltk-host --connect exits 1); a reader of standard output that leaves
+ * (EPIPE) closes it normally.  Nothing but received bytes goes to standard
+ * output; problems are logged (stderr).
  *
- * Threading: every callback runs on the session's poller; worker functions
- * touch only their own job record.
+ * Threading: every callback, fd callback, task and timer runs on the
+ * session's poller; the fds are removed in on_closed.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#else
-#include <fcntl.h>
-#endif
 
 #include <glib.h>
 
@@ -54,6 +53,7 @@
 
 #define TCP_READ_MAX (64 * 1024) /* bytes of standard input per read */
 #define TCP_LOG_MAX 64           /* bytes of payload shown in a log line */
+#define TCP_RETRY_MS 10          /* a direct stream that said EAGAIN */
 
 static const zl_host_api_t *host;
 
@@ -71,21 +71,18 @@ typedef struct tcp_conf {
 
 static const tcp_conf_t tcp_defaults; /* if the host kept no data */
 
-/* A session's cancel signal, shared by the session and its pending jobs:
- * whoever drops the last reference closes the descriptors.  Once signalled
- * it stays readable, so every later wait returns at once. */
-typedef struct tcp_cancel {
-    atomic_int refs;
-    int rfd, wfd; /* the same eventfd on Linux, a pipe elsewhere */
-} tcp_cancel_t;
-
-/* One worker job: its own allocation, so that it may outlive the session
- * state (a work function still blocked when the session closes). */
-typedef struct tcp_job {
-    tcp_cancel_t *cancel; /* one reference */
-    ssize_t got;          /* bytes read, 0 at end of input, or -errno */
-    uint8_t data[];       /* TCP_READ_MAX bytes for reads, none for waits */
-} tcp_job_t;
+/* Standard input or output as a stdio session uses it (stream_open). */
+typedef struct tcp_stream {
+    int fd;           /* what is read or written: std, or our own
+                         description of the same object */
+    int std;          /* STDIN_FILENO or STDOUT_FILENO */
+    int saved;        /* flags to restore on std's description; -1: none */
+    bool open;        /* set up, until stream_close */
+    bool own;         /* fd is ours: close it */
+    bool sock;        /* a socket: MSG_DONTWAIT per call */
+    bool direct;      /* cannot be polled: plain (blocking) calls */
+    unsigned watched; /* ZL_EV_* registered on the session's poller */
+} tcp_stream_t;
 
 typedef struct tcp_session {
     const tcp_conf_t *conf;
@@ -94,13 +91,17 @@ typedef struct tcp_session {
     bool connected; /* between on_connect(NULL) and on_err */
     bool busy;      /* above the high mark: produce nothing more */
     /* stdio mode; everything here lives on the poller thread. */
-    tcp_cancel_t *cancel; /* one reference until on_closed */
-    bool reading;         /* a standard input job is pending */
-    bool in_done;         /* standard input ended or failed */
-    bool waiting;         /* a wait for a writable standard output pending */
-    bool paused;          /* reading stopped while stdout is blocked */
-    GByteArray *held;     /* input read while disconnected, sent on connect */
-    GByteArray *out;      /* received bytes stdout did not take yet */
+    zl_session_t *s;     /* for the fd callbacks, removed in on_closed */
+    tcp_stream_t in, out;
+    bool in_done;        /* standard input ended, or the session closes */
+    bool in_posted;      /* a read task of a direct input is pending */
+    bool ending;         /* a stream failed or output's reader left */
+    bool paused;         /* reading from the peer stopped: stdout full */
+    bool retry;          /* the retry timer is armed */
+    uint64_t written;    /* bytes written to standard output */
+    uint8_t *inbuf;      /* TCP_READ_MAX bytes */
+    GByteArray *pend;    /* received bytes stdout has not taken yet, from */
+    size_t pend_off;     /* pend_off on: at most about one receive buffer */
 } tcp_session_t;
 
 /* ------------------------------------------------------------ escapes */
@@ -344,121 +345,135 @@ static GByteArray *tick_text(const tcp_conf_t *c, uint64_t n)
     return a;
 }
 
-/* -------------------------------------------------- stdio: cancel signal */
+/* ------------------------------------------------- stdio: the streams */
 
-static tcp_cancel_t *cancel_new(void)
+/* Set up standard descriptor std (0 or 1) for use from the poller without
+ * changing, where it can be helped, how the other processes that share its
+ * open file description see it (a shell's terminal, a pipe another process
+ * of a pipeline also writes):
+ *   - regular files, directories and block devices: plain calls (they
+ *     cannot be polled and do not block indefinitely);
+ *   - sockets: MSG_DONTWAIT on each call, the description untouched;
+ *   - pipes, FIFOs, terminals and other devices: a description of our own
+ *     to the same object, opened through /proc/self/fd and non-blocking;
+ *     where that fails (no /proc, not Linux), O_NONBLOCK on the shared
+ *     description, restored by stream_close().
+ * Returns 0 or -errno. */
+static int stream_open(tcp_stream_t *st, int std)
 {
-    tcp_cancel_t *c = calloc(1, sizeof(*c));
+    bool in = std == STDIN_FILENO;
+    struct stat sb;
+    int flags, acc;
 
-    if (!c)
-        return NULL;
-    atomic_init(&c->refs, 1);
+    *st = (tcp_stream_t){.fd = std, .std = std, .saved = -1, .open = true};
+    if (fstat(std, &sb) < 0 || (flags = fcntl(std, F_GETFL)) < 0) {
+        st->open = false;
+        return -errno;
+    }
+    if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISBLK(sb.st_mode)) {
+        st->direct = true;
+        return 0;
+    }
+    if (S_ISSOCK(sb.st_mode)) {
+        st->sock = true;
+        return 0;
+    }
+    acc = flags & O_ACCMODE;
+    if (acc != (in ? O_WRONLY : O_RDONLY)) { /* else the call reports it */
 #ifdef __linux__
-    c->rfd = c->wfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (c->rfd < 0)
-        goto fail;
-#else
-    {
-        int fds[2];
-        if (pipe(fds) < 0)
-            goto fail;
-        for (int i = 0; i < 2; i++) {
-            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-            fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        char path[32];
+        int fd;
+
+        /* Never O_RDWR: holding a pipe's write end would hide its EOF. */
+        snprintf(path, sizeof path, "/proc/self/fd/%d", std);
+        fd = open(path, (in ? O_RDONLY : O_WRONLY) | O_NONBLOCK | O_NOCTTY |
+                            O_CLOEXEC);
+        if (fd >= 0) {
+            st->fd = fd;
+            st->own = true;
+            return 0;
         }
-        c->rfd = fds[0];
-        c->wfd = fds[1];
-    }
 #endif
-    return c;
-fail:
-    {
-        int e = errno;
-        free(c);
-        errno = e;
     }
-    return NULL;
-}
-
-static tcp_cancel_t *cancel_ref(tcp_cancel_t *c)
-{
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-    return c;
-}
-
-static void cancel_unref(tcp_cancel_t *c)
-{
-    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    if (c->wfd != c->rfd)
-        close(c->wfd);
-    close(c->rfd);
-    free(c);
-}
-
-static void cancel_signal(tcp_cancel_t *c)
-{
-#ifdef __linux__
-    uint64_t one = 1;
-    const void *p = &one;
-    size_t n = sizeof one;
-#else
-    const void *p = "x";
-    size_t n = 1;
-#endif
-    /* EAGAIN means it is signalled already. */
-    while (write(c->wfd, p, n) < 0 && errno == EINTR)
-        ;
-}
-
-/* Wait until fd is ready for events or the session is cancelled.  Returns
- * 0, -ECANCELED or -errno. */
-static int wait_fd(int fd, short events, const tcp_cancel_t *c)
-{
-    for (;;) {
-        struct pollfd pf[2] = {
-            {.fd = c->rfd, .events = POLLIN},
-            {.fd = fd, .events = events},
-        };
-
-        if (poll(pf, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+    if (!(flags & O_NONBLOCK)) {
+        if (fcntl(std, F_SETFL, flags | O_NONBLOCK) < 0) {
+            st->open = false;
             return -errno;
         }
-        if (pf[0].revents)
-            return -ECANCELED;
-        if (pf[1].revents & POLLNVAL)
-            return -EBADF;
-        if (pf[1].revents)
-            return 0; /* ready, or HUP/ERR: the read or write tells */
+        st->saved = flags;
     }
+    return 0;
 }
 
-static tcp_job_t *job_new(tcp_session_t *t, size_t data_len)
+/* Back to the standard descriptor as it was: our own description closed,
+ * the shared one's flags restored. */
+static void stream_unwind(tcp_stream_t *st)
 {
-    tcp_job_t *j = malloc(sizeof(*j) + data_len);
-
-    if (!j)
-        return NULL;
-    j->cancel = cancel_ref(t->cancel);
-    j->got = 0;
-    return j;
+    if (st->own)
+        close(st->fd);
+    if (st->saved >= 0)
+        fcntl(st->std, F_SETFL, st->saved);
+    st->fd = st->std;
+    st->own = false;
+    st->saved = -1;
 }
 
-/* Any thread: only memory is released. */
-static void job_free(void *arg)
+static void stream_io(zl_poller_t *p, int fd, unsigned events, void *udata);
+
+/* Make the session's poller watch exactly want (ZL_EV_READ or _WRITE, 0:
+ * nothing) on the stream, level-triggered: with nothing wanted the fd
+ * leaves the poller, so that a ready stream we are not using cannot make a
+ * level-triggered loop spin.  Returns 0, -EPERM when the stream cannot be
+ * polled (it is then a direct stream, used with plain blocking calls:
+ * /dev/null, /dev/full, ...), or another -errno. */
+static int stream_watch(tcp_session_t *t, tcp_stream_t *st, unsigned want)
 {
-    tcp_job_t *j = arg;
+    zl_poller_t *p;
+    int rc;
 
-    cancel_unref(j->cancel);
-    free(j);
+    if (!st->open || st->direct || want == st->watched)
+        return 0;
+    p = host->session_poller(t->s);
+    if (!want)
+        rc = zl_poller_del_fd(p, st->fd, NULL, NULL);
+    else if (!st->watched)
+        rc = zl_poller_add_fd(p, st->fd, want | ZL_EV_LT, stream_io, t);
+    else
+        rc = zl_poller_mod_fd(p, st->fd, want | ZL_EV_LT);
+    if (rc == 0 || !want)
+        st->watched = want;
+    if (rc == -EPERM && !st->watched) {
+        stream_unwind(st);
+        st->direct = true;
+    }
+    return rc;
 }
 
-/* ----------------------------------------------- stdio: standard output */
+static void stream_close(tcp_session_t *t, tcp_stream_t *st)
+{
+    if (!st->open)
+        return;
+    stream_watch(t, st, 0);
+    stream_unwind(st);
+    st->open = false;
+}
+
+/* One read of up to len bytes: > 0, 0 at end of input, or -errno
+ * (-EAGAIN: nothing now). */
+static ssize_t stream_read(const tcp_stream_t *st, void *p, size_t len)
+{
+    ssize_t n;
+
+    do
+        n = st->sock ? recv(st->fd, p, len, MSG_DONTWAIT)
+                     : read(st->fd, p, len);
+    while (n < 0 && errno == EINTR);
+    return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
 
 /* write(2) with SIGPIPE held back on this thread only: a closed standard
- * output must close the session, not kill the host. */
+ * output must end the session, not kill a host that does not ignore
+ * SIGPIPE (zltk-host does). */
 static ssize_t write_nosigpipe(int fd, const void *p, size_t len)
 {
     sigset_t pipe_set, old, pending;
@@ -489,15 +504,22 @@ static ssize_t write_nosigpipe(int fd, const void *p, size_t len)
     return n;
 }
 
-/* Write everything to fd 1.  Returns 0, or -errno (-EAGAIN: standard
- * output is non-blocking and full) with *done set to what was written. */
-static int stdout_write(const uint8_t *p, size_t len, size_t *done)
+/* Write all of p, as far as the stream takes it now.  Returns 0, or -errno
+ * (-EAGAIN: full for now) with *done set to what was written. */
+static int stream_write(const tcp_stream_t *st, const uint8_t *p, size_t len,
+                        size_t *done)
 {
     size_t off = 0;
 
     while (off < len) {
-        ssize_t n = write_nosigpipe(STDOUT_FILENO, p + off, len - off);
+        ssize_t n;
 
+#ifdef MSG_NOSIGNAL
+        if (st->sock)
+            n = send(st->fd, p + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        else
+#endif
+            n = write_nosigpipe(st->fd, p + off, len - off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -510,205 +532,264 @@ static int stdout_write(const uint8_t *p, size_t len, size_t *done)
     return 0;
 }
 
-/* Give up on the standard streams: read no more input, close gracefully
- * (what is queued still goes out). */
-static void stdio_close(zl_session_t *s, tcp_session_t *t)
+/* ------------------------------------------------ stdio: ending */
+
+/* Stop using both streams: no more input is read, pending output is
+ * dropped (on_closed follows). */
+static void stdio_stop(tcp_session_t *t)
 {
-    t->in_done = true;
-    host->close(s);
+    t->ending = true;
+    stream_watch(t, &t->in, 0);
+    stream_watch(t, &t->out, 0);
 }
 
-static void stdout_wait(zl_session_t *s, tcp_session_t *t);
-
-/* Worker: wait until standard output takes bytes again. */
-static void stdout_wait_work(void *arg)
+/* A stream failed: end the session with that error as its outcome
+ * (zltk-host --connect exits 1 with it). */
+static void stdio_fail(tcp_session_t *t, int rc, const char *what)
 {
-    tcp_job_t *j = arg;
-
-    j->got = wait_fd(STDOUT_FILENO, POLLOUT, j->cancel);
+    if (t->ending)
+        return;
+    stdio_stop(t);
+    host->session_log(t->s, ZL_LOG_WARNING, "%s: %s; closing", what,
+                      zl_strerror(rc));
+    if (host->fail)
+        host->fail(t->s, rc, "%s: %s", what, zl_strerror(rc));
+    else
+        host->close(t->s);
 }
 
-/* Write what is held in t->out; resume reading once it is all out. */
-static void stdout_flush(zl_session_t *s, tcp_session_t *t)
+/* Standard output failed.  Its reader going away (EPIPE: `| head -c 100`)
+ * ends the transfer normally, as for cat: the reader had what it wanted. */
+static void stdout_failed(tcp_session_t *t, int rc)
 {
-    size_t done = 0;
-    int rc = stdout_write(t->out->data, t->out->len, &done);
-
-    g_byte_array_remove_range(t->out, 0, (unsigned)done);
-    if (rc == -EAGAIN) {
-        stdout_wait(s, t);
+    if (rc != -EPIPE) {
+        stdio_fail(t, rc, "cannot write to standard output");
         return;
     }
-    if (rc < 0) {
-        host->session_log(s, ZL_LOG_WARNING, "cannot write to standard "
-                          "output: %s; closing", zl_strerror(rc));
-        stdio_close(s, t);
+    if (t->ending)
         return;
-    }
-    if (t->paused) {
-        t->paused = false;
-        host->resume(s);
-    }
+    stdio_stop(t);
+    host->session_log(t->s, ZL_LOG_INFO, "standard output was closed by its "
+                      "reader after %" PRIu64 " bytes; closing", t->written);
+    host->close(t->s);
 }
 
-static void stdout_wait_done(zl_session_t *s, void *state, void *arg)
-{
-    tcp_session_t *t = state;
-    tcp_job_t *j = arg;
+static uint64_t stdio_retry(zl_session_t *s, void *state, void *arg);
 
-    t->waiting = false;
-    if (j->got < 0 && j->got != -EBADF) { /* EBADF: the write reports it */
-        host->session_log(s, ZL_LOG_WARNING, "cannot wait for standard "
-                          "output: %s; closing", zl_strerror((int)j->got));
-        stdio_close(s, t);
-        return;
-    }
-    stdout_flush(s, t);
+/* A direct stream said EAGAIN (someone else made it non-blocking): try
+ * again a little later rather than spin. */
+static void stdio_retry_later(tcp_session_t *t)
+{
+    if (!t->retry && host->add_timer(t->s, TCP_RETRY_MS, stdio_retry, NULL,
+                                     NULL) == 0)
+        t->retry = true;
 }
 
-/* Standard output is full: stop reading from the peer and wait for it on a
- * worker (the poller must not block). */
-static void stdout_wait(zl_session_t *s, tcp_session_t *t)
+/* ----------------------------------------------- stdio: standard output */
+
+static void stdout_flush(tcp_session_t *t);
+
+/* Standard output is full: stop reading from the peer until it drains, so
+ * that what is held stays within one receive buffer. */
+static void stdout_wait(tcp_session_t *t)
 {
-    tcp_job_t *j;
     int rc;
 
     if (!t->paused) {
         t->paused = true;
-        host->pause(s);
+        host->pause(t->s);
     }
-    if (t->waiting)
-        return;
-    j = job_new(t, 0);
-    if (!j) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    t->waiting = true;
-    rc = host->submit(s, stdout_wait_work, stdout_wait_done, j, job_free);
-    if (rc < 0) {
-        t->waiting = false;
-        job_free(j);
-        goto fail;
-    }
-    return;
-fail:
-    host->session_log(s, ZL_LOG_WARNING, "cannot wait for standard output: "
-                      "%s; closing", zl_strerror(rc));
-    stdio_close(s, t);
+    rc = stream_watch(t, &t->out, ZL_EV_WRITE);
+    if (rc == -EPERM || (rc == 0 && t->out.direct))
+        stdio_retry_later(t);
+    else if (rc < 0)
+        stdio_fail(t, rc, "cannot watch standard output");
 }
 
-static void stdio_recv(zl_session_t *s, tcp_session_t *t, zl_buf_t *buf)
+/* Write what is pending; resume reading from the peer once it is out. */
+static void stdout_flush(tcp_session_t *t)
 {
     size_t done = 0;
     int rc;
 
-    if (t->out && t->out->len) { /* behind earlier bytes: keep the order */
-        g_byte_array_append(t->out, buf->data, (unsigned)buf->len);
+    if (t->ending || t->pend_off == t->pend->len)
+        return;
+    rc = stream_write(&t->out, t->pend->data + t->pend_off,
+                      t->pend->len - t->pend_off, &done);
+    t->pend_off += done;
+    t->written += done;
+    if (rc == -EAGAIN) {
+        stdout_wait(t);
         return;
     }
-    rc = stdout_write(buf->data, buf->len, &done);
+    if (rc < 0) {
+        stdout_failed(t, rc);
+        return;
+    }
+    g_byte_array_set_size(t->pend, 0);
+    t->pend_off = 0;
+    stream_watch(t, &t->out, 0);
+    if (t->paused) { /* last: resuming may deliver bytes right away */
+        t->paused = false;
+        host->resume(t->s);
+    }
+}
+
+static void stdio_recv(tcp_session_t *t, const zl_buf_t *buf)
+{
+    size_t done = 0;
+    int rc;
+
+    if (t->ending)
+        return;
+    if (t->pend_off < t->pend->len) { /* behind earlier bytes: keep order */
+        g_byte_array_append(t->pend, buf->data, (unsigned)buf->len);
+        return;
+    }
+    rc = stream_write(&t->out, buf->data, buf->len, &done);
+    t->written += done;
     if (rc == -EAGAIN) {
-        if (!t->out)
-            t->out = g_byte_array_new();
-        g_byte_array_append(t->out, buf->data + done,
+        g_byte_array_append(t->pend, buf->data + done,
                             (unsigned)(buf->len - done));
-        stdout_wait(s, t);
+        stdout_wait(t);
     } else if (rc < 0) {
-        host->session_log(s, ZL_LOG_WARNING, "cannot write to standard "
-                          "output: %s; closing", zl_strerror(rc));
-        stdio_close(s, t);
+        stdout_failed(t, rc);
     }
 }
 
 /* ------------------------------------------------ stdio: standard input */
 
-/* Worker: one read of standard input, unless the session is cancelled. */
-static void stdin_work(void *arg)
+static bool stdin_wanted(const tcp_session_t *t)
 {
-    tcp_job_t *j = arg;
-
-    for (;;) {
-        int rc = wait_fd(STDIN_FILENO, POLLIN, j->cancel);
-        ssize_t n;
-
-        if (rc < 0) {
-            j->got = rc;
-            return;
-        }
-        n = read(STDIN_FILENO, j->data, TCP_READ_MAX);
-        if (n >= 0) {
-            j->got = n;
-            return;
-        }
-        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-            j->got = -errno;
-            return;
-        }
-    }
+    return t->in.open && t->connected && !t->busy && !t->in_done &&
+           !t->ending;
 }
 
-static void stdin_done(zl_session_t *s, void *state, void *arg);
+static void stdin_task(zl_session_t *s, void *state, void *arg);
 
-/* Submit the next read if there is room for what it brings. */
-static void stdin_next(zl_session_t *s, tcp_session_t *t)
+/* Read standard input while there is room for what it brings: watched on
+ * the poller, or for a stream that cannot be polled (a regular file), one
+ * buffer per loop round from a posted task. */
+static void stdin_update(tcp_session_t *t)
 {
-    tcp_job_t *j;
     int rc;
 
-    if (!t->cancel || t->reading || t->in_done || !t->connected || t->busy)
+    if (!stdin_wanted(t)) {
+        stream_watch(t, &t->in, 0);
         return;
-    j = job_new(t, TCP_READ_MAX);
-    if (!j) {
-        rc = -ENOMEM;
-        goto fail;
     }
-    /* Before submit: a host may run the job before submit returns. */
-    t->reading = true;
-    rc = host->submit(s, stdin_work, stdin_done, j, job_free);
-    if (rc < 0) {
-        t->reading = false;
-        job_free(j);
-        goto fail;
+    rc = stream_watch(t, &t->in, ZL_EV_READ);
+    if (rc < 0 && rc != -EPERM) {
+        stdio_fail(t, rc, "cannot watch standard input");
+        return;
     }
-    return;
-fail:
-    if (rc == ZL_ESHUTDOWN)
-        return; /* the session or the host is closing */
-    host->session_log(s, ZL_LOG_WARNING, "cannot read standard input: %s; "
-                      "half-closing", zl_strerror(rc));
-    t->in_done = true;
-    host->shutdown(s);
+    if (t->in.direct && !t->in_posted &&
+        host->post(t->s, stdin_task, NULL, NULL) == 0)
+        t->in_posted = true;
 }
 
-static void stdin_done(zl_session_t *s, void *state, void *arg)
+static void stdin_eof(tcp_session_t *t)
 {
-    tcp_session_t *t = state;
-    tcp_job_t *j = arg;
+    t->in_done = true;
+    stream_watch(t, &t->in, 0);
+    host->session_log(t->s, ZL_LOG_INFO, "end of standard input after %"
+                      PRIu64 " bytes sent; half-closing", t->sent);
+    host->shutdown(t->s);
+}
 
-    t->reading = false;
-    if (t->in_done)
-        return; /* we are closing: the bytes have nowhere to go */
-    if (j->got > 0) {
-        if (!t->connected) { /* lost meanwhile: keep it for the next one */
-            if (!t->held)
-                t->held = g_byte_array_new();
-            g_byte_array_append(t->held, j->data, (unsigned)j->got);
-            return;
-        }
-        if (tcp_send(s, t, j->data, (size_t)j->got) >= 0)
-            stdin_next(s, t);
+static void stdin_read(tcp_session_t *t)
+{
+    ssize_t n;
+    int rc;
+
+    if (!stdin_wanted(t))
+        return;
+    n = stream_read(&t->in, t->inbuf, TCP_READ_MAX);
+    if (n == -EAGAIN) { /* a poll reports it again; a direct stream: */
+        if (t->in.direct)
+            stdio_retry_later(t);
         return;
     }
-    t->in_done = true;
-    if (j->got == 0)
-        host->session_log(s, ZL_LOG_INFO, "end of standard input after %"
-                          PRIu64 " bytes sent; half-closing", t->sent);
-    else
-        host->session_log(s, ZL_LOG_WARNING, "cannot read standard input: "
-                          "%s; half-closing", zl_strerror((int)j->got));
-    if (t->connected)
-        host->shutdown(s);
+    if (n < 0) {
+        stdio_fail(t, (int)n, "cannot read standard input");
+        return;
+    }
+    if (n == 0) {
+        stdin_eof(t);
+        return;
+    }
+    rc = tcp_send(t->s, t, t->inbuf, (size_t)n);
+    if (rc == ZL_ESHUTDOWN) /* closing: the rest has nowhere to go */
+        t->in_done = true;
+    stdin_update(t);
+}
+
+static void stdin_task(zl_session_t *s, void *state, void *arg)
+{
+    tcp_session_t *t = state;
+
+    (void)s;
+    (void)arg;
+    t->in_posted = false;
+    stdin_read(t);
+}
+
+/* Poller thread, between on_open and on_closed (which removes the fds). */
+static void stream_io(zl_poller_t *p, int fd, unsigned events, void *udata)
+{
+    tcp_session_t *t = udata;
+
+    (void)p;
+    (void)events; /* ready, hang-up or error: the call tells which */
+    if (fd == t->out.fd && t->out.watched)
+        stdout_flush(t);
+    else if (fd == t->in.fd && t->in.watched)
+        stdin_read(t);
+}
+
+static uint64_t stdio_retry(zl_session_t *s, void *state, void *arg)
+{
+    tcp_session_t *t = state;
+
+    (void)s;
+    (void)arg;
+    t->retry = false;
+    stdout_flush(t);
+    if (t->in.direct)
+        stdin_update(t);
+    return 0;
+}
+
+/* on_open of stdio mode.  Returns 0 or -errno (logged). */
+static int stdio_open(zl_session_t *s, tcp_session_t *t)
+{
+    int rc;
+
+    t->s = s;
+    t->inbuf = malloc(TCP_READ_MAX);
+    t->pend = g_byte_array_new();
+    if (!t->inbuf) {
+        host->session_log(s, ZL_LOG_WARNING, "out of memory");
+        return -ENOMEM;
+    }
+    if ((rc = stream_open(&t->in, STDIN_FILENO)) < 0 ||
+        (rc = stream_open(&t->out, STDOUT_FILENO)) < 0) {
+        host->session_log(s, ZL_LOG_WARNING, "cannot use standard %s: %s",
+                          t->in.open ? "output" : "input", zl_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+static void stdio_close(tcp_session_t *t)
+{
+    stream_close(t, &t->in);
+    stream_close(t, &t->out);
+    free(t->inbuf);
+    if (t->pend)
+        g_byte_array_unref(t->pend);
+    t->inbuf = NULL;
+    t->pend = NULL;
 }
 
 /* ---------------------------------------------------------- callbacks */
@@ -721,17 +802,7 @@ static int tcp_open(zl_session_t *s, void *state, zl_instance_t *inst)
     if (!t->conf)
         t->conf = &tcp_defaults;
     t->level = t->conf->mode == TCP_MODE_LOG ? ZL_LOG_MESSAGE : ZL_LOG_INFO;
-    if (t->conf->mode == TCP_MODE_STDIO) {
-        t->cancel = cancel_new();
-        if (!t->cancel) {
-            int rc = -errno;
-            host->session_log(s, ZL_LOG_WARNING, "cannot create the cancel "
-                              "descriptor for standard input: %s",
-                              zl_strerror(rc));
-            return rc;
-        }
-    }
-    return 0;
+    return t->conf->mode == TCP_MODE_STDIO ? stdio_open(s, t) : 0;
 }
 
 static void tcp_connect(zl_session_t *s, void *state, const zl_error_t *err)
@@ -753,19 +824,14 @@ static void tcp_connect(zl_session_t *s, void *state, const zl_error_t *err)
     if (t->conf->send && t->conf->send_len &&
         tcp_send(s, t, t->conf->send, t->conf->send_len) < 0)
         return;
-    if (t->conf->mode != TCP_MODE_STDIO)
+    if (t->conf->mode != TCP_MODE_STDIO || t->ending)
         return;
-    if (t->held && t->held->len) {
-        int rc = tcp_send(s, t, t->held->data, t->held->len);
-
-        g_byte_array_set_size(t->held, 0);
-        if (rc < 0)
-            return;
-    }
-    if (t->in_done)
+    if (t->paused) /* stdout still holds the last connection's bytes */
+        host->pause(s);
+    if (t->in_done) /* input ended during an earlier connection */
         host->shutdown(s);
     else
-        stdin_next(s, t);
+        stdin_update(t);
 }
 
 static void tcp_recv(zl_session_t *s, void *state, zl_buf_t *buf)
@@ -774,7 +840,7 @@ static void tcp_recv(zl_session_t *s, void *state, zl_buf_t *buf)
 
     t->received += buf->len;
     if (t->conf->mode == TCP_MODE_STDIO) {
-        stdio_recv(s, t, buf);
+        stdio_recv(t, buf);
     } else {
         char *txt = printable(buf->data, buf->len);
         host->session_log(s, t->level, "received %zu bytes: %s", buf->len,
@@ -789,8 +855,10 @@ static void tcp_err(zl_session_t *s, void *state, const zl_error_t *err)
     zl_log_level_t level = ZL_LOG_MESSAGE;
 
     t->connected = false;
-    if (t->conf->mode == TCP_MODE_STDIO)
+    if (t->conf->mode == TCP_MODE_STDIO) {
         level = err->code == ZL_EOF ? ZL_LOG_INFO : ZL_LOG_WARNING;
+        stdin_update(t); /* stops reading until a reconnect */
+    }
     host->session_log(s, level, "%s", err->message);
 }
 
@@ -799,8 +867,8 @@ static void tcp_busy(zl_session_t *s, void *state, bool busy)
     tcp_session_t *t = state;
 
     t->busy = busy;
-    if (!busy && t->conf->mode == TCP_MODE_STDIO)
-        stdin_next(s, t);
+    if (t->conf->mode == TCP_MODE_STDIO)
+        stdin_update(t);
 }
 
 static void tcp_manager(zl_session_t *s, void *state)
@@ -828,18 +896,7 @@ static void tcp_closed(zl_session_t *s, void *state)
 
     host->session_log(s, t->level, "closed: %" PRIu64 " bytes sent, %" PRIu64
                       " bytes received", t->sent, t->received);
-    if (t->cancel) {
-        /* Wakes a worker blocked on standard input or output; the job
-         * holds its own reference and frees the rest in its destroy. */
-        cancel_signal(t->cancel);
-        cancel_unref(t->cancel);
-        t->cancel = NULL;
-    }
-    if (t->held)
-        g_byte_array_unref(t->held);
-    if (t->out)
-        g_byte_array_unref(t->out);
-    t->held = t->out = NULL;
+    stdio_close(t); /* pending output is dropped: we are stopping */
 }
 
 static const char *const tcp_keys[] = {"send", "tick", "mode", NULL};
