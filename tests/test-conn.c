@@ -1867,6 +1867,86 @@ skip:
     return false;
 }
 
+/* A server in namespace a (options so, sessions into sv, the first one
+ * held) and a plain client socket in b connected to it, whose link then
+ * goes down after one chunk went through.  Returns the held session, or
+ * NULL (with *s and *fd set as far as they got). */
+static zl_conn_t *blackhole_pair(blackhole_t *bh, env_t *e, srv_t *sv,
+                                 zl_server_options_t *so, zl_server_t **s,
+                                 int *fd)
+{
+    char chunk[2000];
+    zl_conn_t *held;
+    int rc, bad = 0;
+
+    *s = NULL;
+    *fd = -1;
+    sv->hold_first = true;
+    so->host = "10.213.0.1";
+    so->pool = e->pool;
+    /* A socket stays in the namespace it was made in, whichever thread
+     * then uses it. */
+    rc = setns(bh->na, CLONE_NEWNET);
+    if (rc == 0)
+        rc = zl_server_new(s, so, &srv_handler, sv);
+    if (rc == 0 && setns(bh->nb, CLONE_NEWNET) == 0)
+        *fd = raw_connect("10.213.0.1", srv_port(*s), 0);
+    CU_ASSERT_EQUAL_FATAL(setns(bh->root, CLONE_NEWNET), 0);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(*fd >= 0);
+    if (rc != 0 || *fd < 0)
+        return NULL;
+    CU_ASSERT_EQUAL(wait_ge(&sv->connects, 1, 3000), 1);
+    held = atomic_load(&sv->held);
+    CU_ASSERT_PTR_NOT_NULL(held);
+    if (!held)
+        return NULL;
+    /* The path works... */
+    stream_fill(48, 0, (uint8_t *)chunk, sizeof(chunk));
+    CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
+    CU_ASSERT_EQUAL(raw_recv_stream(*fd, 48, 0, sizeof(chunk), &bad),
+                    sizeof(chunk));
+    CU_ASSERT_EQUAL(bad, 0);
+    /* ...until the peer vanishes. */
+    CU_ASSERT_EQUAL(sh("ip -n %s link set zlvb down", bh->b), 0);
+    return held;
+}
+
+/* The session's error, ZL_ETIMEOUT from the kernel's ETIMEDOUT, between
+ * lo and hi ms after t0, with nothing queued in user space. */
+static void check_blackhole_err(srv_t *sv, long long t0, long long lo,
+                                long long hi)
+{
+    char msg[256];
+    long long dt;
+
+    CU_ASSERT_EQUAL(wait_ge(&sv->errs, 1, (unsigned)hi + 2000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv->err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv->err_sys), ETIMEDOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv->queued_at_err), 0);
+    srv_err_msg(sv, msg, sizeof(msg));
+    dt = atomic_load(&sv->t_err) - t0;
+    if (atomic_load(&sv->errs) != 1 || dt < lo || dt > hi)
+        fprintf(stderr, "\n  %d errors, after %lld ms: %s\n",
+                atomic_load(&sv->errs), dt, msg);
+    CU_ASSERT(dt >= lo);
+    CU_ASSERT(dt <= hi);
+}
+
+static void blackhole_end(blackhole_t *bh, env_t *e, srv_t *sv,
+                          zl_server_t *s, zl_conn_t *held, int fd)
+{
+    if (held)
+        zl_conn_unref(held);
+    if (fd >= 0)
+        close(fd);
+    if (s)
+        srv_stop(s, sv);
+    env_down(e);
+    srv_fini(sv);
+    blackhole_down(bh);
+}
+
 /* A peer that vanished while the server's bytes were in flight.  The
  * kernel took them all, so nothing is queued in user space and the send
  * timeout's own check cannot see them: only TCP_USER_TIMEOUT, set from
@@ -1876,68 +1956,56 @@ static void test_blackholed_peer(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "10.213.0.1"};
-    zl_server_t *s = NULL;
+    zl_server_options_t so = {0};
+    zl_server_t *s;
     blackhole_t bh;
     zl_conn_t *held;
-    char chunk[2000], msg[256];
-    int fd = -1, rc, bad = 0;
-    long long t0, dt;
+    char chunk[2000];
+    long long t0;
+    int fd;
 
     if (!blackhole_up(&bh))
         return;
     env_up(&e, 1);
     srv_init(&sv, SRV_SINK);
-    sv.hold_first = true;
     so.conn.send_timeout_ms = 500;
     so.conn.manager_ms = 50;
-    so.pool = e.pool;
-    /* The listener is made in a, the client's socket in b: a socket stays
-     * in the namespace it was made in, whichever thread uses it. */
-    rc = setns(bh.na, CLONE_NEWNET);
-    if (rc == 0)
-        rc = zl_server_new(&s, &so, &srv_handler, &sv);
-    if (rc == 0 && setns(bh.nb, CLONE_NEWNET) == 0)
-        fd = raw_connect("10.213.0.1", srv_port(s), 0);
-    CU_ASSERT_EQUAL_FATAL(setns(bh.root, CLONE_NEWNET), 0);
-    CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT(fd >= 0);
-    if (rc != 0 || fd < 0)
-        goto out;
-    CU_ASSERT_EQUAL(wait_ge(&sv.connects, 1, 3000), 1);
-    held = atomic_load(&sv.held);
-    CU_ASSERT_PTR_NOT_NULL(held);
-    if (!held)
-        goto out;
-    /* The path works... */
-    stream_fill(48, 0, (uint8_t *)chunk, sizeof(chunk));
-    CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
-    CU_ASSERT_EQUAL(raw_recv_stream(fd, 48, 0, sizeof(chunk), &bad),
-                    sizeof(chunk));
-    /* ...until the peer vanishes. */
-    CU_ASSERT_EQUAL(sh("ip -n %s link set zlvb down", bh.b), 0);
-    t0 = (long long)zl_now_ms();
-    CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 3000), 1);
-    CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
-    CU_ASSERT_EQUAL(atomic_load(&sv.err_sys), ETIMEDOUT);
-    CU_ASSERT_EQUAL(atomic_load(&sv.queued_at_err), 0);
-    srv_err_msg(&sv, msg, sizeof(msg));
-    dt = atomic_load(&sv.t_err) - t0;
-    if (atomic_load(&sv.errs) != 1 || dt < 400 || dt > 500 + (long long)slow_ms(1500))
-        fprintf(stderr, "\n  %d errors, after %lld ms: %s\n",
-                atomic_load(&sv.errs), dt, msg);
-    CU_ASSERT(dt >= 400);
-    CU_ASSERT(dt <= 500 + (long long)slow_ms(1500));
-    zl_conn_unref(held);
-out:
-    if (fd >= 0)
-        close(fd);
-    if (s)
-        srv_stop(s, &sv);
-    env_down(&e);
-    srv_fini(&sv);
-    blackhole_down(&bh);
+    held = blackhole_pair(&bh, &e, &sv, &so, &s, &fd);
+    if (held) {
+        memset(chunk, 'b', sizeof(chunk));
+        t0 = (long long)zl_now_ms();
+        CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
+        check_blackhole_err(&sv, t0, 400, 500 + (long long)slow_ms(1500));
+    }
+    blackhole_end(&bh, &e, &sv, s, held, fd);
+}
+
+/* A silent session whose peer vanished: no byte in flight, so only
+ * keepalive can notice.  Probes after 1 s of silence, 1 s apart, and the
+ * send timeout (TCP_USER_TIMEOUT, 1.5 s) makes the first unanswered probe
+ * final: the session fails about 2 s after the last byte. */
+static void test_blackholed_idle_peer(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {0};
+    zl_server_t *s;
+    blackhole_t bh;
+    zl_conn_t *held;
+    int fd;
+
+    if (!blackhole_up(&bh))
+        return;
+    env_up(&e, 1);
+    srv_init(&sv, SRV_SINK);
+    so.conn.keepalive_ms = 1000;
+    so.conn.send_timeout_ms = 1500;
+    so.conn.manager_ms = 50;
+    held = blackhole_pair(&bh, &e, &sv, &so, &s, &fd);
+    if (held)
+        check_blackhole_err(&sv, (long long)zl_now_ms(), 1000,
+                            2000 + (long long)slow_ms(2000));
+    blackhole_end(&bh, &e, &sv, s, held, fd);
 }
 
 /* A zltk client above its high watermark: once the (raw) peer starts
@@ -3629,6 +3697,8 @@ int zl_test_register_conn(void)
         {"idle timeout closes a silent client", test_idle_client},
         {"blackholed peer: TCP_USER_TIMEOUT from the send timeout",
          test_blackholed_peer},
+        {"blackholed silent peer: found by keepalive",
+         test_blackholed_idle_peer},
         {"reconnect until a server appears, with backoff",
          test_reconnect_until_server},
         {"reconnect after a lost busy connection: on_busy(false) first",
