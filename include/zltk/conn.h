@@ -74,9 +74,11 @@ typedef struct zl_conn_options {
     size_t high_water;    /* [1 MiB] queued bytes that make it busy */
     size_t low_water;     /* [high/4] queued bytes that end busy */
     uint32_t send_timeout_ms; /* [10000]; 0 means the default here: set
-                                 no_send_timeout to turn it off */
+                                 no_send_timeout to turn it off.  Also the
+                                 socket's TCP_USER_TIMEOUT once connected */
     bool no_send_timeout;
-    uint32_t manager_ms;  /* [2000] on_manager period */
+    uint32_t manager_ms;  /* [2000] on_manager period; the send and idle
+                             timeouts are checked on it */
     int sndbuf, rcvbuf;   /* [kernel default; >0 sets SO_SNDBUF/RCVBUF] */
     /* [0: off] SO_KEEPALIVE: the first probe after this long without a
      * byte from the peer (whole seconds, at least 1), then one every 10 s
