@@ -1699,10 +1699,12 @@ static void test_idle_server_session(void)
     CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_READ);
     srv_err_msg(&sv, msg, sizeof(msg));
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "idle"));
+    /* t_connect is taken in on_connect, a moment after the timeout's
+     * start: allow those few ms. */
     dt = atomic_load(&sv.t_err) - atomic_load(&sv.t_connect);
-    if (dt < 300 || dt > 300 + (long long)slow_ms(1000))
+    if (dt < 290 || dt > 300 + (long long)slow_ms(1000))
         fprintf(stderr, "\n  idle timeout after %lld ms: %s\n", dt, msg);
-    CU_ASSERT(dt >= 300);
+    CU_ASSERT(dt >= 290);
     CU_ASSERT(dt <= 300 + (long long)slow_ms(1000));
     CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
     close(fd);
