@@ -272,6 +272,11 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
     in->idle_timeout_ms = in->keepalive_ms = -1;
     get_off_ms(cfg, g, "idle-timeout", &in->idle_timeout_ms);
     get_off_ms(cfg, g, "keepalive", &in->keepalive_ms);
+    if (server && in->has_send_timeout && !in->send_timeout_ms &&
+        !in->idle_timeout_ms && !in->keepalive_ms)
+        WARN(cfg, g, NULL, "send-timeout, idle-timeout and keepalive are all "
+                           "0: a session whose peer vanished is never "
+                           "closed; give one of them a time");
     if (get_int(cfg, g, "high-water", 1, INT64_MAX, &n))
         in->high_water = (size_t)n;
     if (get_int(cfg, g, "low-water", 1, INT64_MAX, &n))

@@ -453,6 +453,25 @@ EOF
 check "$f"
 expect_error "idle-timeout = -5" "[server.a] idle-timeout: " "out of range"
 
+# A server that can never notice a dead peer is worth a warning.
+write nodead <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+send-timeout = 0
+idle-timeout = 0
+keepalive = 0
+EOF
+check "$f"
+expect_warned "send-timeout, idle-timeout, keepalive all 0: warned" 1
+if has_line "zltk-host: warning: $f: [server.a] " "never closed" \
+        "give one of them a time"; then
+    ok "the all-0 warning says why"
+else
+    bad "the all-0 warning says why" "no warning line naming the risk"
+fi
+
 write kalive <<EOF
 [plugin.good]
 [client.b]
