@@ -52,7 +52,8 @@ typedef struct zl_conn_handler {
     /* The connection failed or ended: end of stream from the peer
      * (ZL_EOF), reset, send or idle timeout, …  Called once; the
      * connection then closes gracefully (what is queued is still sent)
-     * except after a send timeout or reset.  The handler may still send from inside on_err. */
+     * except after a send timeout or reset.  The handler may still send
+     * from inside on_err. */
     void (*on_err)(zl_conn_t *c, const zl_error_t *err);
     /* The send queue drained completely after having been non-empty. */
     void (*on_flush)(zl_conn_t *c);
