@@ -15,8 +15,9 @@ typedef struct zl__conn_cfg {
     size_t high_water, low_water;
     uint64_t send_timeout_ms; /* 0: none */
     uint64_t manager_ms;
+    uint32_t idle_timeout_ms; /* 0: none */
+    uint32_t keepalive_ms;    /* 0: no SO_KEEPALIVE */
     int sndbuf, rcvbuf;
-    bool keepalive;
     void *data; /* initial zl_conn_get_data() */
     const char *kind; /* "client" / "session" */
 } zl__conn_cfg_t;
@@ -66,7 +67,8 @@ enum {
     ZL__CF_WANT_R = 1u << 10,    /* ZL_EV_READ registered */
     ZL__CF_CLIENT = 1u << 11,    /* owner is a client */
     ZL__CF_GROUPED = 1u << 12,   /* in its owner's group */
-    ZL__CF_READ_MORE = 1u << 13  /* continue_read task pending */
+    ZL__CF_READ_MORE = 1u << 13, /* continue_read task pending */
+    ZL__CF_ACTIVE = 1u << 14     /* bytes moved since the last tick */
 };
 
 struct zl__client;
@@ -89,6 +91,9 @@ struct zl_conn {
     uint32_t serial;      /* for zl_conn_name() */
     uint32_t progress_ms; /* low 32 bits of zl_now_ms() when the queue last
                              moved; compared with wrap-around */
+    uint32_t active_ms;   /* the same, at the first manager tick that saw
+                             ZL__CF_ACTIVE: the idle timeout's start.  The
+                             I/O path only sets the flag, no clock read */
     zl_poller_t *poller;
     /* zl__client_t (ZL__CF_CLIENT) or zl_server_t: both begin with their
      * zl__conn_cfg_t, so this is also the configuration.  NULL after

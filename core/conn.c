@@ -3,6 +3,7 @@
 #include "conn-internal.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -42,7 +43,9 @@ void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
     cfg->manager_ms = o->manager_ms ? o->manager_ms : 2000;
     cfg->sndbuf = o->sndbuf;
     cfg->rcvbuf = o->rcvbuf;
-    cfg->keepalive = o->keepalive;
+    cfg->keepalive_ms = o->keepalive_ms;
+    cfg->idle_timeout_ms =
+        o->idle_timeout_ms > INT32_MAX ? INT32_MAX : o->idle_timeout_ms;
     cfg->data = data;
     cfg->kind = kind;
 }
@@ -58,8 +61,11 @@ void zl__sock_setup(int fd, const zl__conn_cfg_t *cfg)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg->sndbuf, sizeof(int));
     if (cfg->rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg->rcvbuf, sizeof(int));
-    if (cfg->keepalive) {
-        int idle = 30, intvl = 10, cnt = 9;
+    if (cfg->keepalive_ms) {
+        /* Whole seconds (the kernel's unit), at most its 32767. */
+        uint32_t s = cfg->keepalive_ms / 1000 + (cfg->keepalive_ms % 1000 != 0);
+        int idle = s > 32767 ? 32767 : (int)s;
+        int intvl = idle / 3 > 10 ? 10 : idle / 3 ? idle / 3 : 1, cnt = 9;
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 #ifdef TCP_KEEPIDLE
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
@@ -203,6 +209,23 @@ static int update_interest(zl_conn_t *c)
     return rc;
 }
 
+/* The send timeout also bounds bytes the kernel already took but the peer
+ * never acknowledged (a blackholed peer): past it the kernel gives up and
+ * the socket fails with ETIMEDOUT.  Set once connected, so that a short
+ * send timeout does not cut a client's SYN retries (connect_timeout_ms
+ * bounds those). */
+static void set_user_timeout(int fd, const zl__conn_cfg_t *cfg)
+{
+#ifdef TCP_USER_TIMEOUT
+    unsigned int ms = (unsigned int)cfg->send_timeout_ms;
+
+    if (ms)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+#else
+    (void)fd, (void)cfg;
+#endif
+}
+
 int zl__conn_attach(zl_conn_t *c, int fd)
 {
     struct sockaddr_storage ss;
@@ -215,7 +238,8 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
-    c->progress_ms = now32();
+    c->progress_ms = c->active_ms = now32();
+    set_user_timeout(fd, zl__cfg(c));
     /* A client's fd is still registered for writability from the connect:
      * update_interest() turns that into reading (and writing what was sent
      * while connecting). */
@@ -321,19 +345,16 @@ static void close_local(zl_conn_t *c)
     update_interest(c);
 }
 
-void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
-                   const char *fmt, ...)
+/* graceful: after on_err, still send what is queued, then close (end of
+ * stream, idle timeout); otherwise reset. */
+static void fail_msg(zl_conn_t *c, bool graceful, int code, int sys,
+                     zl_stage_t stage, const char *msg)
 {
-    char msg[256];
-    va_list ap;
     zl_error_t err;
 
     if (c->state == ZL__CS_CLOSED || (c->flags & ZL__CF_ERRED))
         return;
     c->flags |= ZL__CF_ERRED;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     err = (zl_error_t){zl_err_kind(code), sys, stage, msg};
 
     if (!(c->flags & ZL__CF_USER_CLOSE) && zl__cfg(c)->h.on_err) {
@@ -347,10 +368,33 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
         zl__client_on_lost(c))
         return; /* reconnecting */
     atomic_store_explicit(&c->ending, true, memory_order_release);
-    if (err.code == ZL_EOF)
+    if (graceful)
         close_local(c); /* still send what is queued: echo, then close */
     else
         abort_local(c, msg);
+}
+
+void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    if (c->state == ZL__CS_CLOSED || (c->flags & ZL__CF_ERRED))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fail_msg(c, code == ZL_EOF, code, sys, stage, msg);
+}
+
+/* The kernel's ETIMEDOUT on an open connection: TCP_USER_TIMEOUT or the
+ * keepalive probes gave up on the peer. */
+static const char *sys_hint(int e)
+{
+    return e == ETIMEDOUT ? " (the peer stopped acknowledging: send timeout "
+                            "or keepalive)"
+                          : "";
 }
 
 /* ------------------------------------------------------------ busy */
@@ -430,14 +474,16 @@ static void do_flush(zl_conn_t *c)
                 update_interest(c);
                 return;
             }
-            zl__conn_fail(c, -errno, errno, ZL_STAGE_WRITE, "write to %s: %s",
+            int e = errno;
+            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          zl_strerror(-errno));
+                          zl_strerror(-e), sys_hint(e));
             return;
         }
         consume(c, (size_t)w);
         c->progress_ms = now32();
+        c->flags |= ZL__CF_ACTIVE;
         /* The drain notice comes at the low mark, not only when empty. */
         if (c->flags & ZL__CF_BUSY) {
             check_busy(c);
@@ -555,16 +601,17 @@ static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             int e = errno;
             zl_buf_unref(buf);
-            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s",
+            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)));
+                          zl_strerror(-(e)), sys_hint(e));
             return ZL_ESHUTDOWN;
         }
         if (w > 0) {
             done = (size_t)w;
             c->sent += done;
             c->progress_ms = now32();
+            c->flags |= ZL__CF_ACTIVE;
         }
         if (done == len) {
             zl_buf_unref(buf);
@@ -614,6 +661,7 @@ static void do_read(zl_conn_t *c, bool drain)
         if (n > 0) {
             b->len = (size_t)n;
             c->received += (uint64_t)n;
+            c->flags |= ZL__CF_ACTIVE;
             zl__cfg(c)->h.on_recv(c, b);
             /* A short read means the kernel had no more: a new arrival
              * raises a new edge, so no extra recv() to see EAGAIN. */
@@ -638,10 +686,10 @@ static void do_read(zl_conn_t *c, bool drain)
             return;
         {
             int e = errno;
-            zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s",
+            zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s%s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)));
+                          zl_strerror(-(e)), sys_hint(e));
         }
         return;
     }
@@ -692,8 +740,8 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         socklen_t len = sizeof(err);
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
-            zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s", zl_conn_name(c),
-                          zl_strerror(-(err)));
+            zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s%s",
+                          zl_conn_name(c), zl_strerror(-(err)), sys_hint(err));
             return;
         }
     }
@@ -705,6 +753,27 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
 }
 
 /* ------------------------------------------------------------ groups */
+
+/* The I/O path only flags activity; the tick turns the flag into a time.
+ * So a busy connection reads no clock per message and an idle one needs
+ * no timer of its own; the price is a close up to two ticks late. */
+static void check_idle(zl_conn_t *c, uint32_t now, uint32_t limit)
+{
+    char msg[128];
+    uint32_t quiet;
+
+    if (c->flags & ZL__CF_ACTIVE) {
+        c->flags &= (uint16_t)~ZL__CF_ACTIVE;
+        c->active_ms = now;
+        return;
+    }
+    quiet = now - c->active_ms;
+    if (quiet < limit)
+        return;
+    snprintf(msg, sizeof(msg), "idle for %" PRIu32 " ms: no byte in either "
+             "direction (idle timeout %" PRIu32 " ms)", quiet, limit);
+    fail_msg(c, true, ZL_ETIMEOUT, 0, ZL_STAGE_READ, msg);
+}
 
 static bool group_tick(void *arg)
 {
@@ -730,6 +799,8 @@ static bool group_tick(void *arg)
             else
                 zl__conn_fail(c, ZL_ETIMEOUT, 0, ZL_STAGE_WRITE, "%s", msg);
         }
+        if (cfg->idle_timeout_ms && c->state == ZL__CS_OPEN)
+            check_idle(c, (uint32_t)now, cfg->idle_timeout_ms);
         if ((c->state == ZL__CS_OPEN || c->state == ZL__CS_CONNECTING) &&
             cfg->h.on_manager) {
             cfg->h.on_manager(c);

@@ -80,6 +80,15 @@ void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
         cfg->warnings++;
 }
 
+/* What an instance gets when its group does not set the key.  Servers
+ * close a silent session after 10 minutes, as nginx's stream module does
+ * (proxy_timeout); clients stay open (the client chose to connect, and may
+ * wait for its peer as long as it likes).  Keepalive finds a vanished peer
+ * of either within about 40 s (30 s of silence, one unanswered probe 10 s
+ * later, cut by the send timeout's TCP_USER_TIMEOUT). */
+#define HOST_SERVER_IDLE_MS 600000
+#define HOST_KEEPALIVE_MS 30000
+
 #define ERR(cfg, g, k, ...) zl_host_cfg_report(cfg, true, g, k, __VA_ARGS__)
 #define WARN(cfg, g, k, ...) zl_host_cfg_report(cfg, false, g, k, __VA_ARGS__)
 /* A plugin problem: an error, or a warning when running leniently. */
@@ -134,6 +143,22 @@ static char *get_str(zl_host_cfg_t *cfg, const char *g, const char *k)
     if (v)
         g_strstrip(v);
     return v;
+}
+
+/* A timeout in ms where 0 means off.  A word (true, on, …) is refused
+ * with what to write instead: these keys are times, not switches. */
+static void get_off_ms(zl_host_cfg_t *cfg, const char *g, const char *k,
+                       int64_t *out)
+{
+    char *v = get_str(cfg, g, k);
+
+    if (v && *v && !g_ascii_isdigit(*v) && *v != '-')
+        ERR(cfg, g, k, "'%s' is not a time: give milliseconds (e.g. %s), "
+                       "or 0 to turn it off",
+            v, strcmp(k, "keepalive") ? "600000" : "30000");
+    else if (v)
+        get_int(cfg, g, k, 0, INT32_MAX, out);
+    g_free(v);
 }
 
 static bool in_list(const char *k, const char *const *list)
@@ -269,6 +294,14 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
     }
     if (get_int(cfg, g, "send-timeout", 0, INT32_MAX, &n))
         in->send_timeout_ms = n, in->has_send_timeout = true;
+    in->idle_timeout_ms = in->keepalive_ms = -1;
+    get_off_ms(cfg, g, "idle-timeout", &in->idle_timeout_ms);
+    get_off_ms(cfg, g, "keepalive", &in->keepalive_ms);
+    if (server && in->has_send_timeout && !in->send_timeout_ms &&
+        !in->idle_timeout_ms && !in->keepalive_ms)
+        WARN(cfg, g, NULL, "send-timeout, idle-timeout and keepalive are all "
+                           "0: a session whose peer vanished is never "
+                           "closed; give one of them a time");
     if (get_int(cfg, g, "high-water", 1, INT64_MAX, &n))
         in->high_water = (size_t)n;
     if (get_int(cfg, g, "low-water", 1, INT64_MAX, &n))
@@ -420,7 +453,7 @@ static const char *kind_text(bool server)
 /* Keys the host itself reads in instance groups. */
 static const char *const host_keys_common[] = {
     "plugin", "address", "transport", "send-timeout", "high-water",
-    "low-water", NULL};
+    "low-water", "idle-timeout", "keepalive", NULL};
 static const char *const host_keys_server[] = {"backlog", "max-connections",
                                                NULL};
 static const char *const host_keys_client[] = {
@@ -640,6 +673,13 @@ int zl_host_cfg_instances(zl_host_cfg_t *cfg)
                 co->send_timeout_ms = (uint32_t)in->send_timeout_ms;
                 co->no_send_timeout = in->send_timeout_ms == 0;
             }
+            co->idle_timeout_ms = (uint32_t)(in->idle_timeout_ms >= 0
+                                                 ? in->idle_timeout_ms
+                                             : in->server ? HOST_SERVER_IDLE_MS
+                                                          : 0);
+            co->keepalive_ms = (uint32_t)(in->keepalive_ms >= 0
+                                              ? in->keepalive_ms
+                                              : HOST_KEEPALIVE_MS);
             if (in->server) {
                 o.server_opts.host = in->host;
                 o.server_opts.port = in->port;

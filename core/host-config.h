@@ -17,6 +17,8 @@ typedef struct zl_host_instance {
     uint16_t port;
     int64_t send_timeout_ms; /* with has_send_timeout; 0 = off */
     bool has_send_timeout;
+    /* -1: not given (the host's default), 0: off */
+    int64_t idle_timeout_ms, keepalive_ms;
     size_t high_water, low_water;
     int backlog;
     size_t max_conns;

@@ -158,6 +158,8 @@ transport = tcp
 backlog = 128
 max-connections = 0
 send-timeout = 0
+idle-timeout = 0
+keepalive = 30000
 high-water = 65536
 low-water = 1024
 some-handler-key = anything
@@ -170,6 +172,8 @@ connect-attempt-delay = 100
 reconnect = true
 max-attempts = 0
 send-timeout = 250
+idle-timeout = 600000
+keepalive = 0
 handler-own = 1
 EOF
 check "$f"
@@ -445,6 +449,59 @@ send-timeout = soon
 EOF
 check "$f"
 expect_error "send-timeout = soon" "[server.a] send-timeout: " integer
+
+# idle-timeout and keepalive are times in ms with 0 for off: a switch word
+# is refused with what to write instead.
+write itimeout <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+idle-timeout = soon
+EOF
+check "$f"
+expect_error "idle-timeout = soon" "[server.a] idle-timeout: " "not a time" \
+    milliseconds "0 to turn it off"
+
+write itimeout2 <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+idle-timeout = -5
+EOF
+check "$f"
+expect_error "idle-timeout = -5" "[server.a] idle-timeout: " "out of range"
+
+# A server that can never notice a dead peer is worth a warning.
+write nodead <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+send-timeout = 0
+idle-timeout = 0
+keepalive = 0
+EOF
+check "$f"
+expect_warned "send-timeout, idle-timeout, keepalive all 0: warned" 1
+if has_line "zltk-host: warning: $f: [server.a] " "never closed" \
+        "give one of them a time"; then
+    ok "the all-0 warning says why"
+else
+    bad "the all-0 warning says why" "no warning line naming the risk"
+fi
+
+write kalive <<EOF
+[plugin.good]
+[client.b]
+plugin = good-client
+address = 127.0.0.1:1
+keepalive = true
+EOF
+check "$f"
+expect_error "keepalive = true" "[client.b] keepalive: " "not a time" 30000 \
+    "0 to turn it off"
 
 write hwater <<EOF
 [plugin.good]

@@ -727,6 +727,55 @@ EOF
     fi
 fi
 
+# Dead peers: a server session whose peer stays silent is closed after
+# idle-timeout (checked on the 2 s manager tick), and keepalive is on by
+# default (ss(8) shows the kernel's keepalive timer on the session).
+if [ -n "$have_socat" ]; then
+    write idle <<'EOF'
+[server.idle]
+plugin = echo
+address = 127.0.0.1:0
+idle-timeout = 300
+
+[server.ka]
+plugin = echo
+address = 127.0.0.1:0
+EOF
+    start idle -c "$f" -P "$bundled"
+    if ! wait_log idle "[server.ka] echo listening on 127.0.0.1:" 10; then
+        sig idle TERM; reap idle 10
+        bad "idle-timeout closes a silent session" "no 'listening on' line"
+    else
+        port=$(port_of "$tmp/idle.err" server.idle echo '127\.0\.0\.1')
+        kport=$(port_of "$tmp/idle.err" server.ka echo '127\.0\.0\.1')
+        # -u: socat only reads the connection, and ends at its end.
+        bg quiet socat -u "TCP4:127.0.0.1:$port" STDOUT
+        bg kquiet socat -u "TCP4:127.0.0.1:$kport" STDOUT
+        reap quiet 15
+        if [ -n "$timedout" ]; then
+            bad "idle-timeout = 300 closes a silent session" \
+                "still open after 15 s"
+        elif [ "$rc" != 0 ]; then
+            bad "idle-timeout = 300 closes a silent session" \
+                "socat exit $rc, expected 0 (a graceful close)"
+        else
+            ok "idle-timeout = 300 closes a silent session (end of stream)"
+        fi
+        if ! command -v ss >/dev/null 2>&1; then
+            ok "keepalive on by default (ss(8) not found: not tested)"
+        elif running kquiet &&
+             ss -tnoH state established "( sport = :$kport )" 2>/dev/null |
+                 grep -q 'timer:(keepalive'; then
+            ok "keepalive on by default (the session's keepalive timer runs)"
+        else
+            bad "keepalive on by default" "no keepalive timer on the session: \
+$(ss -tnoH state established "( sport = :$kport )" 2>&1)"
+        fi
+        sig idle TERM; reap idle 10
+        reap kquiet 10
+    fi
+fi
+
 # ---------------------------------------------------------------- 5. errors
 # A server address already in use: fatal at start.
 start first --listen 127.0.0.1:0 -P "$bundled"

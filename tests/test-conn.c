@@ -23,6 +23,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +330,9 @@ typedef struct srv {
     int npeers;
     char peers[16][ZL_ADDR_STRLEN];
     char closed_peer[ZL_ADDR_STRLEN];
+    char err_msg[256]; /* the last on_err's message, under lock */
+    atomic_llong t_connect;
+    atomic_int tick_sends; /* on_manager sends one byte while this is > 0 */
 } srv_t;
 
 typedef struct sess {
@@ -415,6 +420,7 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     if (sv->npeers < 16)
         zl_addr_format(zl_conn_peer(c), sv->peers[sv->npeers++], ZL_ADDR_STRLEN);
     pthread_mutex_unlock(&sv->lock);
+    atomic_store(&sv->t_connect, (long long)zl_now_ms());
     atomic_fetch_add(&sv->connects, 1);
     switch (sv->mode) {
     case SRV_CLOSER:
@@ -474,6 +480,9 @@ static void srv_on_err(zl_conn_t *c, const zl_error_t *err)
     atomic_store(&sv->t_err, (long long)zl_now_ms());
     if (!err->message || !*err->message)
         atomic_fetch_add(&sv->bad, 1);
+    pthread_mutex_lock(&sv->lock);
+    g_strlcpy(sv->err_msg, err->message ? err->message : "", sizeof(sv->err_msg));
+    pthread_mutex_unlock(&sv->lock);
     switch (err->code) {
     case ZL_EOF: atomic_fetch_add(&sv->n_eof, 1); break;
     case ZL_ERESET: atomic_fetch_add(&sv->n_reset, 1); break;
@@ -519,6 +528,10 @@ static void srv_on_manager(zl_conn_t *c)
     if (!s)
         return;
     atomic_fetch_add(&s->sv->managers, 1);
+    if (atomic_load(&s->sv->tick_sends) > 0 &&
+        atomic_fetch_sub(&s->sv->tick_sends, 1) > 0 &&
+        zl_conn_send(c, "t", 1) < 0)
+        atomic_fetch_add(&s->sv->bad, 1);
     if (s->sv->mode == SRV_PUSH && atomic_load(&s->sv->push_busy_rc)) {
         uint8_t chunk[16 * KIB];
         long long q;
@@ -1651,6 +1664,352 @@ static void test_stalled_peer_send_timeout(void)
     srv_fini(&sv);
 }
 
+/* ------------------------------------------------------------ dead peers */
+
+static void srv_err_msg(srv_t *sv, char *out, size_t n)
+{
+    pthread_mutex_lock(&sv->lock);
+    g_strlcpy(out, sv->err_msg, n);
+    pthread_mutex_unlock(&sv->lock);
+}
+
+/* idle_timeout_ms on a server: a peer that connects and says nothing gets
+ * on_err ZL_ETIMEOUT at stage read, with "idle" in the message, after
+ * about the timeout; the close is graceful (end of stream, not a reset). */
+static void test_idle_server_session(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    char msg[256];
+    long long dt;
+    int fd;
+
+    env_up(&e, 1);
+    srv_init(&sv, SRV_SINK);
+    so.conn.idle_timeout_ms = 300;
+    so.conn.manager_ms = 50;
+    s = srv_start(&e, &sv, &so);
+    fd = raw_connect("127.0.0.1", srv_port(s), 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_READ);
+    srv_err_msg(&sv, msg, sizeof(msg));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "idle"));
+    /* t_connect is taken in on_connect, a moment after the timeout's
+     * start: allow those few ms. */
+    dt = atomic_load(&sv.t_err) - atomic_load(&sv.t_connect);
+    if (dt < 290 || dt > 300 + (long long)slow_ms(1000))
+        fprintf(stderr, "\n  idle timeout after %lld ms: %s\n", dt, msg);
+    CU_ASSERT(dt >= 290);
+    CU_ASSERT(dt <= 300 + (long long)slow_ms(1000));
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
+    close(fd);
+    srv_stop(s, &sv);
+    env_down(&e);
+    srv_fini(&sv);
+}
+
+/* Bytes in either direction keep a connection alive: the peer sends a
+ * byte every 100 ms, then only receives one per 50 ms tick, each for well
+ * over the idle timeout; once both stop, the timeout runs from the last
+ * byte. */
+static void test_idle_traffic_keeps_alive(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    const unsigned idle = slow_ms(400);
+    uint64_t end, quiet;
+    char msg[256];
+    long long dt;
+    int fd;
+
+    env_up(&e, 1);
+    srv_init(&sv, SRV_SINK);
+    so.conn.idle_timeout_ms = idle;
+    so.conn.manager_ms = 50;
+    s = srv_start(&e, &sv, &so);
+    fd = raw_connect("127.0.0.1", srv_port(s), 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
+    end = zl_now_ms() + 3 * idle;
+    while (zl_now_ms() < end) {
+        CU_ASSERT_EQUAL(send(fd, "c", 1, MSG_NOSIGNAL), 1);
+        zl_test_sleep_ms(100);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&sv.errs), 0);
+    /* Now only the server talks: a byte per tick. */
+    atomic_store(&sv.tick_sends, (int)(3 * idle / 50));
+    end = zl_now_ms() + slow_ms(5000) + 3 * idle;
+    while (atomic_load(&sv.tick_sends) > 0 && zl_now_ms() < end)
+        zl_test_sleep_ms(1);
+    quiet = zl_now_ms();
+    CU_ASSERT(atomic_load(&sv.tick_sends) <= 0);
+    CU_ASSERT_EQUAL(atomic_load(&sv.errs), 0);
+    CU_ASSERT(atomic_load(&sv.rx_live) >= 3);
+    /* Then silence. */
+    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 3000 + 2 * idle), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
+    srv_err_msg(&sv, msg, sizeof(msg));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "idle"));
+    dt = atomic_load(&sv.t_err) - (long long)quiet;
+    if (dt < (long long)idle - 20)
+        fprintf(stderr, "\n  idle timeout %lld ms after the last byte\n", dt);
+    CU_ASSERT(dt >= (long long)idle - 20);
+    close(fd);
+    srv_stop(s, &sv);
+    env_down(&e);
+    srv_fini(&sv);
+}
+
+/* A client whose server accepts and never says a word: the same timeout
+ * kind and message on the client side, and the server reads end of
+ * stream. */
+static void test_idle_client(void)
+{
+    env_t e;
+    probe_t p;
+    zl_client_options_t o;
+    uint16_t port;
+    int lfd, fd;
+
+    env_up(&e, 1);
+    lfd = raw_listen("127.0.0.1", 4, 0, &port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    probe_init(&p, 47);
+    copts_init(&o, &e, "127.0.0.1", port);
+    o.conn.idle_timeout_ms = 300;
+    o.conn.manager_ms = 50;
+    probe_connect(&p, &o, true);
+    fd = raw_accept(lfd, 3000);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(wait_ge(&p.errs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&p.err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&p.err_stage), ZL_STAGE_READ);
+    if (atomic_load(&p.closed))
+        CU_ASSERT_PTR_NOT_NULL(strstr(p.err_msg, "idle"));
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
+    probe_end(&p);
+    probe_check_clean(&p);
+    close(fd);
+    close(lfd);
+    env_down(&e);
+}
+
+/* Two network namespaces joined by a veth pair: the server's end in a,
+ * the client's in b.  Setting b's end down makes packets vanish with no
+ * RST and no ICMP: a blackholed peer. */
+typedef struct blackhole {
+    char a[32], b[32];
+    int root, na, nb;
+} blackhole_t;
+
+static int sh(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static int sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    rc = system(cmd);
+    return rc == 0 ? 0 : -1;
+}
+
+static void blackhole_down(blackhole_t *bh)
+{
+    if (bh->root >= 0)
+        close(bh->root);
+    if (bh->na >= 0)
+        close(bh->na);
+    if (bh->nb >= 0)
+        close(bh->nb);
+    sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null", bh->a,
+       bh->b);
+}
+
+static bool blackhole_up(blackhole_t *bh)
+{
+    char path[64];
+
+    snprintf(bh->a, sizeof(bh->a), "zltk-test-%d-a", (int)getpid());
+    snprintf(bh->b, sizeof(bh->b), "zltk-test-%d-b", (int)getpid());
+    bh->root = bh->na = bh->nb = -1;
+    if (geteuid() != 0 || sh("ip -V >/dev/null 2>&1") < 0) {
+        fprintf(stderr, "\n  skipped: a blackholed peer needs root and ip(8) "
+                        "(network namespaces)\n");
+        return false;
+    }
+    if (sh("ip netns add %s && ip netns add %s && "
+           "ip link add zlva netns %s type veth peer name zlvb netns %s && "
+           "ip -n %s addr add 10.213.0.1/24 dev zlva && "
+           "ip -n %s addr add 10.213.0.2/24 dev zlvb && "
+           "ip -n %s link set zlva up && ip -n %s link set zlvb up",
+           bh->a, bh->b, bh->a, bh->b, bh->a, bh->b, bh->a, bh->b) < 0)
+        goto skip;
+    bh->root = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof(path), "/run/netns/%s", bh->a);
+    bh->na = open(path, O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof(path), "/run/netns/%s", bh->b);
+    bh->nb = open(path, O_RDONLY | O_CLOEXEC);
+    if (bh->root >= 0 && bh->na >= 0 && bh->nb >= 0)
+        return true;
+skip:
+    fprintf(stderr, "\n  skipped: cannot make network namespaces with a "
+                    "veth pair (ip netns add, ip link add type veth)\n");
+    blackhole_down(bh);
+    return false;
+}
+
+/* A server in namespace a (options so, sessions into sv, the first one
+ * held) and a plain client socket in b connected to it, whose link then
+ * goes down after one chunk went through.  Returns the held session, or
+ * NULL (with *s and *fd set as far as they got). */
+static zl_conn_t *blackhole_pair(blackhole_t *bh, env_t *e, srv_t *sv,
+                                 zl_server_options_t *so, zl_server_t **s,
+                                 int *fd)
+{
+    char chunk[2000];
+    zl_conn_t *held;
+    int rc, bad = 0;
+
+    *s = NULL;
+    *fd = -1;
+    sv->hold_first = true;
+    so->host = "10.213.0.1";
+    so->pool = e->pool;
+    /* A socket stays in the namespace it was made in, whichever thread
+     * then uses it. */
+    rc = setns(bh->na, CLONE_NEWNET);
+    if (rc == 0)
+        rc = zl_server_new(s, so, &srv_handler, sv);
+    if (rc == 0 && setns(bh->nb, CLONE_NEWNET) == 0)
+        *fd = raw_connect("10.213.0.1", srv_port(*s), 0);
+    CU_ASSERT_EQUAL_FATAL(setns(bh->root, CLONE_NEWNET), 0);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(*fd >= 0);
+    if (rc != 0 || *fd < 0)
+        return NULL;
+    CU_ASSERT_EQUAL(wait_ge(&sv->connects, 1, 3000), 1);
+    held = atomic_load(&sv->held);
+    CU_ASSERT_PTR_NOT_NULL(held);
+    if (!held)
+        return NULL;
+    /* The path works... */
+    stream_fill(48, 0, (uint8_t *)chunk, sizeof(chunk));
+    CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
+    CU_ASSERT_EQUAL(raw_recv_stream(*fd, 48, 0, sizeof(chunk), &bad),
+                    sizeof(chunk));
+    CU_ASSERT_EQUAL(bad, 0);
+    /* ...until the peer vanishes. */
+    CU_ASSERT_EQUAL(sh("ip -n %s link set zlvb down", bh->b), 0);
+    return held;
+}
+
+/* The session's error, ZL_ETIMEOUT from the kernel's ETIMEDOUT, between
+ * lo and hi ms after t0, with nothing queued in user space. */
+static void check_blackhole_err(srv_t *sv, long long t0, long long lo,
+                                long long hi)
+{
+    char msg[256];
+    long long dt;
+
+    CU_ASSERT_EQUAL(wait_ge(&sv->errs, 1, (unsigned)hi + 2000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv->err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv->err_sys), ETIMEDOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv->queued_at_err), 0);
+    srv_err_msg(sv, msg, sizeof(msg));
+    dt = atomic_load(&sv->t_err) - t0;
+    if (atomic_load(&sv->errs) != 1 || dt < lo || dt > hi)
+        fprintf(stderr, "\n  %d errors, after %lld ms: %s\n",
+                atomic_load(&sv->errs), dt, msg);
+    CU_ASSERT(dt >= lo);
+    CU_ASSERT(dt <= hi);
+}
+
+static void blackhole_end(blackhole_t *bh, env_t *e, srv_t *sv,
+                          zl_server_t *s, zl_conn_t *held, int fd)
+{
+    if (held)
+        zl_conn_unref(held);
+    if (fd >= 0)
+        close(fd);
+    if (s)
+        srv_stop(s, sv);
+    env_down(e);
+    srv_fini(sv);
+    blackhole_down(bh);
+}
+
+/* A peer that vanished while the server's bytes were in flight.  The
+ * kernel took them all, so nothing is queued in user space and the send
+ * timeout's own check cannot see them: only TCP_USER_TIMEOUT, set from
+ * the send timeout, ends the session, with ZL_ETIMEOUT and errno
+ * ETIMEDOUT, about send_timeout_ms after the bytes went out. */
+static void test_blackholed_peer(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {0};
+    zl_server_t *s;
+    blackhole_t bh;
+    zl_conn_t *held;
+    char chunk[2000];
+    long long t0;
+    int fd;
+
+    if (!blackhole_up(&bh))
+        return;
+    env_up(&e, 1);
+    srv_init(&sv, SRV_SINK);
+    so.conn.send_timeout_ms = 500;
+    so.conn.manager_ms = 50;
+    held = blackhole_pair(&bh, &e, &sv, &so, &s, &fd);
+    if (held) {
+        memset(chunk, 'b', sizeof(chunk));
+        t0 = (long long)zl_now_ms();
+        CU_ASSERT_EQUAL(zl_conn_send(held, chunk, sizeof(chunk)), 0);
+        check_blackhole_err(&sv, t0, 400, 500 + (long long)slow_ms(1500));
+    }
+    blackhole_end(&bh, &e, &sv, s, held, fd);
+}
+
+/* A silent session whose peer vanished: no byte in flight, so only
+ * keepalive can notice.  Probes after 1 s of silence, 1 s apart, and the
+ * send timeout (TCP_USER_TIMEOUT, 1.5 s) makes the first unanswered probe
+ * final: the session fails about 2 s after the last byte. */
+static void test_blackholed_idle_peer(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_server_options_t so = {0};
+    zl_server_t *s;
+    blackhole_t bh;
+    zl_conn_t *held;
+    int fd;
+
+    if (!blackhole_up(&bh))
+        return;
+    env_up(&e, 1);
+    srv_init(&sv, SRV_SINK);
+    so.conn.keepalive_ms = 1000;
+    so.conn.send_timeout_ms = 1500;
+    so.conn.manager_ms = 50;
+    held = blackhole_pair(&bh, &e, &sv, &so, &s, &fd);
+    if (held)
+        check_blackhole_err(&sv, (long long)zl_now_ms(), 1000,
+                            2000 + (long long)slow_ms(2000));
+    blackhole_end(&bh, &e, &sv, s, held, fd);
+}
+
 /* A zltk client above its high watermark: once the (raw) peer starts
  * reading, the drain notice on_busy(false) comes, then on_flush, and all
  * bytes arrive in order. */
@@ -2373,10 +2732,12 @@ static void test_abort_resets(void)
 }
 
 /* Socket options on both ends: non-blocking, close-on-exec, TCP_NODELAY,
- * SO_KEEPALIVE (30 s idle) when asked, buffer sizes applied. */
+ * SO_KEEPALIVE with keepalive_ms's idle time (and its interval) when asked,
+ * TCP_USER_TIMEOUT from the send timeout, buffer sizes applied. */
 typedef struct sockopts {
     zl_conn_t *c;
     int fd, nonblock, cloexec, nodelay, keepalive, keepidle, sndbuf, rcvbuf;
+    int keepintvl, user_timeout;
 } sockopts_t;
 
 static void sockopts_task(void *arg)
@@ -2396,8 +2757,12 @@ static void sockopts_task(void *arg)
 #ifdef TCP_KEEPIDLE
     len = sizeof(int);
     getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &so->keepidle, &len);
-#else
-    so->keepidle = 30;
+    len = sizeof(int);
+    getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &so->keepintvl, &len);
+#endif
+#ifdef TCP_USER_TIMEOUT
+    len = sizeof(int);
+    getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &so->user_timeout, &len);
 #endif
     len = sizeof(int);
     getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &so->sndbuf, &len);
@@ -2405,18 +2770,31 @@ static void sockopts_task(void *arg)
     getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &so->rcvbuf, &len);
 }
 
-static void check_sockopts(zl_conn_t *c, bool keepalive, int sndbuf, int rcvbuf)
+/* keepidle: expected TCP_KEEPIDLE in seconds, 0: no SO_KEEPALIVE. */
+static void check_sockopts(zl_conn_t *c, int keepidle, int keepintvl,
+                           int user_timeout, int sndbuf, int rcvbuf)
 {
-    sockopts_t so = {c, -1, 0, 0, 0, 0, 0, 0, 0};
+    sockopts_t so = {c, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
     CU_ASSERT_EQUAL_FATAL(zl_poller_sync(zl_conn_poller(c), sockopts_task, &so), 0);
     CU_ASSERT_FATAL(so.fd >= 0);
     CU_ASSERT_TRUE(so.nonblock);
     CU_ASSERT_TRUE(so.cloexec);
     CU_ASSERT_TRUE(so.nodelay);
-    CU_ASSERT_EQUAL(!!so.keepalive, keepalive);
-    if (keepalive)
-        CU_ASSERT_EQUAL(so.keepidle, 30);
+    CU_ASSERT_EQUAL(!!so.keepalive, keepidle > 0);
+#ifdef TCP_KEEPIDLE
+    if (keepidle) {
+        CU_ASSERT_EQUAL(so.keepidle, keepidle);
+        CU_ASSERT_EQUAL(so.keepintvl, keepintvl);
+    }
+#else
+    (void)keepintvl;
+#endif
+#ifdef TCP_USER_TIMEOUT
+    CU_ASSERT_EQUAL(so.user_timeout, user_timeout);
+#else
+    (void)user_timeout;
+#endif
     /* Linux doubles the value it is given. */
     if (sndbuf)
         CU_ASSERT(so.sndbuf >= sndbuf && so.sndbuf <= 2 * sndbuf);
@@ -2437,7 +2815,8 @@ static void test_socket_options(void)
     env_up(&e, 2);
     srv_init(&sv, SRV_ECHO);
     sv.hold_first = true;
-    so.conn.keepalive = true;
+    so.conn.keepalive_ms = 5500; /* 6 s (whole seconds), probes 2 s apart */
+    so.conn.send_timeout_ms = 7000;
     so.conn.sndbuf = 48 * KIB;
     so.conn.rcvbuf = 40 * KIB;
     s = srv_start(&e, &sv, &so);
@@ -2445,13 +2824,14 @@ static void test_socket_options(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     o.conn.sndbuf = 24 * KIB;
     o.conn.rcvbuf = 20 * KIB;
+    o.conn.no_send_timeout = true; /* and no keepalive: neither option */
     probe_connect(&p, &o, true);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
-    check_sockopts(p.ref, false, 24 * KIB, 20 * KIB);
+    check_sockopts(p.ref, 0, 0, 0, 24 * KIB, 20 * KIB);
     held = atomic_load(&sv.held);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
-    check_sockopts(held, true, 48 * KIB, 40 * KIB);
+    check_sockopts(held, 6, 2, 7000, 48 * KIB, 40 * KIB);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
@@ -3313,6 +3693,14 @@ int zl_test_register_conn(void)
          test_abort_resets},
         {"socket options: non-blocking, cloexec, nodelay, keepalive, buffers",
          test_socket_options},
+        {"idle timeout closes a silent session", test_idle_server_session},
+        {"traffic either way keeps a connection from idling",
+         test_idle_traffic_keeps_alive},
+        {"idle timeout closes a silent client", test_idle_client},
+        {"blackholed peer: TCP_USER_TIMEOUT from the send timeout",
+         test_blackholed_peer},
+        {"blackholed silent peer: found by keepalive",
+         test_blackholed_idle_peer},
         {"reconnect until a server appears, with backoff",
          test_reconnect_until_server},
         {"reconnect after a lost busy connection: on_busy(false) first",

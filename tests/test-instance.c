@@ -716,6 +716,64 @@ static void test_client_session(void)
     rec_done();
 }
 
+/* The connection's idle timeout reaches handlers through the instance: a
+ * silent peer of a server instance, and a client instance whose server
+ * never speaks, end with on_err(ZL_ETIMEOUT) then on_closed; the client's
+ * outcome says "idle", and both peers read a graceful end of stream. */
+static void test_idle_sessions(void)
+{
+    zl_instance_options_t o;
+    zl_instance_t *srv, *cli;
+    zl_instance_stats_t stats;
+    uint16_t port;
+    char msg[256];
+    int lfd, fd;
+    srec_t r;
+
+    rec_new();
+    opts_server(&o, "idle-srv", &h_base);
+    o.server_opts.conn.idle_timeout_ms = 300;
+    o.server_opts.conn.manager_ms = 50;
+    srv = start(&o);
+    fd = raw_connect(server_port(srv), 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(zl_test_wait_count(&R->closed, 1, WAIT_MS), 1);
+    r = snap(0);
+    CU_ASSERT_STRING_EQUAL(r.ev, "OCEX");
+    CU_ASSERT_EQUAL(r.err_code, ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
+    close(fd);
+    zl_instance_stop(srv);
+    zl_instance_get_stats(srv, &stats);
+    CU_ASSERT_EQUAL(stats.last_error, ZL_ETIMEOUT);
+    zl_instance_free(srv);
+    rec_done();
+
+    rec_new();
+    lfd = raw_listen(&port);
+    CU_ASSERT_FATAL(lfd >= 0);
+    opts_client(&o, "idle-cli", &h_base, port);
+    o.client.conn.idle_timeout_ms = 300;
+    o.client.conn.manager_ms = 50;
+    cli = start(&o);
+    fd = raw_accept(lfd);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(zl_test_wait_count(&R->finished, 1, WAIT_MS), 1);
+    r = snap(0);
+    CU_ASSERT_STRING_EQUAL(r.ev, "OCEX");
+    CU_ASSERT_EQUAL(r.err_code, ZL_ETIMEOUT);
+    zl_instance_get_stats(cli, &stats);
+    CU_ASSERT_EQUAL(stats.last_error, ZL_ETIMEOUT);
+    zl_instance_last_error(cli, msg, sizeof(msg));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "idle"));
+    CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
+    close(fd);
+    zl_instance_stop(cli);
+    zl_instance_free(cli);
+    close(lfd);
+    rec_done();
+}
+
 /* A refused connection: on_open, on_connect(ZL_EREFUSED at the connect
  * stage), on_closed, on_finished; the instance counts one failure and keeps
  * the message. */
@@ -2240,6 +2298,7 @@ int zl_test_register_instance(void)
         {"server callback order and state", test_server_order},
         {"client session", test_client_session},
         {"client refused", test_client_refused},
+        {"idle sessions end with ZL_ETIMEOUT", test_idle_sessions},
         {"client reconnect keeps state", test_client_reconnect_state},
         {"client and server instances", test_client_server_pair},
         {"a handler's fail() is the client's outcome", test_client_fail},

@@ -17,7 +17,14 @@
  * with writev() in batches of up to IOV_MAX.  Above the high watermark send
  * still accepts and returns ZL_CONN_BUSY, and on_busy(true) is called once;
  * when the queue falls to the low watermark on_busy(false) follows.  A send
- * timeout errors a connection whose queue made no progress for that long.
+ * timeout errors a connection whose queue made no progress for that long;
+ * it also bounds bytes the kernel holds unacknowledged (TCP_USER_TIMEOUT).
+ *
+ * Dead peers.  An idle timeout closes a connection that moved no byte in
+ * either direction for that long; keepalive probes find a peer that
+ * vanished while the connection is silent.  Both are off in a zeroed
+ * options struct (zltk-host turns them on: see zltk.conf(5)).  Timeouts are
+ * checked on the manager tick, so they fire up to one or two ticks late.
  *
  * Receiving.  Each readiness event reads once, into a 128 KiB buffer per
  * poller shared by all its connections, so an idle connection holds no
@@ -47,9 +54,10 @@ typedef struct zl_conn_handler {
      * thread).  Mandatory. */
     void (*on_recv)(zl_conn_t *c, zl_buf_t *buf);
     /* The connection failed or ended: end of stream from the peer
-     * (ZL_EOF), reset, send timeout, …  Called once; the connection then
-     * closes gracefully (what is queued is still sent) except after a send
-     * timeout or reset.  The handler may still send from inside on_err. */
+     * (ZL_EOF), reset, send or idle timeout, …  Called once; the
+     * connection then closes gracefully (what is queued is still sent)
+     * except after a send timeout or reset.  The handler may still send
+     * from inside on_err. */
     void (*on_err)(zl_conn_t *c, const zl_error_t *err);
     /* The send queue drained completely after having been non-empty. */
     void (*on_flush)(zl_conn_t *c);
@@ -65,16 +73,29 @@ typedef struct zl_conn_handler {
     void *reserved[4];
 } zl_conn_handler_t;
 
-/* Per-connection tuning.  Zero fields take the default in brackets. */
+/* Per-connection tuning.  Zero fields take the default in brackets; for
+ * idle_timeout_ms and keepalive_ms the default is off. */
 typedef struct zl_conn_options {
     size_t high_water;    /* [1 MiB] queued bytes that make it busy */
     size_t low_water;     /* [high/4] queued bytes that end busy */
     uint32_t send_timeout_ms; /* [10000]; 0 means the default here: set
-                                 no_send_timeout to turn it off */
+                                 no_send_timeout to turn it off.  Also the
+                                 socket's TCP_USER_TIMEOUT once connected */
     bool no_send_timeout;
-    uint32_t manager_ms;  /* [2000] on_manager period */
+    uint32_t manager_ms;  /* [2000] on_manager period; the send and idle
+                             timeouts are checked on it */
     int sndbuf, rcvbuf;   /* [kernel default; >0 sets SO_SNDBUF/RCVBUF] */
-    bool keepalive;       /* SO_KEEPALIVE with 30 s idle, 10 s interval, 9 probes */
+    /* [0: off] SO_KEEPALIVE: the first probe after this long without a
+     * byte from the peer (whole seconds, at least 1), then one every 10 s
+     * (a third of that when shorter); the kernel resets the connection
+     * after 9 unanswered probes, or with a send timeout (TCP_USER_TIMEOUT)
+     * once the peer has been silent that long and a probe went unanswered. */
+    uint32_t keepalive_ms;
+    /* [0: off] no byte received or sent for this long: on_err with
+     * ZL_ETIMEOUT (stage read, message "idle for … ms"), then a graceful
+     * close.  At most 2147483647.  A peer that trickles a byte now and then
+     * is not idle: bound those with a timer of the handler's own. */
+    uint32_t idle_timeout_ms;
 } zl_conn_options_t;
 
 /* zl_conn_send() result when the queue is above the high watermark. */
