@@ -1,15 +1,19 @@
 /* bench/burst — a burst of clients that send and never read.
  *
  *   burst --port PORT [--host ADDR] [--conns N] [--tls] [--chunk BYTES]
- *         [--max MB] [--settle MS] [--hold S]
+ *         [--max MB] [--settle MS] [--hold S] [--sockbuf BYTES]
  *
  * Opens N connections (TLS with --tls: a full handshake each, no
- * verification, before any data), then writes CHUNK-byte pieces to every
+ * verification, before any data) with SO_SNDBUF and SO_RCVBUF of SOCKBUF
+ * bytes (default 64 KiB: the kernel's buffers are not the server's RSS, and
+ * small ones fill sooner), then writes CHUNK-byte pieces to every
  * connection whose socket takes them, never reading what comes back, until
  * no socket has taken anything for SETTLE ms (the server's queues are at
  * its high-water mark and the kernel's buffers are full both ways) or each
- * connection has sent MAX MB.  Then it prints
- *   saturated conns=N sent_mb=X
+ * connection has sent MAX MB.  A connection the server ends meanwhile (its
+ * send timeout: a queue stalled for 10 s while others still fill) is
+ * counted as lost and left alone.  Then it prints
+ *   saturated conns=N lost=L sent_mb=X
  * on standard output, waits HOLD seconds, closes every connection (unread
  * bytes make the kernel send RST: clients that leave abruptly) and prints
  *   closed
@@ -36,7 +40,7 @@
 #include <openssl/ssl.h>
 
 static const char *host = "127.0.0.1";
-static int port, nconns = 200, settle_ms = 1000;
+static int port, nconns = 200, settle_ms = 1000, sockbuf = 64 * 1024;
 static size_t chunk = 64 * 1024;
 static double max_mb = 64, hold_s = 1;
 static bool tls;
@@ -52,7 +56,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: burst --port PORT [--host ADDR] [--conns N] "
                     "[--tls] [--chunk BYTES] [--max MB] [--settle MS] "
-                    "[--hold S]\n");
+                    "[--hold S] [--sockbuf BYTES]\n");
     exit(2);
 }
 
@@ -81,6 +85,8 @@ static void parse(int argc, char **argv)
             settle_ms = atoi(v);
         else if (!strcmp(a, "--hold"))
             hold_s = atof(v);
+        else if (!strcmp(a, "--sockbuf"))
+            sockbuf = atoi(v);
         else
             usage();
     }
@@ -94,6 +100,10 @@ static int dial(SSL_CTX *ctx, SSL **sslp)
                              .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+    if (fd >= 0 && sockbuf > 0) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sockbuf, sizeof(sockbuf));
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sockbuf, sizeof(sockbuf));
+    }
     if (fd < 0 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
         connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         perror("burst: connect");
@@ -116,27 +126,26 @@ static int dial(SSL_CTX *ctx, SSL **sslp)
     return fd;
 }
 
-/* One write; returns bytes taken (0: would block). */
-static size_t put(int fd, SSL *ssl, const uint8_t *buf, size_t len)
+/* One write; returns bytes taken (0: would block, -1: the server ended the
+ * connection). */
+static long put(int fd, SSL *ssl, const uint8_t *buf, size_t len)
 {
     if (ssl) {
         size_t n = 0;
         if (SSL_write_ex(ssl, buf, len, &n) == 1)
-            return n;
+            return (long)n;
         int e = SSL_get_error(ssl, 0);
         if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
             return 0;
-        fprintf(stderr, "burst: SSL_write failed (%d)\n", e);
-        ERR_print_errors_fp(stderr);
-        exit(1);
+        ERR_clear_error();
+        return -1;
     }
     ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
     if (w >= 0)
-        return (size_t)w;
+        return (long)w;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return 0;
-    perror("burst: send");
-    exit(1);
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -145,6 +154,7 @@ int main(int argc, char **argv)
     struct pollfd *pf;
     SSL **ssl;
     uint64_t *sent, total = 0, cap;
+    int lost = 0;
     uint8_t *buf;
     double last;
 
@@ -180,28 +190,36 @@ int main(int argc, char **argv)
             return 1;
         }
         for (int i = 0; n > 0 && i < nconns; i++) {
-            if (!(pf[i].revents & POLLOUT) || sent[i] >= cap)
+            if (!(pf[i].revents & (POLLOUT | POLLERR | POLLHUP)) ||
+                sent[i] >= cap)
                 continue;
-            size_t w = put(pf[i].fd, ssl[i], buf, chunk);
-            if (w) {
-                sent[i] += w;
-                total += w;
+            long w = put(pf[i].fd, ssl[i], buf, chunk);
+            if (w < 0) { /* ended by the server: gone */
+                SSL_free(ssl[i]);
+                ssl[i] = NULL;
+                close(pf[i].fd);
+                pf[i].fd = -1; /* poll() skips it */
+                lost++;
+            } else if (w > 0) {
+                sent[i] += (uint64_t)w;
+                total += (uint64_t)w;
                 last = now_s();
             }
         }
         bool all = true;
         for (int i = 0; i < nconns && all; i++)
-            all = sent[i] >= cap;
+            all = sent[i] >= cap || pf[i].fd < 0;
         if (all)
             break;
     }
-    printf("saturated conns=%d sent_mb=%.1f\n", nconns,
+    printf("saturated conns=%d lost=%d sent_mb=%.1f\n", nconns, lost,
            (double)total / (1024.0 * 1024.0));
     fflush(stdout);
     usleep((useconds_t)(hold_s * 1e6));
     for (int i = 0; i < nconns; i++) {
         SSL_free(ssl[i]); /* no close_notify: clients that just leave */
-        close(pf[i].fd);
+        if (pf[i].fd >= 0)
+            close(pf[i].fd);
     }
     printf("closed\n");
     fflush(stdout);

@@ -6,8 +6,9 @@
 # (default 200) connections that send until the server's queues are full
 # and never read, reads the peak (VmHWM), closes them, waits WAIT seconds
 # (default 10) and reads the RSS again.  One line per transport:
-#   bench=burst impl=zltk transport=plain before_kb=B peak_kb=P after_kb=A
-#       limit_kb=L ok=yes|no
+#   bench=burst impl=zltk transport=plain conns=N lost=K before_kb=B
+#       peak_kb=P after_kb=A limit_kb=L ok=yes|no
+# (lost: connections the server's send timeout ended while others filled)
 # with L = 2 * B + 16384 (the bound issue 10 sets: within 10 s of the
 # burst's end, RSS back within twice the baseline plus 16 MB).  Exit 1 if a
 # transport is not ok.  ZLTK_BURST_ARGS adds options to zltk-host (e.g.
@@ -85,6 +86,7 @@ for transport in plain tls; do
         exit 1
     fi
     peak=$(kb VmHWM "$spid")
+    lost=$(sed -n 's/^saturated.* lost=\([0-9]*\).*/\1/p' "$out/burst.$transport")
     wait "$bpid" || { cat "$out/burst.$transport" >&2; exit 1; }
     bpid=
     sleep "$wait_s"
@@ -92,7 +94,7 @@ for transport in plain tls; do
     limit=$((2 * before + 16384))
     ok=yes
     [ "$after" -le "$limit" ] || { ok=no; fail=1; }
-    echo "bench=burst impl=zltk transport=$transport conns=$conns" \
+    echo "bench=burst impl=zltk transport=$transport conns=$conns lost=$lost" \
          "before_kb=$before peak_kb=$peak after_kb=$after limit_kb=$limit ok=$ok"
     stop
     port=$((port + 1))

@@ -720,9 +720,15 @@ uint64_t zl_memory_trims(void)
 #ifdef HAVE_MALLOC_TRIM
 static void trim_work(void *arg)
 {
+    uint64_t t0 = zl_now_us();
+    int released;
+
     (void)arg;
-    malloc_trim(0);
+    released = malloc_trim(0);
     atomic_fetch_add_explicit(&trim_count, 1, memory_order_relaxed);
+    g_debug("send queues freed memory: malloc_trim %s in %.1f ms",
+            released ? "gave some back" : "found nothing to give back",
+            (double)(zl_now_us() - t0) / 1000.0);
 }
 
 static void trim_job_end(void *arg)
