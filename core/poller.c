@@ -697,8 +697,8 @@ void zl_poller_get_stats(const zl_poller_t *p, zl_poller_stats_t *out)
  * by a clock: each poller counts the send-queue bytes it frees (an add and
  * a compare, in zl__poller_note_freed), and every ZL__TRIM_BYTES of them
  * try to arm one process-wide timer.  When it fires, ZL__TRIM_DELAY_MS
- * later (the rest of a close storm goes first), a worker trims: it takes
- * milliseconds over a few hundred MB, locking each arena meanwhile.  While
+ * later (the rest of a close storm goes first), a worker trims: 1 to 50 ms
+ * after a few hundred MB, locking each arena meanwhile.  While
  * queues still churn through more than ZL__TRIM_BUSY chunks per delay the
  * memory is being reused, so the trim waits for the churn to stop instead
  * of releasing pages that would fault straight back in. */
