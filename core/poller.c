@@ -769,20 +769,28 @@ static void trim_timer_end(void *arg)
     atomic_compare_exchange_strong(&trim_state, &armed, TRIM_IDLE);
 }
 
-static void trim_arm(zl_poller_t *p)
+/* False while a trim job is queued or running: it may have passed these
+ * bytes already, so the caller keeps counting them. */
+static bool trim_arm(zl_poller_t *p)
 {
-    int idle = TRIM_IDLE;
+    int st = TRIM_IDLE;
 
-    atomic_fetch_add_explicit(&trim_chunks, 1, memory_order_relaxed);
-    if (!atomic_compare_exchange_strong(&trim_state, &idle, TRIM_ARMED))
-        return; /* a trim is due already: it covers these bytes */
+    if (!atomic_compare_exchange_strong(&trim_state, &st, TRIM_ARMED)) {
+        if (st != TRIM_ARMED)
+            return false;
+        /* The armed timer has not fired (or, with no worker pool, trims
+         * inline now): it covers these bytes. */
+        atomic_fetch_add_explicit(&trim_chunks, 1, memory_order_relaxed);
+        return true;
+    }
     atomic_store_explicit(&trim_mark,
-                          atomic_load_explicit(&trim_chunks,
-                                               memory_order_relaxed),
+                          atomic_fetch_add_explicit(&trim_chunks, 1,
+                                                    memory_order_relaxed) + 1,
                           memory_order_relaxed);
     if (zl_poller_add_timer(p, ZL__TRIM_DELAY_MS, trim_timer, NULL,
                             trim_timer_end, NULL) < 0)
         atomic_store(&trim_state, TRIM_IDLE); /* stopping: no trim */
+    return true;
 }
 #endif
 
@@ -793,8 +801,8 @@ void zl__poller_note_freed(size_t bytes)
 
     if (!p || (p->trim_freed += bytes) < ZL__TRIM_BYTES)
         return;
-    p->trim_freed = 0;
-    trim_arm(p);
+    if (trim_arm(p))
+        p->trim_freed = 0;
 #else
     (void)bytes;
 #endif
