@@ -706,10 +706,6 @@ void zl_poller_get_stats(const zl_poller_t *p, zl_poller_stats_t *out)
 #define ZL__TRIM_DELAY_MS 1000
 #define ZL__TRIM_BUSY 2
 
-enum { TRIM_IDLE, TRIM_ARMED, TRIM_QUEUED };
-static atomic_int trim_state;          /* one timer or job at a time */
-static atomic_uint_fast64_t trim_chunks; /* ZL__TRIM_BYTES freed, counted */
-static atomic_uint_fast64_t trim_mark; /* trim_chunks when (re)armed */
 static atomic_uint_fast64_t trim_count;
 
 uint64_t zl_memory_trims(void)
@@ -718,6 +714,11 @@ uint64_t zl_memory_trims(void)
 }
 
 #ifdef HAVE_MALLOC_TRIM
+enum { TRIM_IDLE, TRIM_ARMED, TRIM_QUEUED };
+static atomic_int trim_state;            /* one timer or job at a time */
+static atomic_uint_fast64_t trim_chunks; /* ZL__TRIM_BYTES freed, counted */
+static atomic_uint_fast64_t trim_mark;   /* trim_chunks when (re)armed */
+
 static void trim_work(void *arg)
 {
     uint64_t t0 = zl_now_us();
