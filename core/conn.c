@@ -266,6 +266,7 @@ size_t zl__conn_clear_queue(zl_conn_t *c)
     }
     free(c->sq);
     c->sq = NULL;
+    zl__poller_note_freed(n); /* a closing burst: trim (poller.c) */
     return n;
 }
 
@@ -429,6 +430,7 @@ static void consume(zl_conn_t *c, size_t n)
 {
     zl__sendq_t *q = c->sq;
 
+    zl__poller_note_freed(n); /* a drained backlog: trim (poller.c) */
     c->sent += n;
     q->queued -= n;
     while (n) {

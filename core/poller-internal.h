@@ -92,6 +92,7 @@ struct zl_poller {
     size_t nregpages;
     atomic_size_t nfds;
     uint32_t gen_next;
+    size_t trim_freed; /* send-queue bytes freed since the last trim call */
     zl__bev_t events[ZL__MAX_EVENTS];
 
     /* Timers: binary min-heap by (deadline, seq), loop thread only. */

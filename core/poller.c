@@ -3,6 +3,9 @@
 #include "poller-internal.h"
 
 #include <fcntl.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include <poll.h>
 #include <unistd.h>
 #ifdef HAVE_SYS_EVENTFD_H
@@ -683,6 +686,127 @@ void zl_poller_get_stats(const zl_poller_t *p, zl_poller_stats_t *out)
     out->wakeups = atomic_load_explicit(&p->st_wakeups, memory_order_relaxed);
     out->timers = atomic_load_explicit(&p->st_timers, memory_order_relaxed);
     out->io_events = atomic_load_explicit(&p->st_io, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ memory */
+
+/* malloc keeps what is freed for reuse: after a burst of peers that never
+ * read filled hundreds of send queues and left, RSS stayed near its peak
+ * (glibc's per-thread arenas only shrink from the top).  malloc_trim(0)
+ * gives the free pages of every arena back.  It is driven by volume, not
+ * by a clock: each poller counts the send-queue bytes it frees (an add and
+ * a compare, in zl__poller_note_freed), and every ZL__TRIM_BYTES of them
+ * try to arm one process-wide timer.  When it fires, ZL__TRIM_DELAY_MS
+ * later (the rest of a close storm goes first), a worker trims: 1 to 50 ms
+ * after a few hundred MB, locking each arena meanwhile.  While
+ * queues still churn through more than ZL__TRIM_BUSY chunks per delay the
+ * memory is being reused, so the trim waits for the churn to stop instead
+ * of releasing pages that would fault straight back in. */
+#define ZL__TRIM_BYTES ((size_t)4 << 20)
+#define ZL__TRIM_DELAY_MS 1000
+#define ZL__TRIM_BUSY 2
+
+static atomic_uint_fast64_t trim_count;
+
+uint64_t zl_memory_trims(void)
+{
+    return atomic_load_explicit(&trim_count, memory_order_relaxed);
+}
+
+#ifdef HAVE_MALLOC_TRIM
+enum { TRIM_IDLE, TRIM_ARMED, TRIM_QUEUED };
+static atomic_int trim_state;            /* one timer or job at a time */
+static atomic_uint_fast64_t trim_chunks; /* ZL__TRIM_BYTES freed, counted */
+static atomic_uint_fast64_t trim_mark;   /* trim_chunks when (re)armed */
+
+static void trim_work(void *arg)
+{
+    uint64_t t0 = zl_now_us();
+    int released;
+
+    (void)arg;
+    released = malloc_trim(0);
+    atomic_fetch_add_explicit(&trim_count, 1, memory_order_relaxed);
+    g_debug("send queues freed memory: malloc_trim %s in %.1f ms",
+            released ? "gave some back" : "found nothing to give back",
+            (double)(zl_now_us() - t0) / 1000.0);
+}
+
+static void trim_job_end(void *arg)
+{
+    (void)arg;
+    atomic_store(&trim_state, TRIM_IDLE);
+}
+
+static uint64_t trim_timer(void *arg)
+{
+    uint_fast64_t now = atomic_load_explicit(&trim_chunks,
+                                             memory_order_relaxed);
+    zl_worker_pool_t *w = zl_runtime_workers();
+
+    (void)arg;
+    if (now - atomic_load_explicit(&trim_mark, memory_order_relaxed) >
+        ZL__TRIM_BUSY) {
+        atomic_store_explicit(&trim_mark, now, memory_order_relaxed);
+        return ZL__TRIM_DELAY_MS; /* still churning: look again later */
+    }
+    /* QUEUED before submitting: the job may end before submit returns. */
+    atomic_store(&trim_state, TRIM_QUEUED);
+    if (!w || zl_worker_submit(w, NULL, trim_work, NULL, trim_job_end, NULL,
+                               NULL) < 0) {
+        atomic_store(&trim_state, TRIM_ARMED); /* the timer's end frees it */
+        trim_work(NULL); /* no worker pool (or it is stopping): here */
+    }
+    return 0;
+}
+
+/* The timer ended: ARMED means no job took over (ran inline, cancelled,
+ * or the poller stopped), so the next pile of frees may arm again. */
+static void trim_timer_end(void *arg)
+{
+    int armed = TRIM_ARMED;
+
+    (void)arg;
+    atomic_compare_exchange_strong(&trim_state, &armed, TRIM_IDLE);
+}
+
+/* False while a trim job is queued or running: it may have passed these
+ * bytes already, so the caller keeps counting them. */
+static bool trim_arm(zl_poller_t *p)
+{
+    int st = TRIM_IDLE;
+
+    if (!atomic_compare_exchange_strong(&trim_state, &st, TRIM_ARMED)) {
+        if (st != TRIM_ARMED)
+            return false;
+        /* The armed timer has not fired (or, with no worker pool, trims
+         * inline now): it covers these bytes. */
+        atomic_fetch_add_explicit(&trim_chunks, 1, memory_order_relaxed);
+        return true;
+    }
+    atomic_store_explicit(&trim_mark,
+                          atomic_fetch_add_explicit(&trim_chunks, 1,
+                                                    memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (zl_poller_add_timer(p, ZL__TRIM_DELAY_MS, trim_timer, NULL,
+                            trim_timer_end, NULL) < 0)
+        atomic_store(&trim_state, TRIM_IDLE); /* stopping: no trim */
+    return true;
+}
+#endif
+
+void zl__poller_note_freed(size_t bytes)
+{
+#ifdef HAVE_MALLOC_TRIM
+    zl_poller_t *p = tls_current;
+
+    if (!p || (p->trim_freed += bytes) < ZL__TRIM_BYTES)
+        return;
+    if (trim_arm(p))
+        p->trim_freed = 0;
+#else
+    (void)bytes;
+#endif
 }
 
 /* ------------------------------------------------------------ loop */

@@ -27,6 +27,13 @@ int zl__ncpu(void);
 void zl__poller_ref(zl_poller_t *p);
 void zl__poller_unref(zl_poller_t *p);
 
+/* Tell the poller of the calling thread that bytes of send-queue memory
+ * were just freed (nothing on other threads).  Once enough piled up, one
+ * rate-limited malloc_trim() runs on a worker, so RSS falls back after a
+ * burst of slow peers (core/poller.c, "memory").  Cheap: an add and a
+ * compare. */
+void zl__poller_note_freed(size_t bytes);
+
 /* Pin the calling thread to one CPU.  Returns 0 or -errno. */
 int zl__thread_pin(int cpu);
 

@@ -2010,6 +2010,63 @@ static void test_blackholed_idle_peer(void)
     blackhole_end(&bh, &e, &sv, s, held, fd);
 }
 
+/* One server session fills its queue to just above high_water for a peer
+ * that never reads (SO_SNDBUF 8 KiB, peer SO_RCVBUF 4 KiB), then the peer
+ * resets and the queue is dropped.  Returns the bytes dropped (about
+ * high_water). */
+static long long trim_burst(env_t *e, size_t high_water)
+{
+    srv_t sv;
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s;
+    long long q;
+    int fd;
+
+    srv_init(&sv, SRV_PUSH);
+    so.conn.high_water = high_water;
+    so.conn.sndbuf = 8 * KIB;
+    so.conn.no_send_timeout = true;
+    s = srv_start(e, &sv, &so);
+    fd = raw_connect("127.0.0.1", srv_port(s), 4096);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(wait_ge(&sv.push_busy_rc, 1, 5000), 1);
+    q = atomic_load(&sv.push_queued_busy);
+    raw_reset(fd);
+    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    srv_stop(s, &sv);
+    srv_fini(&sv);
+    return q;
+}
+
+/* Memory back after a burst (issue 10 §5): dropping 2 MiB of send queue
+ * does not trim (below the 4 MiB trigger: no trim per free), dropping 8 MiB
+ * more does, once, about a second later.  Where the C library has no
+ * malloc_trim, zl_memory_trims() stays 0. */
+static void test_trim_after_burst(void)
+{
+    env_t e;
+    uint64_t t0 = zl_memory_trims(), end;
+
+    env_up(&e, 1);
+    CU_ASSERT(trim_burst(&e, 2 * MIB) < 3 * (long long)MIB);
+    zl_test_sleep_ms(1500);
+    CU_ASSERT_EQUAL(zl_memory_trims(), t0);
+    CU_ASSERT(trim_burst(&e, 8 * MIB) > 8 * (long long)MIB);
+#ifdef __GLIBC__
+    end = zl_now_ms() + slow_ms(5000);
+    while (zl_memory_trims() == t0 && zl_now_ms() < end)
+        zl_test_sleep_ms(10);
+    CU_ASSERT_EQUAL(zl_memory_trims(), t0 + 1);
+    zl_test_sleep_ms(1500); /* the timer is one-shot: no second trim */
+    CU_ASSERT_EQUAL(zl_memory_trims(), t0 + 1);
+#else
+    (void)end;
+    zl_test_sleep_ms(1500);
+    CU_ASSERT_EQUAL(zl_memory_trims(), 0);
+#endif
+    env_down(&e);
+}
+
 /* A zltk client above its high watermark: once the (raw) peer starts
  * reading, the drain notice on_busy(false) comes, then on_flush, and all
  * bytes arrive in order. */
@@ -3665,6 +3722,8 @@ int zl_test_register_conn(void)
          test_half_close_no_spin},
         {"stalled peer: busy once, ZL_CONN_BUSY, queue grows, ZL_ETIMEOUT at write",
          test_stalled_peer_send_timeout},
+        {"memory back after a burst: one trim after 8 MiB of queues dropped",
+         test_trim_after_burst},
         {"drain notice: on_busy(false) then on_flush when the peer reads",
          test_drain_notice},
         {"drain notice at the low watermark, queue not empty",

@@ -220,6 +220,12 @@ typedef struct zl_poller_stats {
 ZL_API void zl_poller_get_stats(const zl_poller_t *poller,
                                 zl_poller_stats_t *out);
 
+/* How many times this process has given freed memory back to the system
+ * (malloc_trim(), glibc): about a second after pollers freed a few MB of
+ * send queues (slow peers left or caught up) and the churn stopped.  Always
+ * 0 where the C library has no malloc_trim.  Any thread. */
+ZL_API uint64_t zl_memory_trims(void);
+
 ZL_END_DECLS
 
 #endif
