@@ -32,8 +32,10 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Deterministic plugin path: only what each case names.
+# Deterministic plugin path: only what each case names; no installed
+# zltk's plugin directory either (an empty system path).
 unset ZLTK_PLUGIN_PATH ZLTK_TEST_PLUGIN_TRACE
+ZLTK_PLUGIN_SYSTEM_PATH=; export ZLTK_PLUGIN_SYSTEM_PATH
 export LC_ALL=C
 
 passed=0 failed=0

@@ -40,8 +40,10 @@ plugdir=$(cd "$plugdir" && pwd)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/zltk-check-run.XXXXXX") || exit 1
 
-# Deterministic plugin path: only what each case names.
+# Deterministic plugin path: only what each case names; no installed
+# zltk's plugin directory either (an empty system path).
 unset ZLTK_PLUGIN_PATH ZLTK_TEST_PLUGIN_TRACE ZLTK_POLLER_BACKEND
+ZLTK_PLUGIN_SYSTEM_PATH=; export ZLTK_PLUGIN_SYSTEM_PATH
 export LC_ALL=C
 
 nap() { sleep 0.1 2>/dev/null || sleep 1; }

@@ -686,9 +686,9 @@ static const char *plugin_name(const zl_plugin_t *p)
     return d && d->name ? d->name : "(none)";
 }
 
-/* The build's plugin dir, sorted: dupname.so (named "good") comes before
- * good.so, so good.so is the duplicate there; dupprov loads since good-echo
- * is free when it comes. */
+/* The build's plugin dir, sorted: cxx.so (C++) loads first; dupname.so
+ * (named "good") comes before good.so, so good.so is the duplicate there;
+ * dupprov loads since good-echo is free when it comes. */
 static void test_load_dir_build(void)
 {
     zl_plugin_registry_t *reg = new_registry();
@@ -699,19 +699,21 @@ static void test_load_dir_build(void)
 
     trace_reset();
     n = zl_plugins_load_dir(reg, plugin_dir, on_report, &rep);
-    CU_ASSERT_EQUAL(n, 3);
-    CU_ASSERT_EQUAL(zl_plugins_count(reg), 3);
+    CU_ASSERT_EQUAL(n, 4);
+    CU_ASSERT_EQUAL(zl_plugins_count(reg), 4);
     check_reports(__LINE__, &rep, plugin_dir,
-                  WORDS("badmagic.so", "badname.so", "good.so", "initfail.so",
-                        "major.so", "minor.so", "noentry.so", "noinit.so",
-                        "norecv.so", "noversion.so", "smallsize.so"));
-    if (zl_plugins_count(reg) == 3) {
+                  WORDS("badmagic.so", "badname.so", "cxxmangled.so",
+                        "good.so", "initfail.so", "major.so", "minor.so",
+                        "noentry.so", "noinit.so", "norecv.so", "noversion.so",
+                        "smallsize.so"));
+    if (zl_plugins_count(reg) == 4) {
         char *dupname = plugin_path("dupname");
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 0)), "good");
-        CU_ASSERT_STRING_EQUAL(zl_plugin_get_path(zl_plugins_at(reg, 0)),
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 0)), "cxx");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 1)), "good");
+        CU_ASSERT_STRING_EQUAL(zl_plugin_get_path(zl_plugins_at(reg, 1)),
                                dupname);
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 1)), "dupprov");
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 2)), "good2");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 2)), "dupprov");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 3)), "good2");
         CU_ASSERT_PTR_NOT_NULL(zl_plugins_find_provider(
             reg, ZL_PROVIDES_SERVER, "good-echo", &owner));
         CU_ASSERT_PTR_EQUAL(owner, zl_plugins_find(reg, "dupprov"));
