@@ -60,7 +60,8 @@ ZL_API void zl_plugins_set_settings(zl_plugin_registry_t *reg,
  * for its hidden option --probe-plugin FILE).  A child that does not
  * report success within timeout_ms (0: 10000) is killed and the file
  * refused with -ENOEXEC and a message naming the signal, the exit() or the
- * time-out and where it happened.  The child is a new program (posix_spawn,
+ * time-out and where it happened; a probe that cannot be started refuses
+ * it with that -errno.  The child is a new program (posix_spawn,
  * then exec), never a fork of this process: the caller may have threads.
  * Costs one process start per file: meant for checks (--list-plugins,
  * --check-config), not every start.  Returns 0, -EINVAL or -ENOMEM. */
