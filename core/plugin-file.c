@@ -392,7 +392,7 @@ out:
 
 static void say(int fd, const char *word)
 {
-    size_t len = strlen(word);
+    size_t len = fd < 0 ? 0 : strlen(word);
 
     while (len) {
         ssize_t w = write(fd, word, len);
@@ -412,10 +412,15 @@ int zl_plugins_probe_child(const char *path, int status_fd)
 
     char *anchored;
 
+    struct stat st;
+
     if (!path)
         return 2;
     if (status_fd < 0)
         status_fd = PROBE_FD;
+    /* Run by hand, fd 3 may be anything: only a pipe is the parent's. */
+    if (fstat(status_fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+        status_fd = -1;
     /* As the loader does: a name without '/' is a file here, not a library
      * to look up. */
     anchored = strchr(path, '/') ? NULL : g_strconcat("./", path, NULL);

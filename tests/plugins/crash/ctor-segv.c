@@ -1,8 +1,10 @@
-/* zltk test plugin "ctor-segv": a valid plugin whose constructor dereferences a null pointer.
- * Never in tests/plugins/.libs (the plugin suite loads that whole
- * directory in-process): it lands in tests/plugins/crash/.libs, and only
- * probes (zl_plugins_set_probe) or a host run meant to die load it. */
+/* zltk test plugin "ctor-segv": a valid plugin whose constructor stores
+ * to an unmapped address.  Never in tests/plugins/.libs (the plugin suite
+ * loads that whole directory in-process): it lands in
+ * tests/plugins/crash/.libs, and only probes (zl_plugins_set_probe) or a
+ * host run meant to die load it. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,10 +13,13 @@
 
 __attribute__((constructor)) static void crash_ctor(void)
 {
-    volatile int *volatile nowhere = NULL; /* volatile: the store is made */
+    /* Not NULL, which UBSan would catch as undefined before the store:
+     * an address far below any mapping (mmap_min_addr), so that the store
+     * faults for real.  volatile: the compiler keeps it. */
+    volatile uintptr_t nowhere = 16;
 
     fprintf(stderr, "ctor-segv: in its constructor\n");
-    *nowhere = 1;
+    *(volatile int *)nowhere = 1;
 }
 
 static int crash_init(zl_plugin_t *self, const zl_host_api_t *host)
@@ -26,6 +31,6 @@ static int crash_init(zl_plugin_t *self, const zl_host_api_t *host)
 ZLTK_PLUGIN_DEFINE(
     .name = "ctor-segv",
     .version = "1.0",
-    .description = "its constructor dereferences a null pointer (test)",
+    .description = "its constructor stores to an unmapped address (test)",
     .init = crash_init,
 )
