@@ -17,6 +17,27 @@ struct greeter {
 
 greeter *greeting;
 
+// One function of every installed header that declares any: without that
+// header's extern "C" guard, the reference is to a mangled name that
+// libzltk does not have, and dlopen(RTLD_NOW) refuses this plugin.
+using fn_t = void (*)();
+const fn_t linked[] = {
+    reinterpret_cast<fn_t>(&zl_client_connect),
+    reinterpret_cast<fn_t>(&zl_now_ms),
+    reinterpret_cast<fn_t>(&zl_conn_send),
+    reinterpret_cast<fn_t>(&zl_strerror),
+    reinterpret_cast<fn_t>(&zl_instance_new),
+    reinterpret_cast<fn_t>(&zl_plugins_new),
+    reinterpret_cast<fn_t>(&zl_log_init),
+    reinterpret_cast<fn_t>(&zl_addr_from_ip),
+    reinterpret_cast<fn_t>(&zl_poller_new),
+    reinterpret_cast<fn_t>(&zl_poller_pool_new),
+    reinterpret_cast<fn_t>(&zl_runtime_init),
+    reinterpret_cast<fn_t>(&zl_server_new),
+    reinterpret_cast<fn_t>(&zl_worker_pool_new),
+    reinterpret_cast<fn_t>(&zl_version),
+};
+
 void cxx_on_recv(zl_session_t *s, void *state, zl_buf_t *buf)
 {
     (void)s, (void)state, (void)buf;
@@ -41,6 +62,9 @@ int cxx_init(zl_plugin_t *self, const zl_host_api_t *host)
     std::string why = zl_strerror(-EINVAL);
     if (why.empty() || zl_now_ms() == 0 || !zl_version())
         return -EPROTO;
+    for (fn_t f : linked)
+        if (!f)
+            return -EPROTO;
     greeting = new greeter("hello from C++");
     host->log(self, ZL_LOG_INFO, "%s (%s)", greeting->text.c_str(),
               why.c_str());

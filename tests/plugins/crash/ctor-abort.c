@@ -1,7 +1,7 @@
-/* zltk test plugin "ctor-abort": a valid plugin whose constructor calls abort().
- * Never in tests/plugins/.libs (the plugin suite loads that whole
- * directory in-process): it lands in tests/plugins/crash/.libs, and only
- * probes (zl_plugins_set_probe) or a host run meant to die load it. */
+/* zltk test plugin "ctor-abort": a valid plugin whose constructor
+ * calls abort().  Never in tests/plugins/.libs (the plugin suite loads that
+ * whole directory in-process): it lands in tests/plugins/crash/.libs, and
+ * only probes (zl_plugins_set_probe) or a host run meant to die load it. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
