@@ -121,6 +121,17 @@ static void path_add(GPtrArray *a, GArray *ids, const char *dir)
     g_ptr_array_add(a, g_strdup(dir));
 }
 
+/* Each directory of a colon-separated list (empty entries skipped). */
+static void path_add_list(GPtrArray *a, GArray *ids, const char *list)
+{
+    char **parts = g_strsplit(list, ":", -1);
+
+    for (size_t i = 0; parts[i]; i++)
+        if (*parts[i])
+            path_add(a, ids, parts[i]);
+    g_strfreev(parts);
+}
+
 static char **plugin_path(char **dirs, const char *config_dir)
 {
     GPtrArray *a = g_ptr_array_new();
@@ -132,22 +143,12 @@ static char **plugin_path(char **dirs, const char *config_dir)
         path_add(a, ids, dirs[i]);
     if (config_dir)
         path_add(a, ids, config_dir);
-    if (env && *env) {
-        char **parts = g_strsplit(env, ":", -1);
-        for (size_t i = 0; parts[i]; i++)
-            if (*parts[i])
-                path_add(a, ids, parts[i]);
-        g_strfreev(parts);
-    }
-    if (!sys)
+    if (env)
+        path_add_list(a, ids, env);
+    if (sys)
+        path_add_list(a, ids, sys);
+    else
         path_add(a, ids, ZLTK_PLUGINDIR);
-    else if (*sys) {
-        char **parts = g_strsplit(sys, ":", -1);
-        for (size_t i = 0; parts[i]; i++)
-            if (*parts[i])
-                path_add(a, ids, parts[i]);
-        g_strfreev(parts);
-    }
     g_array_free(ids, TRUE);
     g_ptr_array_add(a, NULL);
     return (char **)g_ptr_array_free(a, FALSE);
@@ -185,7 +186,7 @@ static void use_probe(zl_plugin_registry_t *reg)
     char *self = NULL;
 
     if (access("/proc/self/exe", X_OK) == 0)
-        self = g_strdup("/proc/self/exe"); /* this very file, even if replaced */
+        self = g_strdup("/proc/self/exe"); /* this file, even if replaced */
     else if (self_argv0 && strchr(self_argv0, '/'))
         self = g_strdup(self_argv0);
     else if (self_argv0)
