@@ -655,11 +655,17 @@ int zl__plugin_probe(const char *const *argv, unsigned timeout_ms,
             : !strcmp(said, "entry") ? "in zltk_plugin_entry()"
             : !strcmp(said, "ok")  ? "after loading (in a destructor?)"
                                    : "in its constructors (during dlopen)";
-    if (!said && !timed_out && WIFEXITED(status) &&
-        WEXITSTATUS(status) == 127)
+    if (!said && !timed_out)
+        /* The probe program itself failed: not the plugin's doing. */
         rc = refuse(error, -ENOEXEC,
-                    "%s: cannot probe it: %s did not run (exit 127)%s%s%s",
-                    path, argv[0], quote ? ": \"" : "", quote ? quote : "",
+                    "%s: cannot probe it: %s ended (%s %d) before it "
+                    "reported anything%s%s%s; does it call "
+                    "zl_plugins_probe_child()?",
+                    path, argv[0],
+                    WIFSIGNALED(status) ? "signal" : "exit status",
+                    WIFSIGNALED(status) ? WTERMSIG(status)
+                                        : WEXITSTATUS(status),
+                    quote ? ", last output: \"" : "", quote ? quote : "",
                     quote ? "\"" : "");
     else if (timed_out)
         rc = refuse(error, -ENOEXEC,

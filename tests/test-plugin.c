@@ -1022,7 +1022,8 @@ static void test_probe_hang(void)
     g_free(path);
 }
 
-/* A probe program that cannot run: refused, saying so; no probe: loads. */
+/* A probe program that cannot run, or is no probe: refused, saying so; no
+ * probe: loads. */
 static void test_probe_cannot_run(void)
 {
     zl_plugin_registry_t *reg = new_registry();
@@ -1034,6 +1035,18 @@ static void test_probe_cannot_run(void)
     CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, argv, 0), 0);
     refuse_at(__LINE__, reg, path, -ENOENT,
               WORDS("cannot probe", "/nonexistent/zltk-probe"));
+    /* A program that runs but is no probe: it reports nothing. */
+    {
+        char *t = g_find_program_in_path("true");
+        if (CHECK(t != NULL, "true(1) is on PATH")) {
+            CU_ASSERT_EQUAL(zl_plugins_set_probe(
+                                reg, (const char *[]){t, NULL}, 0), 0);
+            refuse_at(__LINE__, reg, path, -ENOEXEC,
+                      WORDS("cannot probe", "reported anything",
+                            "zl_plugins_probe_child"));
+        }
+        g_free(t);
+    }
     CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, NULL, 0), 0);
     LOAD_GOOD(reg);
     zl_plugins_free(reg);
