@@ -64,7 +64,8 @@ ZL_API void zl_plugins_set_settings(zl_plugin_registry_t *reg,
  * it with that -errno.  The child is a new program (posix_spawn,
  * then exec), never a fork of this process: the caller may have threads.
  * Costs one process start per file: meant for checks (--list-plugins,
- * --check-config), not every start.  Returns 0, -EINVAL or -ENOMEM. */
+ * --check-config), not every start.  The registry's thread; loads wait
+ * for their probe there.  Returns 0, -EINVAL or -ENOMEM. */
 ZL_API int zl_plugins_set_probe(zl_plugin_registry_t *reg,
                                 const char *const *argv, unsigned timeout_ms);
 
@@ -114,7 +115,9 @@ typedef void (*zl_plugin_report_fn)(const char *path, zl_plugin_report_t what,
  * opened: the earlier one takes precedence, as zl_plugins_load() would
  * pick it, and the later one is reported as ZL_PLUGIN_SHADOWED.  Each
  * other failure is reported as ZL_PLUGIN_REFUSED and the rest still load.
- * Messages are one line naming the file.  Returns the number loaded. */
+ * report runs on the calling thread; path and message (one line naming the
+ * file) are the loader's, valid during the call.  Returns the number
+ * loaded. */
 ZL_API int zl_plugins_load_path(zl_plugin_registry_t *reg,
                                 const char *const *dirs,
                                 zl_plugin_report_fn report, void *ctx);
