@@ -10,9 +10,11 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Size of the descriptor as ABI 1.0 defines it: everything up to the
  * reserved tail.  A larger struct_size (a newer minor) is fine. */
@@ -38,6 +40,8 @@ struct zl_plugin_registry {
     zl_plugin_setting_fn setting;
     void *setting_ctx;
     char *source;
+    char **probe_argv; /* NULL: no probe process */
+    unsigned probe_timeout_ms;
     pthread_mutex_t mu; /* with cv: stop completions */
     pthread_cond_t cv;
 };
@@ -348,6 +352,21 @@ void zl_plugins_set_settings(zl_plugin_registry_t *reg,
     reg->source = source ? strdup(source) : NULL;
 }
 
+int zl_plugins_set_probe(zl_plugin_registry_t *reg, const char *const *argv,
+                         unsigned timeout_ms)
+{
+    char **copy = NULL;
+
+    if (argv && (!argv[0] || !*argv[0]))
+        return -EINVAL;
+    if (argv && !(copy = g_strdupv((char **)argv)))
+        return -ENOMEM;
+    g_strfreev(reg->probe_argv);
+    reg->probe_argv = copy;
+    reg->probe_timeout_ms = timeout_ms ? timeout_ms : 10000;
+    return 0;
+}
+
 static void plugin_free(zl_plugin_t *p)
 {
     if (p->inited && p->desc->destroy)
@@ -366,6 +385,7 @@ void zl_plugins_free(zl_plugin_registry_t *reg)
         plugin_free(reg->plugins[i]);
     free(reg->plugins);
     free(reg->source);
+    g_strfreev(reg->probe_argv);
     pthread_cond_destroy(&reg->cv);
     pthread_mutex_destroy(&reg->mu);
     free(reg);
@@ -422,6 +442,112 @@ size_t zl_plugin_registrations(const zl_plugin_t *p,
     if (out)
         *out = p->regs;
     return p->nregs;
+}
+
+/* ------------------------------------------------------------ crash note */
+
+/* While a file's constructors, entry and init run, a fatal signal or an
+ * exit() on the loading thread first writes one line naming the file to
+ * stderr, synchronously (the log thread would never get to write it), then
+ * goes on as it would have: the handlers that were there before are put
+ * back and the signal raised again.  Only one load at a time arms the
+ * handlers (another thread's load just goes without the note). */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+
+static struct {
+    atomic_bool armed;
+    struct sigaction old[ZL__ARRAY_SIZE(fatal_signals)];
+} guard;
+
+static __thread const char *loading_path; /* this thread's file, or NULL */
+static __thread const char *loading_prg;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+/* Async-signal-safe: memcpy and write only. */
+static void note_write(const char *what)
+{
+    const char *parts[] = {loading_prg, ": ", what, " while loading plugin ",
+                           loading_path,
+                           " (its constructors, entry or init): fix it or "
+                           "take it off the plugin path\n"};
+    char buf[4096];
+    size_t len = 0;
+
+    for (size_t i = 0; i < ZL__ARRAY_SIZE(parts); i++) {
+        size_t n = strlen(parts[i]);
+        if (n > sizeof(buf) - 1 - len)
+            n = sizeof(buf) - 1 - len;
+        memcpy(buf + len, parts[i], n);
+        len += n;
+    }
+    if (len && buf[len - 1] != '\n')
+        buf[len++] = '\n';
+    while (len) {
+        ssize_t w = write(STDERR_FILENO, buf, len);
+        if (w <= 0 && errno != EINTR)
+            break;
+        if (w > 0)
+            len -= (size_t)w;
+    }
+}
+
+static void guard_handler(int sig)
+{
+    static const char *const names[] = {"SIGSEGV", "SIGBUS", "SIGILL",
+                                        "SIGFPE", "SIGABRT"};
+    int saved = errno;
+
+    for (size_t i = 0; i < ZL__ARRAY_SIZE(fatal_signals); i++) {
+        if (fatal_signals[i] != sig)
+            continue;
+        if (loading_path)
+            note_write(names[i]);
+        /* Whoever handled it before (a sanitizer, the default action)
+         * handles it now: a fault faults again when this returns, a raised
+         * signal is pending. */
+        sigaction(sig, &guard.old[i], NULL);
+        raise(sig);
+    }
+    errno = saved;
+}
+
+static void guard_atexit(void)
+{
+    if (loading_path)
+        note_write("exit() called");
+}
+
+static void guard_register(void)
+{
+    atexit(guard_atexit);
+}
+
+/* Returns whether this call armed the handlers (then disarm them). */
+static bool guard_arm(const char *path)
+{
+    struct sigaction sa;
+
+    pthread_once(&guard_once, guard_register);
+    loading_prg = g_get_prgname() ? g_get_prgname() : "zltk";
+    loading_path = path;
+    if (atomic_exchange(&guard.armed, true))
+        return false;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = guard_handler;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < ZL__ARRAY_SIZE(fatal_signals); i++)
+        sigaction(fatal_signals[i], &sa, &guard.old[i]);
+    return true;
+}
+
+static void guard_disarm(bool armed)
+{
+    loading_path = NULL;
+    if (!armed)
+        return;
+    for (size_t i = 0; i < ZL__ARRAY_SIZE(fatal_signals); i++)
+        sigaction(fatal_signals[i], &guard.old[i], NULL);
+    atomic_store(&guard.armed, false);
 }
 
 /* ------------------------------------------------------------ loading */
@@ -492,32 +618,50 @@ static int check_desc(const zl_plugin_registry_t *reg, const char *path,
     return 0;
 }
 
-int zl_plugins_load_file(zl_plugin_registry_t *reg, const char *path,
-                         char **error)
+/* No entry symbol: say what the file exports instead, when something
+ * close is there (nm -D would show it): a C++-mangled entry is a plugin
+ * built as C++ without extern "C". */
+static int no_entry(const char *path, char **error)
 {
-    zl_plugin_entry_fn entry;
-    const zl_plugin_desc_t *d;
-    zl_plugin_t *p, **np;
-    struct stat st;
-    void *h;
+    char *sym = zl__plugin_file_similar_symbol(path, ZLTK_PLUGIN_ENTRY_SYMBOL);
     int rc;
 
-    if (error)
-        *error = NULL;
-    if (stat(path, &st) < 0)
-        return fail(error, -ENOENT, "%s: %s", path, zl_strerror(-errno));
-    if (!S_ISREG(st.st_mode))
-        return fail(error, -ENOEXEC, "%s: not a regular file", path);
+    if (sym && !strncmp(sym, "_Z", 2))
+        rc = fail(error, -ENOENT,
+                  "%s: no symbol %s, but a C++-mangled %s: the plugin was "
+                  "built as C++ without extern \"C\"; rebuild it with the "
+                  "ZLTK_PLUGIN_DEFINE of zltk %s or later (it declares the "
+                  "entry extern \"C\"), or declare zltk_plugin_entry "
+                  "extern \"C\" yourself",
+                  path, ZLTK_PLUGIN_ENTRY_SYMBOL, sym, ZLTK_VERSION);
+    else if (sym)
+        rc = fail(error, -ENOENT,
+                  "%s: no symbol %s (it exports %s instead); a zltk plugin "
+                  "must define it with ZLTK_PLUGIN_DEFINE and export it",
+                  path, ZLTK_PLUGIN_ENTRY_SYMBOL, sym);
+    else
+        rc = fail(error, -ENOENT,
+                  "%s: no symbol %s; a zltk plugin must define it with "
+                  "ZLTK_PLUGIN_DEFINE and export it",
+                  path, ZLTK_PLUGIN_ENTRY_SYMBOL);
+    free(sym);
+    return rc;
+}
+
+/* Map the file and find its entry.  *h and *entry on success.  The file
+ * was checked: its constructors are the first plugin code to run. */
+static int open_plugin(const char *path, void **h, zl_plugin_entry_fn *entry,
+                       char **error)
+{
     /* RTLD_LOCAL: one plugin's symbols never satisfy or clash with
      * another's.  RTLD_NOW: a missing symbol fails here, not mid-run.  A
      * name without '/' would make dlopen search the library path and open
-     * some other file than the one checked above: anchor it. */
-    {
-        char *anchored = strchr(path, '/') ? NULL : g_strconcat("./", path, NULL);
-        h = dlopen(anchored ? anchored : path, RTLD_NOW | RTLD_LOCAL);
-        g_free(anchored);
-    }
-    if (!h) {
+     * some other file than the one checked: anchor it. */
+    char *anchored = strchr(path, '/') ? NULL : g_strconcat("./", path, NULL);
+
+    *h = dlopen(anchored ? anchored : path, RTLD_NOW | RTLD_LOCAL);
+    g_free(anchored);
+    if (!*h) {
         const char *why = dlerror();
         return fail(error, -ENOEXEC,
                     "%s: cannot be loaded as a shared object (%s); is it a "
@@ -526,17 +670,17 @@ int zl_plugins_load_file(zl_plugin_registry_t *reg, const char *path,
                     path, why ? why : "unknown error", path);
     }
     dlerror();
-    entry = (zl_plugin_entry_fn)(uintptr_t)dlsym(h, ZLTK_PLUGIN_ENTRY_SYMBOL);
-    if (!entry)
-        /* Never dlclose: a constructor may already have started threads. */
-        return fail(error, -ENOENT,
-                    "%s: no symbol %s; a zltk plugin must define it with "
-                    "ZLTK_PLUGIN_DEFINE and export it",
-                    path, ZLTK_PLUGIN_ENTRY_SYMBOL);
-    d = entry();
-    rc = check_desc(reg, path, d, error);
-    if (rc < 0)
-        return rc;
+    *entry = (zl_plugin_entry_fn)(uintptr_t)dlsym(*h, ZLTK_PLUGIN_ENTRY_SYMBOL);
+    /* Never dlclose: a constructor may already have started threads. */
+    return *entry ? 0 : no_entry(path, error);
+}
+
+/* Record d (checked) in reg and run its init. */
+static int add_plugin(zl_plugin_registry_t *reg, const char *path, void *h,
+                      const zl_plugin_desc_t *d, char **error)
+{
+    zl_plugin_t *p, **np;
+    int rc;
 
     p = calloc(1, sizeof(*p));
     if (!p || !(p->path = strdup(path))) {
@@ -578,6 +722,48 @@ int zl_plugins_load_file(zl_plugin_registry_t *reg, const char *path,
     return 0;
 }
 
+int zl_plugins_load_file(zl_plugin_registry_t *reg, const char *path,
+                         char **error)
+{
+    zl_plugin_entry_fn entry;
+    const zl_plugin_desc_t *d;
+    struct stat st;
+    bool armed;
+    void *h;
+    int rc;
+
+    if (error)
+        *error = NULL;
+    if (stat(path, &st) < 0)
+        return fail(error, -ENOENT, "%s: %s", path, zl_strerror(-errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(error, -ENOEXEC, "%s: not a regular file", path);
+    /* dlopen() would mmap what the headers claim and die of SIGBUS on a
+     * truncated file: check them first, reading, never mapping. */
+    if ((rc = zl__plugin_file_check(path, error)) < 0)
+        return rc;
+    if (reg->probe_argv &&
+        (rc = zl__plugin_probe((const char *const *)reg->probe_argv,
+                               reg->probe_timeout_ms, path, error)) < 0)
+        return rc;
+    /* The last line before a crash in the plugin's own code names it: this
+     * one when the level shows it (flushed: the log thread may never run
+     * again), and the crash note in every case. */
+    g_info("loading plugin %s", path);
+    if (zl_log_get_level() >= ZL_LOG_INFO)
+        zl_log_flush();
+    armed = guard_arm(path);
+    rc = open_plugin(path, &h, &entry, error);
+    if (rc == 0) {
+        d = entry();
+        rc = check_desc(reg, path, d, error);
+    }
+    if (rc == 0)
+        rc = add_plugin(reg, path, h, d, error);
+    guard_disarm(armed);
+    return rc;
+}
+
 int zl_plugins_load(zl_plugin_registry_t *reg, const char *name,
                     const char *const *dirs, char **error)
 {
@@ -611,23 +797,33 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int zl_plugins_load_dir(zl_plugin_registry_t *reg, const char *dir,
-                        void (*report)(const char *, const char *, void *),
-                        void *ctx)
+/* The *.so names in dir, sorted, or NULL with errno set. */
+static GPtrArray *list_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
     GPtrArray *names;
-    int loaded = 0;
 
     if (!d)
-        return -errno;
+        return NULL;
     names = g_ptr_array_new_with_free_func(g_free);
     while ((de = readdir(d)))
         if (g_str_has_suffix(de->d_name, ".so"))
             g_ptr_array_add(names, g_strdup(de->d_name));
     closedir(d);
     qsort(names->pdata, names->len, sizeof(char *), cmp_str);
+    return names;
+}
+
+int zl_plugins_load_dir(zl_plugin_registry_t *reg, const char *dir,
+                        void (*report)(const char *, const char *, void *),
+                        void *ctx)
+{
+    GPtrArray *names = list_dir(dir);
+    int loaded = 0;
+
+    if (!names)
+        return -errno;
     for (guint i = 0; i < names->len; i++) {
         char *path = g_build_filename(dir, names->pdata[i], NULL);
         char *err = NULL;
@@ -639,5 +835,52 @@ int zl_plugins_load_dir(zl_plugin_registry_t *reg, const char *dir,
         g_free(path);
     }
     g_ptr_array_free(names, TRUE);
+    return loaded;
+}
+
+int zl_plugins_load_path(zl_plugin_registry_t *reg, const char *const *dirs,
+                         zl_plugin_report_fn report, void *ctx)
+{
+    /* File name -> the path it was first found at: what zl_plugins_load()
+     * would pick for that name, as PATH or GST_PLUGIN_PATH would. */
+    GHashTable *first = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                              g_free);
+    int loaded = 0;
+
+    for (size_t i = 0; dirs && dirs[i]; i++) {
+        GPtrArray *names = list_dir(dirs[i]);
+
+        for (guint j = 0; names && j < names->len; j++) {
+            const char *base = names->pdata[j];
+            char *path = g_build_filename(dirs[i], base, NULL), *msg = NULL;
+            const char *earlier = g_hash_table_lookup(first, base);
+
+            if (earlier && !strcmp(earlier, path)) {
+                g_free(path); /* the same directory again */
+                continue;
+            }
+            if (earlier) {
+                msg = g_strdup_printf("%s: not loaded: %s comes first on the "
+                                      "plugin path and takes precedence",
+                                      path, earlier);
+                if (report)
+                    report(path, ZL_PLUGIN_SHADOWED, msg, ctx);
+                g_free(msg);
+                g_free(path);
+                continue;
+            }
+            g_hash_table_insert(first, g_strdup(base), g_strdup(path));
+            if (zl_plugins_load_file(reg, path, &msg) == 0)
+                loaded++;
+            else if (report)
+                report(path, ZL_PLUGIN_REFUSED, msg ? msg : "failed to load",
+                       ctx);
+            free(msg);
+            g_free(path);
+        }
+        if (names)
+            g_ptr_array_free(names, TRUE);
+    }
+    g_hash_table_destroy(first);
     return loaded;
 }

@@ -42,6 +42,17 @@ int zl__thread_pin(int cpu);
  * true/false, yes/no or 1/0 (case-insensitive). */
 int zl__parse_int(const char *v, int64_t *out);
 
+/* Plugin files, before dlopen (core/plugin-file.c).  file_check: 0, or
+ * -ENOEXEC (-errno) with *error set, when the ELF headers do not describe
+ * a shared object of this machine that lies whole in the file.
+ * similar_symbol: a defined dynamic symbol containing name but not equal
+ * to it (free() it), or NULL.  probe: load path in argv... path, a child
+ * process, within timeout_ms; 0 or -ENOEXEC with *error naming the crash. */
+int zl__plugin_file_check(const char *path, char **error);
+char *zl__plugin_file_similar_symbol(const char *path, const char *name);
+int zl__plugin_probe(const char *const *argv, unsigned timeout_ms,
+                     const char *path, char **error);
+
 /* The host API's instance and session functions (core/session.c). */
 const char *zl__instance_name(const zl_instance_t *inst);
 bool zl__instance_is_server(const zl_instance_t *inst);

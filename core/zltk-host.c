@@ -95,8 +95,10 @@ static bool heartbeat(void *arg)
 }
 
 /* Plugin search path: --plugin-dir (in order), the config's [host]
- * plugin-dir, $ZLTK_PLUGIN_PATH (colon-separated), the installed plugin
- * directory. */
+ * plugin-dir, $ZLTK_PLUGIN_PATH (colon-separated), then the installed
+ * plugin directory, or instead $ZLTK_PLUGIN_SYSTEM_PATH when it is set
+ * (empty: none; the build tree's tests set it so, so that an installed
+ * zltk never mixes its plugins into theirs). */
 /* Add dir unless the same directory (by device and inode, so that
  * "plugins/.libs" and its absolute path count once) is already there: a
  * directory searched twice would offer every plugin twice. */
@@ -119,35 +121,81 @@ static void path_add(GPtrArray *a, GArray *ids, const char *dir)
     g_ptr_array_add(a, g_strdup(dir));
 }
 
+/* Each directory of a colon-separated list (empty entries skipped). */
+static void path_add_list(GPtrArray *a, GArray *ids, const char *list)
+{
+    char **parts = g_strsplit(list, ":", -1);
+
+    for (size_t i = 0; parts[i]; i++)
+        if (*parts[i])
+            path_add(a, ids, parts[i]);
+    g_strfreev(parts);
+}
+
 static char **plugin_path(char **dirs, const char *config_dir)
 {
     GPtrArray *a = g_ptr_array_new();
     GArray *ids = g_array_new(FALSE, FALSE, sizeof(struct stat));
     const char *env = g_getenv("ZLTK_PLUGIN_PATH");
+    const char *sys = g_getenv("ZLTK_PLUGIN_SYSTEM_PATH");
 
     for (size_t i = 0; dirs && dirs[i]; i++)
         path_add(a, ids, dirs[i]);
     if (config_dir)
         path_add(a, ids, config_dir);
-    if (env && *env) {
-        char **parts = g_strsplit(env, ":", -1);
-        for (size_t i = 0; parts[i]; i++)
-            if (*parts[i])
-                path_add(a, ids, parts[i]);
-        g_strfreev(parts);
-    }
-    path_add(a, ids, ZLTK_PLUGINDIR);
+    if (env)
+        path_add_list(a, ids, env);
+    if (sys)
+        path_add_list(a, ids, sys);
+    else
+        path_add(a, ids, ZLTK_PLUGINDIR);
     g_array_free(ids, TRUE);
     g_ptr_array_add(a, NULL);
     return (char **)g_ptr_array_free(a, FALSE);
 }
 
-static void report_load(const char *path, const char *message, void *ctx)
+typedef struct list_counts {
+    int refused, shadowed;
+} list_counts_t;
+
+static void report_load(const char *path, zl_plugin_report_t what,
+                        const char *message, void *ctx)
 {
-    int *bad = ctx;
+    list_counts_t *c = ctx;
     (void)path;
+    if (what == ZL_PLUGIN_SHADOWED) {
+        fprintf(stderr, "zltk-host: note: %s\n", message);
+        c->shadowed++;
+        return;
+    }
     fprintf(stderr, "zltk-host: %s\n", message);
-    (*bad)++;
+    c->refused++;
+}
+
+/* --list-plugins and --check-config load each plugin in a child process
+ * first (this program again, with --probe-plugin FILE), so that one whose
+ * constructor aborts, crashes or exits is refused by name instead of
+ * ending the check.  A new program rather than a fork: the log thread may
+ * already run, and after fork() only async-signal-safe calls are allowed,
+ * which dlopen() is not. */
+#define PROBE_TIMEOUT_MS 10000
+static const char *self_argv0;
+
+static void use_probe(zl_plugin_registry_t *reg)
+{
+    char *self = NULL;
+
+    if (access("/proc/self/exe", X_OK) == 0)
+        self = g_strdup("/proc/self/exe"); /* this file, even if replaced */
+    else if (self_argv0 && strchr(self_argv0, '/'))
+        self = g_strdup(self_argv0);
+    else if (self_argv0)
+        self = g_find_program_in_path(self_argv0);
+    if (self)
+        zl_plugins_set_probe(reg, (const char *const[]){self, "--probe-plugin",
+                                                       NULL},
+                             PROBE_TIMEOUT_MS);
+    g_free(self);
 }
 
 static const char *kind_name(zl_provides_t k)
@@ -161,15 +209,12 @@ static const char *kind_name(zl_provides_t k)
 static int list_plugins(char **path)
 {
     zl_plugin_registry_t *reg;
-    int bad = 0, seen_dirs = 0;
+    list_counts_t c = {0, 0};
 
     if (zl_plugins_new(&reg) < 0)
         return 1;
-    for (size_t i = 0; path[i]; i++) {
-        int n = zl_plugins_load_dir(reg, path[i], report_load, &bad);
-        if (n >= 0)
-            seen_dirs++;
-    }
+    use_probe(reg);
+    zl_plugins_load_path(reg, (const char *const *)path, report_load, &c);
     printf("Plugin path: ");
     for (size_t i = 0; path[i]; i++)
         printf("%s%s", i ? ":" : "", path[i]);
@@ -203,10 +248,13 @@ static int list_plugins(char **path)
         }
         printf("\n");
     }
-    printf("%zu plugin%s loaded, %d refused\n", zl_plugins_count(reg),
-           zl_plugins_count(reg) == 1 ? "" : "s", bad);
+    printf("%zu plugin%s loaded, %d refused", zl_plugins_count(reg),
+           zl_plugins_count(reg) == 1 ? "" : "s", c.refused);
+    if (c.shadowed)
+        printf(", %d shadowed by an earlier directory", c.shadowed);
+    printf("\n");
     zl_plugins_free(reg);
-    return bad ? 1 : 0;
+    return c.refused ? 1 : 0;
 }
 
 typedef struct host_opts {
@@ -214,6 +262,7 @@ typedef struct host_opts {
     gchar *backend, *level, *log_file, *config, *connect, *listen;
     gboolean version, list, check, print_config, strict;
     gchar **plugin_dirs;
+    gchar *probe; /* hidden: --probe-plugin FILE */
     /* TLS for --connect/--listen tls://HOST:PORT */
     gchar *tls_ca, *tls_name, *tls_cert, *tls_key, *tls_pin;
     gboolean tls_insecure;
@@ -676,7 +725,8 @@ int main(int argc, char **argv)
          "SIGTERM)", "SECONDS"},
         {"plugin-dir", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &o.plugin_dirs,
          "Look for plugins in DIR first (repeatable; then [host] plugin-dir, "
-         "$ZLTK_PLUGIN_PATH, " ZLTK_PLUGINDIR ")", "DIR"},
+         "$ZLTK_PLUGIN_PATH, " ZLTK_PLUGINDIR " or $ZLTK_PLUGIN_SYSTEM_PATH; "
+         "the first NAME.so found is used)", "DIR"},
         {"list-plugins", 0, 0, G_OPTION_ARG_NONE, &o.list,
          "List every plugin on the plugin path with its version, ABI and "
          "what it provides, then exit (non-zero if any file was refused)",
@@ -704,6 +754,9 @@ int main(int argc, char **argv)
          "Also append log lines to FILE", "FILE"},
         {"version", 'V', 0, G_OPTION_ARG_NONE, &o.version,
          "Print the version and exit", NULL},
+        {"probe-plugin", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME,
+         &o.probe, "Internal: load FILE in this process only (see use_probe)",
+         "FILE"},
         {NULL}};
     GOptionContext *ctx;
     GError *err = NULL;
@@ -719,6 +772,7 @@ int main(int argc, char **argv)
     bool log_up = false, runtime_up = false, cli_level = false;
     int rc, sig = 0, status = 0, modes;
 
+    self_argv0 = argv[0];
     ctx = g_option_context_new("- run zltk plugins: servers and clients");
     g_option_context_set_summary(
         ctx,
@@ -755,6 +809,8 @@ int main(int argc, char **argv)
         return 2;
     }
     g_option_context_free(ctx);
+    if (o.probe)
+        return zl_plugins_probe_child(o.probe, 3);
     if (argc > 1) {
         fprintf(stderr, "zltk-host: unexpected argument '%s' (try --help)\n",
                 argv[1]);
@@ -855,6 +911,8 @@ int main(int argc, char **argv)
     /* Every instance whose handler resolved checks its own keys, even
      * after other errors: one pass lists every problem. */
     if (cfg.kf && zl_plugins_new(&reg) == 0) {
+        if (o.check)
+            use_probe(reg);
         zl_host_cfg_resolve(&cfg, reg, (const char *const *)path);
         zl_host_cfg_instances(&cfg);
     }

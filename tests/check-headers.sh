@@ -21,6 +21,19 @@ for h in "$top_srcdir"/include/zltk/*.h "$top_builddir"/include/zltk/version.h; 
         cat "$tmp/err"
         fail=$((fail + 1))
     fi
+    # And as C++ (plugins may be C++; tests/plugins/cxx.cc checks linkage).
+    [ -n "${CXX:-}" ] || continue
+    n=$((n + 1))
+    cp "$tmp/t.c" "$tmp/t.cc"
+    if $CXX -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only \
+        -I"$top_srcdir/include" -I"$top_builddir/include" "$tmp/t.cc" \
+        2> "$tmp/err"; then
+        echo "ok: zltk/$name compiles alone as C++"
+    else
+        echo "FAIL: zltk/$name does not compile alone as C++:"
+        cat "$tmp/err"
+        fail=$((fail + 1))
+    fi
 done
 echo "$((n - fail)) passed, $fail failed"
 [ "$n" -gt 0 ] && [ "$fail" -eq 0 ]

@@ -32,8 +32,10 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Deterministic plugin path: only what each case names.
+# Deterministic plugin path: only what each case names; no installed
+# zltk's plugin directory either (an empty system path).
 unset ZLTK_PLUGIN_PATH ZLTK_TEST_PLUGIN_TRACE
+ZLTK_PLUGIN_SYSTEM_PATH=; export ZLTK_PLUGIN_SYSTEM_PATH
 export LC_ALL=C
 
 passed=0 failed=0
@@ -631,6 +633,44 @@ write initfail <<EOF
 EOF
 check "$f"
 expect_error "[plugin.initfail]" "[plugin.initfail]" "failed to initialise"
+
+# Plugins whose constructors abort, crash or exit: --check-config loads each
+# in a probe process first, survives all three and reports each as an error
+# naming its file and what happened, in one pass.  (A sanitizer would turn
+# the SIGSEGV into its own report and exit(1): let it pass here.)
+crashdir="$top_builddir/tests/plugins/crash/.libs"
+if [ -r "$crashdir/ctor-abort.so" ]; then
+    crashdir=$(cd "$crashdir" && pwd)
+    write crash <<EOF
+[plugin.ctor-abort]
+[plugin.ctor-segv]
+[plugin.ctor-exit]
+[plugin.good]
+EOF
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0" \
+    TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}handle_segv=0" \
+        timeout 20 "$host" --check-config --config "$f" -P "$crashdir" \
+        -P "$plugdir" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    cmd="zltk-host --check-config --config $f -P $crashdir -P $plugdir"
+    if [ "$rc" -ne 1 ]; then
+        bad "crashing constructors" "exit $rc, expected 1"
+    elif [ "$(nerrors)" -ne 3 ] ||
+        ! grep -q "^configuration FAILED: $f: 3 errors" "$tmp/out"; then
+        bad "crashing constructors" "$(nerrors) error lines, expected 3"
+    elif ! has_line "zltk-host: $f: [plugin.ctor-abort]" \
+            "$crashdir/ctor-abort.so" "SIGABRT" "constructor" ||
+         ! has_line "zltk-host: $f: [plugin.ctor-segv]" \
+            "$crashdir/ctor-segv.so" "SIGSEGV" ||
+         ! has_line "zltk-host: $f: [plugin.ctor-exit]" \
+            "$crashdir/ctor-exit.so" "exit\(3\)"; then
+        bad "crashing constructors" "an error line lacks its file or cause"
+    else
+        ok "crashing constructors: three errors naming the files, summary"
+    fi
+else
+    bad "crashing constructors" "no $crashdir/ctor-abort.so (run make check)"
+fi
 
 # ---------------------------------------------------------------- warnings
 

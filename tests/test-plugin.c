@@ -11,7 +11,9 @@
 #endif
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@ static char *plugin_dir; /* absolute path of tests/plugins/.libs */
 static char *tmpdir;
 static char *trace_file;
 static char *junk_path; /* tmpdir/notaplugin.so: not ELF at all */
+static char *crash_dir; /* tests/plugins/crash/.libs: constructors that crash */
+static char *host_path; /* the build's zltk-host: the probe program */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -273,6 +277,19 @@ static int suite_init(void)
     if (!ok)
         return -1;
 
+    rel = g_build_filename(top && *top ? top : ".", "tests", "plugins", "crash",
+                           ".libs", NULL);
+    crash_dir = realpath(rel, NULL);
+    g_free(rel);
+    rel = g_build_filename(top && *top ? top : ".", "zltk-host", NULL);
+    host_path = realpath(rel, NULL);
+    g_free(rel);
+    if (!crash_dir || !host_path) {
+        fprintf(stderr, "plugin suite: no tests/plugins/crash/.libs or "
+                        "zltk-host (build them with make check)\n");
+        return -1;
+    }
+
     tmpdir = g_strdup("/tmp/zltk-plugin-XXXXXX");
     if (!g_mkdtemp(tmpdir)) {
         g_free(tmpdir);
@@ -300,6 +317,9 @@ static int suite_cleanup(void)
     g_free(trace_file);
     g_free(junk_path);
     g_free(plugin_dir);
+    free(crash_dir);
+    free(host_path);
+    crash_dir = host_path = NULL;
     tmpdir = trace_file = junk_path = plugin_dir = NULL;
     return 0;
 }
@@ -354,7 +374,9 @@ static void test_refuse_not_shared_object(void)
 
 static void test_refuse_no_entry(void)
 {
-    REFUSE_BEFORE_INIT("noentry", -ENOENT, WORDS(ZLTK_PLUGIN_ENTRY_SYMBOL));
+    REFUSE_BEFORE_INIT("noentry", -ENOENT,
+                       WORDS(ZLTK_PLUGIN_ENTRY_SYMBOL,
+                             "exports zltk_plugin_entry_v0 instead"));
 }
 
 static void test_refuse_bad_magic(void)
@@ -686,9 +708,9 @@ static const char *plugin_name(const zl_plugin_t *p)
     return d && d->name ? d->name : "(none)";
 }
 
-/* The build's plugin dir, sorted: dupname.so (named "good") comes before
- * good.so, so good.so is the duplicate there; dupprov loads since good-echo
- * is free when it comes. */
+/* The build's plugin dir, sorted: cxx.so (C++) loads first; dupname.so
+ * (named "good") comes before good.so, so good.so is the duplicate there;
+ * dupprov loads since good-echo is free when it comes. */
 static void test_load_dir_build(void)
 {
     zl_plugin_registry_t *reg = new_registry();
@@ -699,19 +721,21 @@ static void test_load_dir_build(void)
 
     trace_reset();
     n = zl_plugins_load_dir(reg, plugin_dir, on_report, &rep);
-    CU_ASSERT_EQUAL(n, 3);
-    CU_ASSERT_EQUAL(zl_plugins_count(reg), 3);
+    CU_ASSERT_EQUAL(n, 4);
+    CU_ASSERT_EQUAL(zl_plugins_count(reg), 4);
     check_reports(__LINE__, &rep, plugin_dir,
-                  WORDS("badmagic.so", "badname.so", "good.so", "initfail.so",
-                        "major.so", "minor.so", "noentry.so", "noinit.so",
-                        "norecv.so", "noversion.so", "smallsize.so"));
-    if (zl_plugins_count(reg) == 3) {
+                  WORDS("badmagic.so", "badname.so", "cxxmangled.so",
+                        "good.so", "initfail.so", "major.so", "minor.so",
+                        "noentry.so", "noinit.so", "norecv.so", "noversion.so",
+                        "smallsize.so"));
+    if (zl_plugins_count(reg) == 4) {
         char *dupname = plugin_path("dupname");
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 0)), "good");
-        CU_ASSERT_STRING_EQUAL(zl_plugin_get_path(zl_plugins_at(reg, 0)),
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 0)), "cxx");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 1)), "good");
+        CU_ASSERT_STRING_EQUAL(zl_plugin_get_path(zl_plugins_at(reg, 1)),
                                dupname);
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 1)), "dupprov");
-        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 2)), "good2");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 2)), "dupprov");
+        CU_ASSERT_STRING_EQUAL(plugin_name(zl_plugins_at(reg, 3)), "good2");
         CU_ASSERT_PTR_NOT_NULL(zl_plugins_find_provider(
             reg, ZL_PROVIDES_SERVER, "good-echo", &owner));
         CU_ASSERT_PTR_EQUAL(owner, zl_plugins_find(reg, "dupprov"));
@@ -793,6 +817,349 @@ static void test_load_dir_missing(void)
     CU_ASSERT_EQUAL(zl_plugins_count(reg), 0);
     zl_plugins_free(reg);
     g_ptr_array_free(rep.paths, TRUE);
+}
+
+/* ------------------------------------------------------------ damaged files */
+
+/* tmpdir/NAME: the first len bytes of src (all if len is -1), then bytes
+ * patched at off (if patch). */
+static char *make_copy(const char *src, const char *name, gssize len,
+                       size_t off, const void *patch, size_t plen)
+{
+    char *data = NULL, *dst = g_build_filename(tmpdir, name, NULL);
+    gsize size = 0;
+
+    CU_ASSERT_FATAL(g_file_get_contents(src, &data, &size, NULL));
+    if (len >= 0 && (gsize)len < size)
+        size = (gsize)len;
+    if (patch && off + plen <= size)
+        memcpy(data + off, patch, plen);
+    CU_ASSERT_FATAL(g_file_set_contents(dst, data, (gssize)size, NULL));
+    g_free(data);
+    return dst;
+}
+
+static gsize file_size(const char *path)
+{
+    char *data = NULL;
+    gsize size = 0;
+
+    if (g_file_get_contents(path, &data, &size, NULL))
+        g_free(data);
+    return size;
+}
+
+/* Cut anywhere, a plugin is refused by name before dlopen: mapping a
+ * truncated file is what killed the host with SIGBUS. */
+static void test_refuse_truncated(void)
+{
+    char *good = plugin_path("good");
+    gsize size = file_size(good);
+    const gssize cuts[] = {3, 40, 100, 4000, (gssize)size / 2,
+                           (gssize)size - 1};
+
+    CU_ASSERT_FATAL(size > 8192);
+    for (size_t i = 0; i < G_N_ELEMENTS(cuts); i++) {
+        char *path = make_copy(good, "good.so", cuts[i], 0, NULL, 0);
+        refuse_before_init_at(__LINE__, path, NULL, -ENOEXEC,
+                              cuts[i] < 4 ? WORDS("not a shared object")
+                                          : WORDS("truncated", "reinstall"));
+        g_unlink(path);
+        g_free(path);
+    }
+    g_free(good);
+}
+
+/* ELF, but not for this host or not a shared object: refused before
+ * dlopen with what it is. */
+static void test_refuse_foreign_elf(void)
+{
+    char *good = plugin_path("good");
+    ElfW(Half) other_machine = EM_S390, exec_type = ET_EXEC;
+    unsigned char other_class =
+        sizeof(void *) == 8 ? ELFCLASS32 : ELFCLASS64;
+    unsigned char other_order = G_BYTE_ORDER == G_LITTLE_ENDIAN
+                                    ? ELFDATA2MSB
+                                    : ELFDATA2LSB;
+    struct {
+        size_t off;
+        const void *bytes;
+        size_t len;
+        const char *const *words;
+    } cases[] = {
+        {EI_CLASS, &other_class, 1, WORDS("another system", "-bit")},
+        {EI_DATA, &other_order, 1, WORDS("another system", "endian")},
+        {offsetof(ElfW(Ehdr), e_machine), &other_machine,
+         sizeof(other_machine), WORDS("built for s390", "this host is")},
+        {offsetof(ElfW(Ehdr), e_type), &exec_type, sizeof(exec_type),
+         WORDS("not a shared object", "executable")},
+    };
+
+    {
+        /* Another machine than the one good.so was built for, this one. */
+        char *data = NULL;
+        gsize size = 0;
+        CU_ASSERT_FATAL(g_file_get_contents(good, &data, &size, NULL) &&
+                        size >= sizeof(ElfW(Ehdr)));
+        if (((const ElfW(Ehdr) *)(void *)data)->e_machine == EM_S390) {
+            other_machine = EM_X86_64;
+            cases[2].words = WORDS("built for x86-64", "this host is");
+        }
+        g_free(data);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char *path = make_copy(good, "foreign.so", -1, cases[i].off,
+                               cases[i].bytes, cases[i].len);
+        refuse_before_init_at(__LINE__, path, NULL, -ENOEXEC, cases[i].words);
+        g_unlink(path);
+        g_free(path);
+    }
+    g_free(good);
+}
+
+/* ------------------------------------------------------------ probes */
+
+static char *crash_path(const char *base)
+{
+    return g_strdup_printf("%s/%s.so", crash_dir, base);
+}
+
+/* The build's zltk-host runs the probe (zltk-host --probe-plugin FILE). */
+static zl_plugin_registry_t *probing_registry(unsigned timeout_ms)
+{
+    zl_plugin_registry_t *reg = new_registry();
+    const char *argv[] = {host_path, "--probe-plugin", NULL};
+
+    CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, argv, timeout_ms), 0);
+    return reg;
+}
+
+/* A sanitizer's own handler would turn a SIGSEGV in the probe child into
+ * exit(1) with a report; let the children show the signal itself. */
+static char *saved_asan, *saved_tsan;
+static void sanitizer_env_begin(void)
+{
+    const char *a = g_getenv("ASAN_OPTIONS"), *t = g_getenv("TSAN_OPTIONS");
+    char *na = g_strconcat(a ? a : "", a && *a ? ":" : "", "handle_segv=0",
+                           NULL);
+    char *nt = g_strconcat(t ? t : "", t && *t ? ":" : "", "handle_segv=0",
+                           NULL);
+
+    saved_asan = g_strdup(a);
+    saved_tsan = g_strdup(t);
+    g_setenv("ASAN_OPTIONS", na, TRUE);
+    g_setenv("TSAN_OPTIONS", nt, TRUE);
+    g_free(na);
+    g_free(nt);
+}
+
+static void sanitizer_env_end(void)
+{
+    if (saved_asan)
+        g_setenv("ASAN_OPTIONS", saved_asan, TRUE);
+    else
+        g_unsetenv("ASAN_OPTIONS");
+    if (saved_tsan)
+        g_setenv("TSAN_OPTIONS", saved_tsan, TRUE);
+    else
+        g_unsetenv("TSAN_OPTIONS");
+    g_free(saved_asan);
+    g_free(saved_tsan);
+    saved_asan = saved_tsan = NULL;
+}
+
+/* Constructors that abort, crash or exit: with a probe, this process
+ * survives each, and each is refused by name with what happened and where;
+ * the registry still loads good afterwards. */
+static void test_probe_crashing_constructors(void)
+{
+    const struct {
+        const char *base;
+        const char *const *words;
+    } cases[] = {
+        {"ctor-abort", WORDS("SIGABRT", "constructor", "probe",
+                             "\"ctor-abort: in its constructor\"")},
+        {"ctor-segv", WORDS("SIGSEGV", "constructor", "probe",
+                            "\"ctor-segv: in its constructor\"")},
+        {"ctor-exit", WORDS("exit(3)", "constructor", "probe",
+                            "\"ctor-exit: in its constructor\"")},
+    };
+    zl_plugin_registry_t *reg = probing_registry(0);
+
+    sanitizer_env_begin();
+    trace_reset();
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char *path = crash_path(cases[i].base);
+        refuse_at(__LINE__, reg, path, -ENOEXEC, cases[i].words);
+        CU_ASSERT_PTR_NULL(zl_plugins_find(reg, cases[i].base));
+        g_free(path);
+    }
+    sanitizer_env_end();
+    /* good passes its probe and is initialised once, here: the probe
+     * child runs no init. */
+    LOAD_GOOD(reg);
+    zl_plugins_free(reg);
+    {
+        char *t = trace_take();
+        CHECK(trace_count(t, "init", "good") == 1, "good init once: %s", t);
+        g_free(t);
+    }
+}
+
+/* A constructor that never returns: the probe is killed at its time-out. */
+static void test_probe_hang(void)
+{
+    zl_plugin_registry_t *reg = probing_registry(300);
+    char *path = crash_path("ctor-hang");
+    gint64 t0 = g_get_monotonic_time();
+
+    refuse_at(__LINE__, reg, path, -ENOEXEC,
+              WORDS("within 300 ms", "probe"));
+    CHECK(g_get_monotonic_time() - t0 < 5 * G_USEC_PER_SEC,
+          "refused at the time-out, not later: %" G_GINT64_FORMAT " us",
+          g_get_monotonic_time() - t0);
+    zl_plugins_free(reg);
+    g_free(path);
+}
+
+/* A probe program that cannot run, or is no probe: refused, saying so; no
+ * probe: loads. */
+static void test_probe_cannot_run(void)
+{
+    zl_plugin_registry_t *reg = new_registry();
+    const char *argv[] = {"/nonexistent/zltk-probe", NULL};
+    char *path = plugin_path("good");
+
+    CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, (const char *[]){"", NULL}, 0),
+                    -EINVAL);
+    CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, argv, 0), 0);
+    refuse_at(__LINE__, reg, path, -ENOENT,
+              WORDS("cannot probe", "/nonexistent/zltk-probe"));
+    /* A program that runs but is no probe: it reports nothing. */
+    {
+        char *t = g_find_program_in_path("true");
+        if (CHECK(t != NULL, "true(1) is on PATH")) {
+            CU_ASSERT_EQUAL(zl_plugins_set_probe(
+                                reg, (const char *[]){t, NULL}, 0), 0);
+            refuse_at(__LINE__, reg, path, -ENOEXEC,
+                      WORDS("cannot probe", "reported anything",
+                            "zl_plugins_probe_child"));
+        }
+        g_free(t);
+    }
+    CU_ASSERT_EQUAL(zl_plugins_set_probe(reg, NULL, 0), 0);
+    LOAD_GOOD(reg);
+    zl_plugins_free(reg);
+    trace_reset();
+    g_free(path);
+}
+
+/* ------------------------------------------------------------ C++ */
+
+/* Built by the C++ compiler with ZLTK_PLUGIN_DEFINE, calling libzltk
+ * directly: its entry and those calls link by their C names. */
+static void test_cxx_plugin(void)
+{
+    zl_plugin_registry_t *reg = new_registry();
+    char *path = plugin_path("cxx"), *err = NULL;
+    zl_plugin_t *owner = NULL;
+    int r = zl_plugins_load_file(reg, path, &err);
+
+    CHECK(r == 0, "the C++ plugin loads: %d %s", r, err ? err : "");
+    free(err);
+    CU_ASSERT_PTR_NOT_NULL(zl_plugins_find_provider(reg, ZL_PROVIDES_SERVER,
+                                                    "cxx-echo", &owner));
+    CU_ASSERT_PTR_EQUAL(owner, zl_plugins_find(reg, "cxx"));
+    zl_plugins_free(reg);
+    g_free(path);
+}
+
+/* An entry exported under a C++-mangled name: the message says so, and
+ * does not merely send the author back to the macro. */
+static void test_refuse_cxx_mangled(void)
+{
+    REFUSE_BEFORE_INIT("cxxmangled", -ENOENT,
+                       WORDS("_Z17zltk_plugin_entryv",
+                             "built as C++ without extern \"C\""));
+}
+
+/* ------------------------------------------------------------ a path */
+
+typedef struct {
+    GPtrArray *refused, *shadowed; /* paths */
+    GPtrArray *notes;              /* shadowed messages */
+} path_reports_t;
+
+static void on_path_report(const char *path, zl_plugin_report_t what,
+                           const char *message, void *ctx)
+{
+    path_reports_t *r = ctx;
+
+    CHECK(path && message && strstr(message, path) && !strchr(message, '\n'),
+          "one line naming %s: %s", path ? path : "(null)",
+          message ? message : "(null)");
+    if (what == ZL_PLUGIN_SHADOWED) {
+        g_ptr_array_add(r->shadowed, g_strdup(path));
+        g_ptr_array_add(r->notes, g_strdup(message));
+    } else {
+        CHECK(what == ZL_PLUGIN_REFUSED, "report kind %d", (int)what);
+        g_ptr_array_add(r->refused, g_strdup(path));
+    }
+}
+
+/* As an installed zltk next to a build: the same file names in two
+ * directories.  The earlier directory wins, the later copies are a note,
+ * not a refusal; a directory given twice shadows nothing. */
+static void test_load_path_precedence(void)
+{
+    zl_plugin_registry_t *reg = new_registry();
+    path_reports_t rep = {g_ptr_array_new_with_free_func(g_free),
+                          g_ptr_array_new_with_free_func(g_free),
+                          g_ptr_array_new_with_free_func(g_free)};
+    char *d1 = g_build_filename(tmpdir, "first", NULL);
+    char *d2 = g_build_filename(tmpdir, "second", NULL);
+    char *g1 = g_build_filename(d1, "good.so", NULL);
+    char *g2 = g_build_filename(d2, "good.so", NULL);
+    char *m1 = g_build_filename(d1, "major.so", NULL);
+    char *m2 = g_build_filename(d2, "major.so", NULL);
+    const char *dirs[] = {d1, "/nonexistent/zltk-plugins", d2, d1, NULL};
+    int n;
+
+    CU_ASSERT_EQUAL_FATAL(g_mkdir(d1, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(g_mkdir(d2, 0700), 0);
+    CU_ASSERT_FATAL(link_plugin(d1, "good") && link_plugin(d1, "major") &&
+                    link_plugin(d2, "good") && link_plugin(d2, "good2") &&
+                    link_plugin(d2, "major"));
+    trace_reset();
+    n = zl_plugins_load_path(reg, dirs, on_path_report, &rep);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL_FATAL(zl_plugins_count(reg), 2);
+    CU_ASSERT_STRING_EQUAL(zl_plugin_get_path(zl_plugins_find(reg, "good")),
+                           g1);
+    CU_ASSERT_PTR_NOT_NULL(zl_plugins_find(reg, "good2"));
+    CU_ASSERT_EQUAL_FATAL(rep.refused->len, 1);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(rep.refused, 0), m1);
+    CU_ASSERT_EQUAL_FATAL(rep.shadowed->len, 2);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(rep.shadowed, 0), g2);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(rep.shadowed, 1), m2);
+    CHECK(strstr(g_ptr_array_index(rep.notes, 0), g1) != NULL,
+          "the note names the file that wins: %s",
+          (char *)g_ptr_array_index(rep.notes, 0));
+    zl_plugins_free(reg);
+    {
+        char *t = trace_take();
+        CHECK(trace_count(t, "init", "good") == 1, "good init once: %s", t);
+        g_free(t);
+    }
+    g_ptr_array_free(rep.refused, TRUE);
+    g_ptr_array_free(rep.shadowed, TRUE);
+    g_ptr_array_free(rep.notes, TRUE);
+    g_free(d1);
+    g_free(d2);
+    g_free(g1);
+    g_free(g2);
+    g_free(m1);
+    g_free(m2);
 }
 
 /* ------------------------------------------------------------ settings */
@@ -1270,6 +1637,16 @@ int zl_test_register_plugin(void)
         {"load the build's plugin dir", test_load_dir_build},
         {"load a dir: only *.so, sorted", test_load_dir_mixed},
         {"load a missing dir", test_load_dir_missing},
+        {"refuse a truncated file before dlopen", test_refuse_truncated},
+        {"refuse ELF of another system or type", test_refuse_foreign_elf},
+        {"probe: constructors that abort, crash, exit",
+         test_probe_crashing_constructors},
+        {"probe: a hanging constructor times out", test_probe_hang},
+        {"probe: a program that cannot run", test_probe_cannot_run},
+        {"a C++ plugin loads", test_cxx_plugin},
+        {"refuse a C++-mangled entry, saying so", test_refuse_cxx_mangled},
+        {"load a path: earlier directories win, a note",
+         test_load_path_precedence},
         {"settings: string, int, bool, wrong type", test_settings},
         {"settings absent", test_settings_absent},
         {"register_provider outside init is -EPERM",

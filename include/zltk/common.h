@@ -10,12 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Every installed header wraps its declarations in these, so that C++
+ * code links against libzltk's C names; ZL_EXTERN_C gives one declaration
+ * C linkage (ZLTK_PLUGIN_DEFINE, expanded in the plugin's own code). */
 #ifdef __cplusplus
 #define ZL_BEGIN_DECLS extern "C" {
 #define ZL_END_DECLS }
+#define ZL_EXTERN_C extern "C"
 #else
 #define ZL_BEGIN_DECLS
 #define ZL_END_DECLS
+#define ZL_EXTERN_C
 #endif
 
 /* libzltk is built with -fvisibility=hidden: only ZL_API names are exported. */

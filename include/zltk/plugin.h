@@ -272,18 +272,23 @@ struct zl_plugin_desc {
 
 typedef const zl_plugin_desc_t *(*zl_plugin_entry_fn)(void);
 
+/* Defines zltk_plugin_entry, exported, with C linkage also when expanded
+ * in C++ (a mangled entry is not found).  From C++ (designated
+ * initialisers: C++20, or g++/clang++ in their default modes), name the
+ * fields in their order in zl_plugin_desc_t: name, version, description,
+ * init, start, stop, destroy. */
 #define ZLTK_PLUGIN_DEFINE(...)                                             \
-    __attribute__((visibility("default"))) const zl_plugin_desc_t           \
-        *zltk_plugin_entry(void);                                          \
-    const zl_plugin_desc_t *zltk_plugin_entry(void)                         \
+    ZL_EXTERN_C __attribute__((visibility("default")))                      \
+    const zl_plugin_desc_t *zltk_plugin_entry(void);                        \
+    ZL_EXTERN_C const zl_plugin_desc_t *zltk_plugin_entry(void)             \
     {                                                                       \
-        static const zl_plugin_desc_t zl__desc = {                          \
+        static const zl_plugin_desc_t zltk_desc_ = {                        \
             .magic = ZLTK_PLUGIN_MAGIC,                                     \
             .abi_major = ZLTK_PLUGIN_ABI_MAJOR,                             \
             .abi_minor = ZLTK_PLUGIN_ABI_MINOR,                             \
             .struct_size = sizeof(zl_plugin_desc_t),                        \
             __VA_ARGS__};                                                   \
-        return &zl__desc;                                                   \
+        return &zltk_desc_;                                                 \
     }
 
 ZL_END_DECLS
