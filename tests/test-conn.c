@@ -314,6 +314,9 @@ typedef struct srv {
     bool pause_on_busy; /* echo: pause reading while the echo is busy */
     long long close_after; /* close a session once this much arrived */
     bool hold_first;       /* keep a reference to the first session in held */
+    bool start_paused;     /* sessions start paused (and the first is held):
+                            * the peer's queue must grow until the test
+                            * resumes it */
     atomic_int connects, closed, bad, errs, busy_on, busy_off, managers,
         flushes, recvs;
     atomic_int n_eof, n_reset, n_timeout, n_other;
@@ -436,7 +439,10 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     default:
         break;
     }
-    if ((sv->mode == SRV_PAUSE || sv->hold_first) && !atomic_load(&sv->held))
+    if (sv->start_paused)
+        zl_conn_pause(c);
+    if ((sv->mode == SRV_PAUSE || sv->hold_first || sv->start_paused) &&
+        !atomic_load(&sv->held))
         atomic_store(&sv->held, zl_conn_ref(c));
 }
 
@@ -2406,7 +2412,22 @@ static void close_in_run(int at)
     default:
         break;
     }
+    if (at == AT_BUSY) /* else a fast sink can keep the queue under the mark */
+        sv.start_paused = true;
     probe_connect(&p, &o, false);
+    if (at == AT_BUSY) {
+        zl_conn_t *held;
+
+        CU_ASSERT_EQUAL(wait_ge(&p.busy_on, 1, 5000), 1);
+        for (int i = 0; i < 5000 && !atomic_load(&sv.held); i++)
+            zl_test_sleep_ms(1);
+        held = atomic_load(&sv.held);
+        CU_ASSERT_PTR_NOT_NULL(held);
+        if (held) {
+            zl_conn_resume(held); /* the closing client's queue drains */
+            zl_conn_unref(held);
+        }
+    }
     CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
     zl_test_sleep_ms(150); /* room for anything that should not come */
     probe_check_clean(&p);
