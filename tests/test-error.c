@@ -223,6 +223,38 @@ static void test_parse_bool(void)
     CU_ASSERT_EQUAL(zl_parse_bool(NULL, &b), -EINVAL);
 }
 
+/* The one integer grammar (zl_parse_int): decimal, blanks around, a range. */
+static void test_parse_int(void)
+{
+    static const struct { const char *text; int64_t want; } good[] = {
+        {"0", 0}, {"42", 42}, {" 7", 7}, {"7\t ", 7}, {"-5", -5},
+        {"+9", 9}, {"2147483647", 2147483647},
+    };
+    static const char *const bad[] = {"", " ", "x", "1x", "1 2", "0x10",
+                                      "1.5", "--1", "10s"};
+    int64_t n;
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        n = -99;
+        CU_ASSERT_EQUAL(zl_parse_int(good[i].text, INT64_MIN, INT64_MAX, &n),
+                        0);
+        CU_ASSERT_EQUAL(n, good[i].want);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = -99;
+        CU_ASSERT_EQUAL(zl_parse_int(bad[i], INT64_MIN, INT64_MAX, &n),
+                        -EINVAL);
+        CU_ASSERT_EQUAL(n, -99);
+    }
+    CU_ASSERT_EQUAL(zl_parse_int(NULL, 0, 1, &n), -EINVAL);
+    CU_ASSERT_EQUAL(zl_parse_int("11", 0, 10, &n), -ERANGE);
+    CU_ASSERT_EQUAL(zl_parse_int("-1", 0, 10, &n), -ERANGE);
+    CU_ASSERT_EQUAL(zl_parse_int("99999999999999999999", INT64_MIN,
+                                 INT64_MAX, &n), -ERANGE);
+    CU_ASSERT_EQUAL(zl_parse_int("10", 0, 10, &n), 0);
+    CU_ASSERT_EQUAL(n, 10);
+}
+
 int zl_test_register_error(void)
 {
     static const zl_test_case_t cases[] = {
@@ -234,6 +266,7 @@ int zl_test_register_error(void)
         {"unknown_codes", test_unknown},
         {"any_thread", test_threads},
         {"parse_bool_one_grammar", test_parse_bool},
+        {"parse_int_one_grammar", test_parse_int},
         /* last: under UBSan a failure here aborts the run */
         {"extreme_codes", test_extreme},
         {NULL, NULL},

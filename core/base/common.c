@@ -45,6 +45,27 @@ int zl_parse_bool(const char *text, bool *out)
     return -EINVAL;
 }
 
+int zl_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
+{
+    gint64 n;
+    char *end;
+
+    if (!text)
+        return -EINVAL;
+    while (*text == ' ' || *text == '\t')
+        text++;
+    errno = 0;
+    n = g_ascii_strtoll(text, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (end == text || *end || errno == EINVAL)
+        return -EINVAL;
+    if (errno == ERANGE || n < min || n > max)
+        return -ERANGE;
+    *out = n;
+    return 0;
+}
+
 /* ------------------------------------------------------------ errors */
 
 static const char *const err_msgs[] = {

@@ -37,11 +37,6 @@ void zl__poller_note_freed(size_t bytes);
 /* Pin the calling thread to one CPU.  Returns 0 or -errno. */
 int zl__thread_pin(int cpu);
 
-/* Config value parsing shared by plugin and instance settings: 0 or
- * -EINVAL.  Integers are decimal (surrounding blanks allowed); booleans are
- * true/false, yes/no or 1/0 (case-insensitive). */
-int zl__parse_int(const char *v, int64_t *out);
-
 /* Plugin files, before dlopen (core/plugin-file.c).  file_check: 0, or
  * -ENOEXEC (-errno) with *error set, when the ELF headers do not describe
  * a shared object of this machine that lies whole in the file.

@@ -176,28 +176,13 @@ static void type_error(zl_plugin_t *self, const char *key, const char *v,
               self->desc->name, key, v, want);
 }
 
-int zl__parse_int(const char *v, int64_t *out)
-{
-    gint64 n;
-    char *end;
-
-    errno = 0;
-    n = g_ascii_strtoll(v, &end, 10);
-    while (*end == ' ' || *end == '\t')
-        end++;
-    if (end == v || *end || errno)
-        return -EINVAL;
-    *out = n;
-    return 0;
-}
-
 static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
 {
     const char *v = host_get_string(self, key);
 
     if (!v)
         return -ENOENT;
-    if (zl__parse_int(v, out) < 0) {
+    if (zl_parse_int(v, INT64_MIN, INT64_MAX, out) < 0) {
         type_error(self, key, v, "an integer");
         return -EINVAL;
     }

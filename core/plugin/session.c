@@ -1030,7 +1030,7 @@ int zl__instance_config_int(const zl_instance_t *inst, const char *key,
 
     if (!v)
         return -ENOENT;
-    rc = zl__parse_int(v, out);
+    rc = zl_parse_int(v, INT64_MIN, INT64_MAX, out);
     if (rc < 0)
         zl__instance_config_error((zl_instance_t *)inst, key,
                                   "'%s' is not an integer", v);

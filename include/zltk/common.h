@@ -49,6 +49,15 @@ ZL_API int zl_parse_bool(const char *text, bool *out);
 /* The grammar in words, for messages: "'x' is not a boolean (" ZL_BOOL_WORDS ")". */
 #define ZL_BOOL_WORDS "true/false, yes/no, on/off or 1/0"
 
+/* The one integer grammar of zltk, for every integer and duration key
+ * (durations are whole milliseconds): an optional sign and decimal digits,
+ * with spaces or tabs around them.  Returns 0 and sets *out; -EINVAL when
+ * text (NULL included) is not such an integer; -ERANGE when it is, but lies
+ * outside [min, max] (or outside int64_t).  *out is left alone on error.
+ * Any thread; text stays the caller's. */
+ZL_API int zl_parse_int(const char *text, int64_t min, int64_t max,
+                        int64_t *out);
+
 ZL_END_DECLS
 
 #endif

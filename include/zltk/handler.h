@@ -156,11 +156,23 @@ typedef struct zl_layer {
      * call: the handler may be resuming from its own on_recv. */
     void (*pause)(zl_session_t *s, void *state, bool paused);
 
-    void *reserved[8];
+    /* ---- Appended after ABI 1.0: the host reads these only when
+     * struct_size covers them. */
+
+    /* Optional.  The longest, in ms, that one session of inst may take to
+     * end gracefully in this layer once its close began (TLS: close_notify
+     * and its linger for the peer's).  When an instance stops, the host
+     * waits this long (plus a margin) for its layered sessions before it
+     * closes what is left at the connection level.  NULL, or a layer built
+     * against ABI 1.0: the host waits the connection's send timeout.  Main
+     * thread, from zl_instance_stop(); data is the layer's instance data. */
+    uint32_t (*stop_ms)(const zl_instance_t *inst, void *data);
+
+    void *reserved[7];
 } zl_layer_t;
 
 /* Size of zl_layer_t as ABI 1.0 defines it. */
-#define ZL_LAYER_SIZE_1_0 offsetof(zl_layer_t, reserved)
+#define ZL_LAYER_SIZE_1_0 offsetof(zl_layer_t, stop_ms)
 
 /* Session-bound callbacks of the host API (timers, posted tasks, worker
  * completions): run on the session's poller with its state. */
