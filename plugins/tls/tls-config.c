@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -66,7 +67,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out,
 /* ------------------------------------------------------------ configuration */
 
 /* "h2,http/1.1" into ALPN wire format. */
-bool tls__parse_alpn(zl_instance_t *inst, const char *v, tls_inst_t *ti)
+static bool parse_alpn(zl_instance_t *inst, const char *v, tls_inst_t *ti)
 {
     size_t n = strlen(v);
     unsigned char *w = malloc(n + 1), *o = w;
@@ -196,7 +197,7 @@ static bool find_bad_part(SSL_CTX *scratch, const char *list,
  * part of a list must select something: OpenSSL itself skips a misspelt
  * name quietly as long as another part matches, and takes a TLS 1.3 list
  * that names no TLS 1.3 suite as "no TLS 1.3 at all". */
-bool tls__config_ciphers(zl_instance_t *inst, tls_inst_t *ti, int minver)
+static bool config_ciphers(zl_instance_t *inst, tls_inst_t *ti, int minver)
 {
     const char *cl = tls__host->config_string(inst, "tls-ciphers");
     const char *cs = tls__host->config_string(inst, "tls-ciphersuites");
@@ -275,33 +276,15 @@ bool tls__config_ciphers(zl_instance_t *inst, tls_inst_t *ti, int minver)
     return ok;
 }
 
-bool tls__config_client(zl_instance_t *inst, tls_inst_t *ti)
+/* Clients: how the server's certificate is accepted (tls-pin, or the CA
+ * chain from the system store and tls-ca, or nothing with tls-verify =
+ * false). */
+static bool client_verify(zl_instance_t *inst, tls_inst_t *ti,
+                          const char *pin, const char *sn)
 {
     const char *ca = tls__host->config_string(inst, "tls-ca");
-    const char *sn = tls__host->config_string(inst, "tls-server-name");
-    const char *cert = tls__host->config_string(inst, "tls-cert");
-    const char *keyf = tls__host->config_string(inst, "tls-key");
-    const char *pin = tls__host->config_string(inst, "tls-pin");
-    bool ok = true, verify = true;
-    int rc;
+    bool verify = ti->verify;
 
-    rc = tls__host->config_bool(inst, "tls-verify", &verify);
-    if (rc == -EINVAL)
-        ok = false;
-    ti->verify = verify;
-    if (pin && !tls__parse_pin(inst, pin, ti))
-        ok = false;
-    if (sn) {
-        if (!*sn) {
-            tls__host->config_error(
-                inst, "tls-server-name",
-                "empty: give the name the server's certificate carries, or "
-                "remove the key to use the instance's host");
-            ok = false;
-        } else if (!(ti->server_name = strdup(sn))) {
-            return false;
-        }
-    }
     if (pin) {
         /* The pin replaces the chain check: no CA store at all. */
         SSL_CTX_set_verify(ti->ctx, SSL_VERIFY_PEER, NULL);
@@ -333,30 +316,66 @@ bool tls__config_client(zl_instance_t *inst, tls_inst_t *ti)
                            ? tls__host->instance_host(inst)
                            : "the server");
     }
-    if (ca && !pin && !tls__load_ca(inst, ti->ctx, "tls-ca", ca, false))
-        ok = false;
+    return !(ca && !pin && !tls__load_ca(inst, ti->ctx, "tls-ca", ca, false));
+}
+
+/* Clients: the optional client certificate (mutual TLS), PEM files only. */
+static bool client_identity(zl_instance_t *inst, tls_inst_t *ti)
+{
+    const char *cert = tls__host->config_string(inst, "tls-cert");
+    const char *keyf = tls__host->config_string(inst, "tls-key");
+
     if (cert && !strcmp(cert, TLS_EPHEMERAL)) {
         tls__host->config_error(
             inst, "tls-cert",
             "tls-cert = %s is for servers: a client certificate needs PEM "
             "files (tls-cert and tls-key)",
             TLS_EPHEMERAL);
+        return false;
+    }
+    if (!cert && !keyf)
+        return true;
+    if (!cert) {
+        tls__host->config_error(inst, "tls-cert",
+                                "tls-key is set but not tls-cert: a client "
+                                "certificate needs both (PEM files)");
+        return false;
+    }
+    if (!keyf) {
+        tls__host->config_error(inst, "tls-key",
+                                "tls-cert is set but not tls-key: a client "
+                                "certificate needs both (PEM files)");
+        return false;
+    }
+    return tls__load_identity(inst, ti->ctx, cert, keyf);
+}
+
+static bool config_client(zl_instance_t *inst, tls_inst_t *ti)
+{
+    const char *sn = tls__host->config_string(inst, "tls-server-name");
+    const char *pin = tls__host->config_string(inst, "tls-pin");
+    bool ok = true, verify = true;
+
+    if (tls__host->config_bool(inst, "tls-verify", &verify) == -EINVAL)
         ok = false;
-    } else if (cert || keyf) {
-        if (!cert) {
-            tls__host->config_error(inst, "tls-cert",
-                                    "tls-key is set but not tls-cert: a client "
-                                    "certificate needs both (PEM files)");
+    ti->verify = verify;
+    if (pin && !tls__parse_pin(inst, pin, ti))
+        ok = false;
+    if (sn) {
+        if (!*sn) {
+            tls__host->config_error(
+                inst, "tls-server-name",
+                "empty: give the name the server's certificate carries, or "
+                "remove the key to use the instance's host");
             ok = false;
-        } else if (!keyf) {
-            tls__host->config_error(inst, "tls-key",
-                                    "tls-cert is set but not tls-key: a client "
-                                    "certificate needs both (PEM files)");
-            ok = false;
-        } else if (!tls__load_identity(inst, ti->ctx, cert, keyf)) {
-            ok = false;
+        } else if (!(ti->server_name = strdup(sn))) {
+            return false;
         }
     }
+    if (!client_verify(inst, ti, pin, sn))
+        ok = false;
+    if (!client_identity(inst, ti))
+        ok = false;
     if (ti->alpn && SSL_CTX_set_alpn_protos(ti->ctx, ti->alpn,
                                             (unsigned)ti->alpn_len) != 0) {
         char why[256];
@@ -375,17 +394,12 @@ bool tls__config_client(zl_instance_t *inst, tls_inst_t *ti)
     return ok;
 }
 
-bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti)
+/* Servers: the certificate and key, from PEM files or made at start
+ * (tls-cert = ephemeral). */
+static bool server_identity(zl_instance_t *inst, tls_inst_t *ti)
 {
     const char *cert = tls__host->config_string(inst, "tls-cert");
     const char *keyf = tls__host->config_string(inst, "tls-key");
-    const char *cca = tls__host->config_string(inst, "tls-client-ca");
-    const char *vc = tls__host->config_string(inst, "tls-verify-client");
-    const char *name = tls__host->instance_name(inst);
-    verify_client_t mode = VERIFY_CLIENT_NONE;
-    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
-    size_t sidlen;
-    bool ok = true;
 
     if (cert && !strcmp(cert, TLS_EPHEMERAL)) {
         if (keyf) {
@@ -394,27 +408,34 @@ bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti)
                 "tls-cert = %s makes its own key: remove tls-key (%s), or set "
                 "tls-cert to the PEM file of that key's certificate",
                 TLS_EPHEMERAL, keyf);
-            ok = false;
-        } else if (!tls__make_ephemeral(inst, ti)) {
-            ok = false;
+            return false;
         }
-    } else {
-        if (!cert)
-            tls__host->config_error(
-                inst, "tls-cert",
-                "a TLS server needs a certificate: set tls-cert (and tls-key) "
-                "to PEM files, or tls-cert = %s for a self-signed one made at "
-                "start (clients pin it with tls-pin)",
-                TLS_EPHEMERAL);
-        if (!keyf)
-            tls__host->config_error(
-                inst, "tls-key",
-                "a TLS server needs the private key of its certificate: set "
-                "tls-key to a PEM file%s%s",
-                cert ? " matching " : "", cert ? cert : "");
-        if (!cert || !keyf || !tls__load_identity(inst, ti->ctx, cert, keyf))
-            ok = false;
+        return tls__make_ephemeral(inst, ti);
     }
+    if (!cert)
+        tls__host->config_error(
+            inst, "tls-cert",
+            "a TLS server needs a certificate: set tls-cert (and tls-key) "
+            "to PEM files, or tls-cert = %s for a self-signed one made at "
+            "start (clients pin it with tls-pin)",
+            TLS_EPHEMERAL);
+    if (!keyf)
+        tls__host->config_error(
+            inst, "tls-key",
+            "a TLS server needs the private key of its certificate: set "
+            "tls-key to a PEM file%s%s",
+            cert ? " matching " : "", cert ? cert : "");
+    return cert && keyf && tls__load_identity(inst, ti->ctx, cert, keyf);
+}
+
+/* Servers: client certificates (tls-verify-client, tls-client-ca). */
+static bool server_verify_client(zl_instance_t *inst, tls_inst_t *ti)
+{
+    const char *cca = tls__host->config_string(inst, "tls-client-ca");
+    const char *vc = tls__host->config_string(inst, "tls-verify-client");
+    verify_client_t mode = VERIFY_CLIENT_NONE;
+    bool ok = true;
+
     if (vc) {
         if (!strcmp(vc, "required"))
             mode = VERIFY_CLIENT_REQUIRED;
@@ -441,7 +462,7 @@ bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti)
                 tls__plugin, ZL_LOG_WARNING,
                 "server.%s: tls-client-ca is set but no client certificate is "
                 "requested: set tls-verify-client = required or optional",
-                name);
+                tls__host->instance_name(inst));
         else if (!tls__load_ca(inst, ti->ctx, "tls-client-ca", cca, true))
             ok = false;
     }
@@ -452,6 +473,20 @@ bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti)
                                     ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                     : 0),
                            NULL);
+    return ok;
+}
+
+static bool config_server(zl_instance_t *inst, tls_inst_t *ti)
+{
+    const char *name = tls__host->instance_name(inst);
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    size_t sidlen;
+    bool ok = true;
+
+    if (!server_identity(inst, ti))
+        ok = false;
+    if (!server_verify_client(inst, ti))
+        ok = false;
     /* Sessions (cache and tickets) belong to this instance. */
     sidlen = strlen(name) < sizeof(sid) ? strlen(name) : sizeof(sid);
     memcpy(sid, name, sidlen);
@@ -466,5 +501,71 @@ bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti)
     ignored_key(inst, "tls-server-name", true);
     ignored_key(inst, "tls-verify", true);
     ignored_key(inst, "tls-pin", true);
+    return ok;
+}
+
+/* tls-min-version into *version (TLS1_2_VERSION unless set). */
+static bool config_version(zl_instance_t *inst, int *version)
+{
+    const char *minv = tls__host->config_string(inst, "tls-min-version");
+
+    *version = TLS1_2_VERSION;
+    if (!minv || !strcmp(minv, "1.2") || !strcasecmp(minv, "TLSv1.2"))
+        return true;
+    if (!strcmp(minv, "1.3") || !strcasecmp(minv, "TLSv1.3")) {
+        *version = TLS1_3_VERSION;
+        return true;
+    }
+    tls__host->config_error(
+        inst, "tls-min-version",
+        "'%s' is not a TLS version zltk accepts: use 1.2 or 1.3", minv);
+    return false;
+}
+
+/* tls-handshake-timeout into ti->timeout_ms (TLS_DEFAULT_TIMEOUT_MS unless
+ * set). */
+static bool config_timeout(zl_instance_t *inst, tls_inst_t *ti)
+{
+    int64_t tmo = TLS_DEFAULT_TIMEOUT_MS;
+    int rc = tls__host->config_int(inst, "tls-handshake-timeout", &tmo);
+
+    if (rc == -EINVAL)
+        return false;
+    if (rc == 0 && (tmo <= 0 || tmo > 24 * 3600 * 1000LL)) {
+        tls__host->config_error(
+            inst, "tls-handshake-timeout",
+            "%lld is out of range: give milliseconds, 1 to 86400000",
+            (long long)tmo);
+        return false;
+    }
+    ti->timeout_ms = (uint64_t)tmo;
+    return true;
+}
+
+/* Everything an instance's keys say, into ti->ctx and ti (made by
+ * tls_instance_new with its context).  Every problem is reported, not only
+ * the first.  False when one was. */
+bool tls__config(zl_instance_t *inst, tls_inst_t *ti)
+{
+    const char *alpn = tls__host->config_string(inst, "tls-alpn");
+    int version;
+    bool ok = config_version(inst, &version);
+
+    SSL_CTX_set_min_proto_version(ti->ctx, version);
+    SSL_CTX_set_options(ti->ctx, SSL_OP_NO_RENEGOTIATION);
+    /* The server's order wins: the client's order would decide otherwise
+     * (and audits flag that). */
+    if (ti->server)
+        SSL_CTX_set_options(ti->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (!config_ciphers(inst, ti, version))
+        ok = false;
+    SSL_CTX_set_mode(ti->ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (!config_timeout(inst, ti))
+        ok = false;
+    if (alpn && !parse_alpn(inst, alpn, ti))
+        ok = false;
+    if (ti->server ? !config_server(inst, ti) : !config_client(inst, ti))
+        ok = false;
+    ERR_clear_error();
     return ok;
 }

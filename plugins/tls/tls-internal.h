@@ -175,11 +175,8 @@ bool tls__load_identity(zl_instance_t *inst, SSL_CTX *ctx, const char *cert,
 bool tls__load_ca(zl_instance_t *inst, SSL_CTX *ctx, const char *key,
                   const char *path, bool announce);
 
-/* tls-config.c */
+/* tls-config.c: an instance's keys into its context. */
 const char *tls__last_reason(char *buf, size_t len);
-bool tls__parse_alpn(zl_instance_t *inst, const char *v, tls_inst_t *ti);
-bool tls__config_ciphers(zl_instance_t *inst, tls_inst_t *ti, int minver);
-bool tls__config_client(zl_instance_t *inst, tls_inst_t *ti);
-bool tls__config_server(zl_instance_t *inst, tls_inst_t *ti);
+bool tls__config(zl_instance_t *inst, tls_inst_t *ti);
 
 #endif

@@ -90,7 +90,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/err.h>
 
@@ -115,30 +114,24 @@ static void tls_inst_free(tls_inst_t *ti)
     free(ti);
 }
 
-static int tls_instance_new(zl_instance_t *inst, void **data)
+/* A tls_inst_t with its name and an empty OpenSSL context, or NULL and
+ * *rc. */
+static tls_inst_t *inst_alloc(zl_instance_t *inst, int *rc)
 {
     tls_inst_t *ti = calloc(1, sizeof(*ti));
-    const char *minv = tls__host->config_string(inst, "tls-min-version");
-    const char *alpn = tls__host->config_string(inst, "tls-alpn");
-    int64_t tmo = TLS_DEFAULT_TIMEOUT_MS;
-    int version = TLS1_2_VERSION, rc;
-    bool ok = true;
+    const char *n = tls__host->instance_name(inst);
+    size_t len = strlen(n) + sizeof("client.");
 
+    *rc = -ENOMEM;
     if (!ti)
-        return -ENOMEM;
+        return NULL;
     ti->server = tls__host->instance_is_server(inst);
     ti->timeout_ms = TLS_DEFAULT_TIMEOUT_MS;
-    {
-        const char *n = tls__host->instance_name(inst);
-        size_t len = strlen(n) + sizeof("client.");
-
-        if (!(ti->name = malloc(len))) {
-            free(ti);
-            return -ENOMEM;
-        }
-        snprintf(ti->name, len, "%s.%s", ti->server ? "server" : "client",
-                 n);
+    if (!(ti->name = malloc(len))) {
+        free(ti);
+        return NULL;
     }
+    snprintf(ti->name, len, "%s.%s", ti->server ? "server" : "client", n);
     ERR_clear_error();
     ti->ctx = SSL_CTX_new(ti->server ? TLS_server_method()
                                      : TLS_client_method());
@@ -148,48 +141,20 @@ static int tls_instance_new(zl_instance_t *inst, void **data)
                                 "TLS: cannot create an OpenSSL context: %s",
                                 tls__last_reason(why, sizeof(why)));
         tls_inst_free(ti);
-        return -ENOMEM;
+        return NULL;
     }
-    if (minv) {
-        if (!strcmp(minv, "1.2") || !strcasecmp(minv, "TLSv1.2"))
-            version = TLS1_2_VERSION;
-        else if (!strcmp(minv, "1.3") || !strcasecmp(minv, "TLSv1.3"))
-            version = TLS1_3_VERSION;
-        else {
-            tls__host->config_error(
-                inst, "tls-min-version",
-                "'%s' is not a TLS version zltk accepts: use 1.2 or 1.3", minv);
-            ok = false;
-        }
-    }
-    SSL_CTX_set_min_proto_version(ti->ctx, version);
-    SSL_CTX_set_options(ti->ctx, SSL_OP_NO_RENEGOTIATION);
-    /* The server's order wins: the client's order would decide otherwise
-     * (and audits flag that). */
-    if (ti->server)
-        SSL_CTX_set_options(ti->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (!tls__config_ciphers(inst, ti, version))
-        ok = false;
-    SSL_CTX_set_mode(ti->ctx, SSL_MODE_RELEASE_BUFFERS);
-    rc = tls__host->config_int(inst, "tls-handshake-timeout", &tmo);
-    if (rc == -EINVAL) {
-        ok = false;
-    } else if (rc == 0 && (tmo <= 0 || tmo > 24 * 3600 * 1000LL)) {
-        tls__host->config_error(
-            inst, "tls-handshake-timeout",
-            "%lld is out of range: give milliseconds, 1 to 86400000",
-            (long long)tmo);
-        ok = false;
-    } else {
-        ti->timeout_ms = (uint64_t)tmo;
-    }
-    if (alpn && !tls__parse_alpn(inst, alpn, ti))
-        ok = false;
-    if (ti->server ? !tls__config_server(inst, ti)
-                   : !tls__config_client(inst, ti))
-        ok = false;
-    ERR_clear_error();
-    if (!ok) {
+    *rc = 0;
+    return ti;
+}
+
+static int tls_instance_new(zl_instance_t *inst, void **data)
+{
+    int rc;
+    tls_inst_t *ti = inst_alloc(inst, &rc);
+
+    if (!ti)
+        return rc;
+    if (!tls__config(inst, ti)) {
         tls_inst_free(ti);
         return -EINVAL;
     }
