@@ -60,9 +60,9 @@
  * made meanwhile waits for that, bounded by the handshake timeout); the
  * queue is declared to the host (layer_queued), so it counts against the
  * high mark and send answers ZL_CONN_BUSY above it.  A handler's pause
- * stops tls__read_plain at once; what OpenSSL holds is delivered after resume
- * from a posted task.  A
- * failed or timed out handshake, or a TLS error later, reaches the handler
+ * stops tls__read_plain at once; what OpenSSL holds is delivered after
+ * resume from a posted task.  A failed or timed out handshake, or a TLS
+ * error later, reaches the handler
  * as on_err with ZL_ETLS / ZL_STAGE_TLS and OpenSSL's reason in words;
  * other transport errors after the handshake pass through unchanged.
  * shutdown sends close_notify, then half-closes.  close sends close_notify
@@ -70,7 +70,9 @@
  * the peer closes too, at most TLS_LINGER_MS, before closing: closing with
  * unread bytes in the kernel (a TLS 1.3 server's tickets arrive after the
  * client's handshake is done) makes the kernel reset the connection and the
- * peer lose the end of our data.  A client that reconnects offers the last
+ * peer lose the end of our data.  So a session ends at most the handshake
+ * timeout plus TLS_LINGER_MS after its close began, which stop_ms tells
+ * the host.  A client that reconnects offers the last
  * session for resumption; a connection that ended cleanly keeps it
  * resumable.
  *
@@ -180,6 +182,23 @@ static void tls_instance_free(zl_instance_t *inst, void *data)
     tls_inst_free(data);
 }
 
+/* The longest a session of this instance takes to end once its close
+ * began, from the same bounds the layer's timers use: a handshake still
+ * running with data queued behind it finishes first (at most the handshake
+ * timeout; tls__on_connect arms it), then close_notify goes out and the
+ * linger waits for the peer (TLS_LINGER_MS; tls__linger_close), then the
+ * connection closes.  An open session needs only the linger.  The host
+ * waits this long when the instance stops (zl_layer_t.stop_ms). */
+static uint32_t tls_stop_ms(const zl_instance_t *inst, void *data)
+{
+    const tls_inst_t *ti = data;
+    uint64_t hs = ti ? ti->timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
+    uint64_t ms = hs + TLS_LINGER_MS;
+
+    (void)inst;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 /* ------------------------------------------------------------ plugin */
 
 static const char *const tls_keys[] = {
@@ -206,6 +225,7 @@ static const zl_layer_t tls_layer = {
     .shutdown = tls__shutdown,
     .info = tls__info,
     .pause = tls__pause,
+    .stop_ms = tls_stop_ms,
 };
 
 static int tls_init(zl_plugin_t *self, const zl_host_api_t *api)
