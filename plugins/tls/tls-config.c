@@ -34,7 +34,7 @@ const char *tls__last_reason(char *buf, size_t len)
     return buf;
 }
 
-/* ------------------------------------------------------------ instances */
+/* ------------------------------------------------------------ callbacks */
 
 /* Clients: keep the newest resumable session for the next connection. */
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)

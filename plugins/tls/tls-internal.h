@@ -1,7 +1,9 @@
 /* Private header of the zltk plugin "tls" (never installed): what its
  * files share.  Every function here has the tls__ prefix and hidden
  * visibility; the plugin exports only zltk_plugin_entry.  tls.c holds the
- * overview of the layer. */
+ * overview of the layer.  Threads as there: what takes a tls_sess_t runs
+ * on that session's poller; what takes a zl_instance_t, on the main
+ * thread. */
 #ifndef ZLTK_PLUGIN_TLS_INTERNAL_H
 #define ZLTK_PLUGIN_TLS_INTERNAL_H
 
