@@ -66,10 +66,37 @@ static int fail(char **error, int rc, const char *fmt, ...)
 
 /* -------------------------------------------- the host API's entries */
 
+/* What is wrong with a registration's vtable, or NULL. */
+static const char *vtable_problem(const zl_registration_t *r)
+{
+    if (r->kind == ZL_PROVIDES_LAYER) {
+        const zl_layer_t *l = r->vtable;
+
+        return !l ? "has no vtable (a zl_layer_t)"
+               : l->struct_size < ZL_LAYER_SIZE_1_0
+                   ? "has a zl_layer_t with a bad struct_size "
+                     "(set it to sizeof(zl_layer_t))"
+               : !l->on_connect || !l->on_recv || !l->send
+                   ? "lacks a mandatory callback (on_connect, "
+                     "on_recv and send)"
+                   : NULL;
+    } else {
+        const zl_handler_t *h = r->vtable;
+
+        return !h ? "has no vtable (a zl_handler_t)"
+               : h->struct_size < ZL_HANDLER_SIZE_1_0
+                   ? "has a zl_handler_t with a bad struct_size "
+                     "(set it to sizeof(zl_handler_t))"
+               : !h->on_recv ? "lacks the mandatory on_recv callback"
+                             : NULL;
+    }
+}
+
 /* register_provider (host-api.c): only inside init. */
 int zl__plugin_register(zl_plugin_t *self, const zl_registration_t *r)
 {
     zl_registration_t *nr;
+    const char *why;
     unsigned kind;
 
     if (!self || !r)
@@ -88,36 +115,17 @@ int zl__plugin_register(zl_plugin_t *self, const zl_registration_t *r)
                   self->desc->name);
         return -EINVAL;
     }
-    if (kind == ZL_PROVIDES_LAYER) {
-        const zl_layer_t *l = r->vtable;
-        const char *why = !l ? "has no vtable (a zl_layer_t)"
-                          : l->struct_size < ZL_LAYER_SIZE_1_0
-                              ? "has a zl_layer_t with a bad struct_size "
-                                "(set it to sizeof(zl_layer_t))"
-                          : !l->on_connect || !l->on_recv || !l->send
-                              ? "lacks a mandatory callback (on_connect, "
-                                "on_recv and send)"
-                              : NULL;
-        if (why) {
-            g_warning("plugin %s: layer '%s' %s: fix the plugin",
-                      self->desc->name, r->name, why);
-            return -EINVAL;
-        }
-    } else {
-        const zl_handler_t *h = r->vtable;
-        const char *why = !h ? "has no vtable (a zl_handler_t)"
-                          : h->struct_size < ZL_HANDLER_SIZE_1_0
-                              ? "has a zl_handler_t with a bad struct_size "
-                                "(set it to sizeof(zl_handler_t))"
-                          : !h->on_recv ? "lacks the mandatory on_recv callback"
-                                        : NULL;
-        if (why) {
-            g_warning("plugin %s: %s handler '%s' %s: fix the plugin",
-                      self->desc->name,
-                      kind == ZL_PROVIDES_CLIENT ? "client" : "server",
-                      r->name, why);
-            return -EINVAL;
-        }
+    if ((why = vtable_problem(r)) && kind == ZL_PROVIDES_LAYER) {
+        g_warning("plugin %s: layer '%s' %s: fix the plugin",
+                  self->desc->name, r->name, why);
+        return -EINVAL;
+    }
+    if (why) {
+        g_warning("plugin %s: %s handler '%s' %s: fix the plugin",
+                  self->desc->name,
+                  kind == ZL_PROVIDES_CLIENT ? "client" : "server", r->name,
+                  why);
+        return -EINVAL;
     }
     if (zl_plugins_find_provider(self->reg, r->kind, r->name, NULL)) {
         g_warning("plugin %s: a %s named '%s' is already registered",
