@@ -422,6 +422,8 @@ size_t zl__session_queued(const zl_session_t *s)
 }
 
 
+/* ------------------------------------ timers, tasks and worker jobs */
+
 /* Timers: linked into the session so that close cancels them. */
 struct stimer {
     stimer_t *next, **pprev; /* pprev NULL: unlinked */
