@@ -2276,6 +2276,152 @@ static void test_bug_on_finished_holds_lock(void)
     rec_done();
 }
 
+/* ------------------------------------------------- layer stop time */
+
+/* A pass-through layer whose close never ends: a stopping server waits
+ * for such a session as long as the layer's stop_ms says (plus the host's
+ * margin), or, for a layer built against ABI 1.0, the connection's send
+ * timeout, then closes what is left at the connection level. */
+static atomic_int g_ls_closes, g_ls_stop_calls;
+
+static void ls_connect(zl_session_t *s, void *state)
+{
+    (void)state;
+    host->upper_connect(s);
+}
+
+static void ls_recv(zl_session_t *s, void *state, zl_buf_t *buf)
+{
+    (void)state;
+    host->upper_recv(s, buf);
+}
+
+static int ls_send(zl_session_t *s, void *state, const void *data,
+                   size_t len)
+{
+    (void)state;
+    return host->lower_send(s, data, len);
+}
+
+static void ls_close(zl_session_t *s, void *state)
+{
+    (void)s;
+    (void)state;
+    atomic_fetch_add(&g_ls_closes, 1); /* and never lower_close */
+}
+
+static uint32_t ls_stop_ms(const zl_instance_t *inst, void *data)
+{
+    (void)inst;
+    (void)data;
+    atomic_fetch_add(&g_ls_stop_calls, 1);
+    return 300;
+}
+
+/* Stop a server with one connected session behind layer l; the ms that
+ * zl_instance_stop took. */
+static int64_t ls_stop_one(const zl_layer_t *l, uint32_t send_timeout_ms)
+{
+    zl_instance_options_t o;
+    zl_instance_t *inst;
+    int64_t t0, ms;
+    int fd;
+
+    rec_new();
+    atomic_store(&g_ls_closes, 0);
+    atomic_store(&g_ls_stop_calls, 0);
+    opts_server(&o, "lstop", &h_base);
+    o.layer = l;
+    o.server_opts.conn.send_timeout_ms = send_timeout_ms;
+    inst = start(&o);
+    fd = raw_connect(server_port(inst), 0);
+    CU_ASSERT(fd >= 0);
+    CU_ASSERT_EQUAL(zl_test_wait_count(&R->connects, 1, WAIT_MS), 1);
+    CU_ASSERT_EQUAL(strncmp(snap(0).name, "session#", 8), 0);
+    t0 = g_get_monotonic_time();
+    zl_instance_stop(inst);
+    ms = (g_get_monotonic_time() - t0) / 1000;
+    CU_ASSERT_EQUAL(atomic_load(&g_ls_closes), 1);
+    CU_ASSERT_EQUAL(atomic_load(&R->closed), 1);
+    if (fd >= 0)
+        close(fd);
+    zl_instance_free(inst);
+    rec_done();
+    return ms;
+}
+
+static void test_layer_stop_ms(void)
+{
+    static const zl_layer_t l = {
+        .struct_size = sizeof(zl_layer_t),
+        .on_connect = ls_connect,
+        .on_recv = ls_recv,
+        .send = ls_send,
+        .close = ls_close,
+        .stop_ms = ls_stop_ms,
+    };
+    /* The send timeout left at its 10 s default: not what is waited. */
+    int64_t ms = ls_stop_one(&l, 0);
+
+    CU_ASSERT_EQUAL(atomic_load(&g_ls_stop_calls), 1);
+    ZL_TEST_CHECK(ms >= 250 && ms < (int64_t)slow_ms(3000),
+                  "stop took %" G_GINT64_FORMAT " ms; 300 ms + margin "
+                  "expected",
+                  ms);
+}
+
+/* A layer of ABI 1.0 has no stop_ms: the host does not read past
+ * ZL_LAYER_SIZE_1_0 (stop_ms here would say 300) and waits the send
+ * timeout (500 ms) plus the margin. */
+static void test_layer_stop_send_timeout(void)
+{
+    static const zl_layer_t l = {
+        .struct_size = ZL_LAYER_SIZE_1_0,
+        .on_connect = ls_connect,
+        .on_recv = ls_recv,
+        .send = ls_send,
+        .close = ls_close,
+        .stop_ms = ls_stop_ms,
+    };
+    int64_t ms = ls_stop_one(&l, 500);
+
+    CU_ASSERT_EQUAL(atomic_load(&g_ls_stop_calls), 0);
+    ZL_TEST_CHECK(ms >= 450 && ms < (int64_t)slow_ms(3000),
+                  "stop took %" G_GINT64_FORMAT " ms; 500 ms + margin "
+                  "expected",
+                  ms);
+}
+
+/* config_int and config_bool share one typed getter: an integer outside
+ * int64_t is -EINVAL (not -ERANGE), reported once with key and value. */
+static void test_config_typed_range(void)
+{
+    static const char *const cfg[] = {"huge", "99999999999999999999", "flag",
+                                      "perhaps", NULL};
+    zl_instance_options_t o;
+    zl_instance_t *inst = NULL;
+    int64_t v = 7;
+    bool b = true;
+
+    rec_new();
+    R->cfg = cfg;
+    opts_server(&o, "typed", &h_base);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_new(&inst, &o), 0);
+    CU_ASSERT_EQUAL(host->config_int(inst, "huge", &v), -EINVAL);
+    CU_ASSERT_EQUAL(v, 7);
+    CU_ASSERT_EQUAL(host->config_bool(inst, "flag", &b), -EINVAL);
+    CU_ASSERT_EQUAL(host->config_int(inst, "absent", &v), -ENOENT);
+    CU_ASSERT_EQUAL(R->nreports, 2);
+    CU_ASSERT_STRING_EQUAL(R->report_key[0], "huge");
+    CU_ASSERT_STRING_EQUAL(R->report_msg[0],
+                           "'99999999999999999999' is not an integer");
+    CU_ASSERT_STRING_EQUAL(R->report_key[1], "flag");
+    CU_ASSERT_PTR_NOT_NULL(strstr(R->report_msg[1], "'perhaps' is not a "
+                                                    "boolean ("));
+    zl_instance_free(inst);
+    rec_done();
+}
+
 /* ------------------------------------------------------------ suite */
 
 static int suite_init(void)
@@ -2323,6 +2469,11 @@ int zl_test_register_instance(void)
          test_bug_on_finished_holds_lock},
         {"session_log from another thread",
          test_bug_session_log_other_thread},
+        {"a layer's stop_ms bounds the stop", test_layer_stop_ms},
+        {"an ABI 1.0 layer stops within the send timeout",
+         test_layer_stop_send_timeout},
+        {"config_int out of range: -EINVAL, one report",
+         test_config_typed_range},
         {NULL, NULL},
     };
 

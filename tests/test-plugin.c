@@ -1609,6 +1609,50 @@ out:
     dlclose(h);
 }
 
+/* A [plugin.NAME] value of the wrong type is logged as the host's own
+ * configuration problems read: "FILE: [plugin.NAME] key: 'v' is not ...",
+ * through the typed getter the instances' keys use too. */
+static void test_settings_typed_message(void)
+{
+    char dir[] = "/tmp/zltk-plugin-XXXXXX";
+    zl_log_options_t lo = {.level = ZL_LOG_WARNING};
+    zl_log_level_t level = zl_log_get_level();
+    zl_plugin_registry_t *reg;
+    const zl_host_api_t *api = zl_plugins_host_api();
+    settings_ctx_t ctx = {0, 0};
+    char *path, *text = NULL;
+    zl_plugin_t *p;
+    int64_t v = 5;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    path = g_strdup_printf("%s/log", dir);
+    lo.file = path;
+    CU_ASSERT_EQUAL_FATAL(zl_log_init(&lo), 0);
+    reg = new_registry();
+    zl_plugins_set_settings(reg, lookup, &ctx, "test.conf");
+    trace_reset();
+    p = LOAD_GOOD(reg);
+    if (p) {
+        CU_ASSERT_EQUAL(api->get_int(p, "bad-int", &v), -EINVAL);
+        CU_ASSERT_EQUAL(v, 5);
+    }
+    zl_plugins_free(reg);
+    trace_reset();
+    zl_log_shutdown();
+    zl_log_set_level(level);
+
+    CU_ASSERT(g_file_get_contents(path, &text, NULL, NULL));
+    CHECK(text && strstr(text, "test.conf: [plugin.good] bad-int: 'forty' "
+                               "is not an integer"),
+          "the log: %s", text ? text : "(none)");
+    CHECK(text && strstr(text, "test.conf: [plugin.good] bad-bool: 'maybe' "
+                               "is not a boolean ("),
+          "the log: %s", text ? text : "(none)");
+    g_free(text);
+    zl_test_rm_tree(dir);
+    g_free(path);
+}
+
 int zl_test_register_plugin(void)
 {
     static const zl_test_case_t cases[] = {
@@ -1655,6 +1699,8 @@ int zl_test_register_plugin(void)
         {"destroy once, reverse order, at free", test_destroy_order_once},
         {"plugin accessors", test_accessors},
         {"good through a mock host", test_mock_host},
+        {"settings: a wrong type names file, group and key",
+         test_settings_typed_message},
         {NULL, NULL},
     };
     return zl_test_add_suite("plugin", suite_init, suite_cleanup, cases);

@@ -1,11 +1,11 @@
-/* zltk — plugin loader: dlopen, descriptor checks, registrations, host API.
+/* zltk — plugin loader: finding, checking, dlopen, registrations.
  *
  * Every refusal is one line that names the file and says what to do next
  * (collectd's ldd hint, nginx's "module ... version ... instead of ...").
  * Plugins are never dlclose()d: nothing may call into unmapped code.
  */
 #define G_LOG_DOMAIN "zltk-plugin"
-#include "zl-internal.h"
+#include "plugin-internal.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -64,11 +64,39 @@ static int fail(char **error, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* ------------------------------------------------------------ host API */
+/* -------------------------------------------- the host API's entries */
 
-static int host_register(zl_plugin_t *self, const zl_registration_t *r)
+/* What is wrong with a registration's vtable, or NULL. */
+static const char *vtable_problem(const zl_registration_t *r)
+{
+    if (r->kind == ZL_PROVIDES_LAYER) {
+        const zl_layer_t *l = r->vtable;
+
+        return !l ? "has no vtable (a zl_layer_t)"
+               : l->struct_size < ZL_LAYER_SIZE_1_0
+                   ? "has a zl_layer_t with a bad struct_size "
+                     "(set it to sizeof(zl_layer_t))"
+               : !l->on_connect || !l->on_recv || !l->send
+                   ? "lacks a mandatory callback (on_connect, "
+                     "on_recv and send)"
+                   : NULL;
+    } else {
+        const zl_handler_t *h = r->vtable;
+
+        return !h ? "has no vtable (a zl_handler_t)"
+               : h->struct_size < ZL_HANDLER_SIZE_1_0
+                   ? "has a zl_handler_t with a bad struct_size "
+                     "(set it to sizeof(zl_handler_t))"
+               : !h->on_recv ? "lacks the mandatory on_recv callback"
+                             : NULL;
+    }
+}
+
+/* register_provider (host-api.c): only inside init. */
+int zl__plugin_register(zl_plugin_t *self, const zl_registration_t *r)
 {
     zl_registration_t *nr;
+    const char *why;
     unsigned kind;
 
     if (!self || !r)
@@ -87,36 +115,17 @@ static int host_register(zl_plugin_t *self, const zl_registration_t *r)
                   self->desc->name);
         return -EINVAL;
     }
-    if (kind == ZL_PROVIDES_LAYER) {
-        const zl_layer_t *l = r->vtable;
-        const char *why = !l ? "has no vtable (a zl_layer_t)"
-                          : l->struct_size < ZL_LAYER_SIZE_1_0
-                              ? "has a zl_layer_t with a bad struct_size "
-                                "(set it to sizeof(zl_layer_t))"
-                          : !l->on_connect || !l->on_recv || !l->send
-                              ? "lacks a mandatory callback (on_connect, "
-                                "on_recv and send)"
-                              : NULL;
-        if (why) {
-            g_warning("plugin %s: layer '%s' %s: fix the plugin",
-                      self->desc->name, r->name, why);
-            return -EINVAL;
-        }
-    } else {
-        const zl_handler_t *h = r->vtable;
-        const char *why = !h ? "has no vtable (a zl_handler_t)"
-                          : h->struct_size < ZL_HANDLER_SIZE_1_0
-                              ? "has a zl_handler_t with a bad struct_size "
-                                "(set it to sizeof(zl_handler_t))"
-                          : !h->on_recv ? "lacks the mandatory on_recv callback"
-                                        : NULL;
-        if (why) {
-            g_warning("plugin %s: %s handler '%s' %s: fix the plugin",
-                      self->desc->name,
-                      kind == ZL_PROVIDES_CLIENT ? "client" : "server",
-                      r->name, why);
-            return -EINVAL;
-        }
+    if ((why = vtable_problem(r)) && kind == ZL_PROVIDES_LAYER) {
+        g_warning("plugin %s: layer '%s' %s: fix the plugin",
+                  self->desc->name, r->name, why);
+        return -EINVAL;
+    }
+    if (why) {
+        g_warning("plugin %s: %s handler '%s' %s: fix the plugin",
+                  self->desc->name,
+                  kind == ZL_PROVIDES_CLIENT ? "client" : "server", r->name,
+                  why);
+        return -EINVAL;
     }
     if (zl_plugins_find_provider(self->reg, r->kind, r->name, NULL)) {
         g_warning("plugin %s: a %s named '%s' is already registered",
@@ -139,27 +148,7 @@ static int host_register(zl_plugin_t *self, const zl_registration_t *r)
     return 0;
 }
 
-static void host_log(zl_plugin_t *self, zl_log_level_t level, const char *fmt,
-                     ...)
-{
-    static const GLogLevelFlags map[] = {
-        G_LOG_LEVEL_CRITICAL, /* error: never abort from a plugin's line */
-        G_LOG_LEVEL_CRITICAL, G_LOG_LEVEL_WARNING, G_LOG_LEVEL_MESSAGE,
-        G_LOG_LEVEL_INFO,     G_LOG_LEVEL_DEBUG};
-    char *msg;
-    va_list ap;
-
-    if ((unsigned)level > ZL_LOG_DEBUG)
-        level = ZL_LOG_MESSAGE;
-    va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_log_structured("zltk-plugin", map[level], "MESSAGE", "%s: %s",
-                     self->desc->name, msg);
-    g_free(msg);
-}
-
-static const char *host_get_string(zl_plugin_t *self, const char *key)
+const char *zl__plugin_setting(zl_plugin_t *self, const char *key)
 {
     zl_plugin_registry_t *reg = self->reg;
 
@@ -168,99 +157,9 @@ static const char *host_get_string(zl_plugin_t *self, const char *key)
     return reg->setting(reg->setting_ctx, self->desc->name, key);
 }
 
-static void type_error(zl_plugin_t *self, const char *key, const char *v,
-                       const char *want)
+const char *zl__plugin_source(const zl_plugin_t *self)
 {
-    g_warning("%s: [plugin.%s] %s = '%s' is not %s",
-              self->reg->source ? self->reg->source : "configuration",
-              self->desc->name, key, v, want);
-}
-
-static int host_get_int(zl_plugin_t *self, const char *key, int64_t *out)
-{
-    const char *v = host_get_string(self, key);
-
-    if (!v)
-        return -ENOENT;
-    if (zl_parse_int(v, INT64_MIN, INT64_MAX, out) < 0) {
-        type_error(self, key, v, "an integer");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int host_get_bool(zl_plugin_t *self, const char *key, bool *out)
-{
-    const char *v = host_get_string(self, key);
-
-    if (!v)
-        return -ENOENT;
-    if (zl_parse_bool(v, out) < 0) {
-        type_error(self, key, v, "a boolean (" ZL_BOOL_WORDS ")");
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static const char *host_name(const zl_plugin_t *self)
-{
-    return self->desc->name;
-}
-
-static const zl_host_api_t host_api = {
-    .struct_size = sizeof(zl_host_api_t),
-    .abi_major = ZLTK_PLUGIN_ABI_MAJOR,
-    .abi_minor = ZLTK_PLUGIN_ABI_MINOR,
-    .register_provider = host_register,
-    .log = host_log,
-    .get_string = host_get_string,
-    .get_int = host_get_int,
-    .get_bool = host_get_bool,
-    .name = host_name,
-    .instance_name = zl__instance_name,
-    .instance_is_server = zl__instance_is_server,
-    .instance_data = zl__instance_data,
-    .config_string = zl__instance_config_string,
-    .config_int = zl__instance_config_int,
-    .config_bool = zl__instance_config_bool,
-    .config_error = zl__instance_config_error,
-    .send = zl__session_send,
-    .send_buf = zl__session_send_buf,
-    .close = zl__session_close,
-    .abort = zl__session_abort,
-    .shutdown = zl__session_shutdown,
-    .pause = zl__session_pause,
-    .resume = zl__session_resume,
-    .peer = zl__session_peer,
-    .local = zl__session_local,
-    .session_name = zl__session_name,
-    .session_instance = zl__session_instance,
-    .session_poller = zl__session_poller,
-    .queued = zl__session_queued,
-    .session_ref = zl__session_ref,
-    .session_unref = zl__session_unref,
-    .add_timer = zl__session_add_timer,
-    .post = zl__session_post,
-    .submit = zl__session_submit,
-    .session_log = zl__session_log,
-    .lower_send = zl__session_lower_send,
-    .lower_send_buf = zl__session_lower_send_buf,
-    .lower_close = zl__session_lower_close,
-    .lower_shutdown = zl__session_lower_shutdown,
-    .upper_connect = zl__session_upper_connect,
-    .upper_recv = zl__session_upper_recv,
-    .upper_err = zl__session_upper_err,
-    .layer_data = zl__instance_layer_data,
-    .instance_host = zl__instance_host,
-    .transport_info = zl__session_transport_info,
-    .layer_queued = zl__session_layer_queued,
-    .config_is_default = zl__instance_config_is_default,
-    .fail = zl__session_fail,
-};
-
-const zl_host_api_t *zl_plugins_host_api(void)
-{
-    return &host_api;
+    return self->reg->source ? self->reg->source : "configuration";
 }
 
 /* ------------------------------------------------------------ registry */
@@ -689,7 +588,7 @@ static int add_plugin(zl_plugin_registry_t *reg, const char *path, void *h,
     reg->plugins[reg->n++] = p; /* visible to duplicate-provider checks */
 
     p->in_init = true;
-    rc = d->init(p, &host_api);
+    rc = d->init(p, zl_plugins_host_api());
     p->in_init = false;
     p->inited = true;
     if (rc != 0) {

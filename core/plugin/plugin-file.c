@@ -10,7 +10,7 @@
  * which aborts, crashes or exits takes down the child, not the host.
  */
 #define G_LOG_DOMAIN "zltk-plugin"
-#include "zl-internal.h"
+#include "plugin-internal.h"
 
 #include <dlfcn.h>
 #include <elf.h>
