@@ -14,7 +14,7 @@
  * the connection's fd.
  */
 #define G_LOG_DOMAIN "zltk-client"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <netdb.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* zltk — TCP connection: read path, send queue, watermarks, lifecycle. */
 #define G_LOG_DOMAIN "zltk-conn"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <fcntl.h>
 #include <inttypes.h>

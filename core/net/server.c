@@ -8,7 +8,7 @@
  * reserve reopened, so the kernel queue drains and the loop never spins.
  */
 #define G_LOG_DOMAIN "zltk-server"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <fcntl.h>
 #include <pthread.h>

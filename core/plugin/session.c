@@ -15,7 +15,7 @@
  */
 #define G_LOG_DOMAIN "zltk"
 #include "zl-internal.h"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <pthread.h>
 #include <stdalign.h>
