@@ -117,7 +117,7 @@ static zl_buf_t *rbuf_get(void)
 
 /* ------------------------------------------------------------ basics */
 
-zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client)
+zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner)
 {
     zl_conn_t *c = calloc(1, sizeof(*c));
 
@@ -128,16 +128,10 @@ zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client)
     c->poller = p;
     c->owner = owner;
     c->data = ((const zl__conn_cfg_t *)owner)->data;
-    if (is_client)
-        c->flags |= ZL__CF_CLIENT;
+    c->gone_ops = ((const zl__conn_cfg_t *)owner)->ops; /* in no group yet */
     c->serial = atomic_fetch_add_explicit(&conn_serial, 1,
                                           memory_order_relaxed) + 1;
     return c;
-}
-
-static zl__group_t *conn_group(zl_conn_t *c)
-{
-    return ZL__IS_CLIENT(c) ? zl__client_group(c) : zl__session_group(c);
 }
 
 static uint32_t now32(void)
@@ -212,8 +206,8 @@ static int update_interest(zl_conn_t *c)
 /* The send timeout also bounds bytes the kernel already took but the peer
  * never acknowledged (a blackholed peer): past it the kernel gives up and
  * the socket fails with ETIMEDOUT.  Set once connected, so that a short
- * send timeout does not cut a client's SYN retries (connect_timeout_ms
- * bounds those). */
+ * send timeout does not cut the SYN retries of a connect out
+ * (connect_timeout_ms bounds those). */
 static void set_user_timeout(int fd, const zl__conn_cfg_t *cfg)
 {
 #ifdef TCP_USER_TIMEOUT
@@ -240,9 +234,9 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     c->state = ZL__CS_OPEN;
     c->progress_ms = c->active_ms = now32();
     set_user_timeout(fd, zl__cfg(c));
-    /* A client's fd is still registered for writability from the connect:
-     * update_interest() turns that into reading (and writing what was sent
-     * while connecting). */
+    /* An fd that connected out is still registered for writability from
+     * the connect: update_interest() turns that into reading (and writing
+     * what was sent while connecting). */
     c->flags &= (uint16_t)~ZL__CF_WANT_R;
     if (c->flags & ZL__CF_REGISTERED)
         c->flags |= ZL__CF_WANT_W;
@@ -290,15 +284,15 @@ void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
 static void deliver_closed(void *arg)
 {
     zl_conn_t *c = arg;
+    const zl__conn_owner_ops_t *ops = zl__cfg(c)->ops;
 
     if (c->flags & ZL__CF_GROUPED)
-        zl__group_remove(conn_group(c), c);
+        zl__group_remove(ops->group(c), c);
     if (zl__cfg(c)->h.on_closed)
         zl__cfg(c)->h.on_closed(c);
-    if (ZL__IS_CLIENT(c))
-        zl__client_on_closed(c);
-    else if (c->owner)
-        zl__session_on_closed(c);
+    if (c->owner && ops->on_closed)
+        ops->on_closed(c); /* the owner lets go: it may be freed */
+    c->owner = NULL;
     zl_conn_unref(c); /* the alive reference */
 }
 
@@ -365,9 +359,9 @@ static void fail_msg(zl_conn_t *c, bool graceful, int code, int sys,
     }
     if (c->state == ZL__CS_CLOSED)
         return; /* the handler aborted it */
-    if (ZL__IS_CLIENT(c) && !(c->flags & ZL__CF_USER_CLOSE) &&
-        zl__client_on_lost(c))
-        return; /* reconnecting */
+    if (zl__cfg(c)->ops->on_lost && !(c->flags & ZL__CF_USER_CLOSE) &&
+        zl__cfg(c)->ops->on_lost(c))
+        return; /* the owner took it over (reconnecting) */
     atomic_store_explicit(&c->ending, true, memory_order_release);
     if (graceful)
         close_local(c); /* still send what is queued: echo, then close */
@@ -396,6 +390,16 @@ static const char *sys_hint(int e)
     return e == ETIMEDOUT ? " (the peer stopped acknowledging: send timeout "
                             "or keepalive)"
                           : "";
+}
+
+void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                           const char *msg)
+{
+    zl_error_t err = {zl_err_kind(code), sys, stage, msg};
+
+    if (!zl__cfg(c)->h.on_connect)
+        return;
+    zl__cfg(c)->h.on_connect(c, code ? &err : NULL);
 }
 
 /* ------------------------------------------------------------ busy */
@@ -731,7 +735,7 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
     (void)p;
     (void)fd;
     if (c->state == ZL__CS_CONNECTING)
-        return; /* connects are watched by client.c's attempt_io */
+        return; /* the owner watches connects with a callback of its own */
     if ((events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR)) &&
         !(c->flags & ZL__CF_READ_MORE))
         do_read(c, events & (ZL_EV_HUP | ZL_EV_ERROR));
@@ -834,7 +838,8 @@ void zl__group_remove(zl__group_t *g, zl_conn_t *c)
         g->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    c->next = NULL;
+    c->gone_ops = zl__cfg(c)->ops; /* for zl_conn_name() once ownerless */
     c->flags &= (uint16_t)~ZL__CF_GROUPED;
     g->count--;
 }
@@ -870,7 +875,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
             break;
         c->flags |= ZL__CF_USER_CLOSE;
         atomic_store_explicit(&c->ending, true, memory_order_release);
-        if (ZL__IS_CLIENT(c) && c->state != ZL__CS_OPEN) {
+        if (zl__cfg(c)->ops->close_unopened_now && c->state != ZL__CS_OPEN) {
             zl__conn_finish(c); /* connecting or waiting: nothing to flush */
             break;
         }
@@ -990,9 +995,11 @@ const zl_addr_t *zl_conn_local(const zl_conn_t *c) { return &c->local; }
 const char *zl_conn_name(const zl_conn_t *c)
 {
     static _Thread_local char buf[32];
+    /* Grouped: the owner is there; else prev's slot holds its ops. */
+    const zl__conn_owner_ops_t *ops =
+        (c->flags & ZL__CF_GROUPED) ? zl__cfg(c)->ops : c->gone_ops;
 
-    snprintf(buf, sizeof(buf), "%s#%u", ZL__IS_CLIENT(c) ? "client" : "session",
-             c->serial);
+    snprintf(buf, sizeof(buf), "%s#%u", ops->kind, c->serial);
     return buf;
 }
 size_t zl_conn_queued(const zl_conn_t *c) { return zl__queued(c); }
@@ -1004,4 +1011,19 @@ int zl_conn_fd(const zl_conn_t *c) { return c->fd; }
 bool zl_conn_is_closing(const zl_conn_t *c)
 {
     return atomic_load_explicit(&c->ending, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------ core/plugin */
+
+uint32_t zl__conn_serial(const zl_conn_t *c)
+{
+    return c->serial;
+}
+
+void zl__conn_marks(const zl_conn_t *c, size_t *high, size_t *low)
+{
+    const zl__conn_cfg_t *cfg = zl__cfg(c);
+
+    *high = cfg ? cfg->high_water : SIZE_MAX;
+    *low = cfg ? cfg->low_water : SIZE_MAX;
 }

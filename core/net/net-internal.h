@@ -1,6 +1,12 @@
-/* zltk — connection internals shared by conn.c, client.c and server.c. */
-#ifndef ZLTK_CONN_INTERNAL_H
-#define ZLTK_CONN_INTERNAL_H
+/* zltk — core/net's private header: connection internals shared by
+ * conn.c, client.c and server.c, and the entry points the
+ * layer above (core/plugin) may use (at the end).
+ *
+ * Dependencies point one way: a client or a server owns its connections
+ * and calls down into conn.c; conn.c reaches its owner only through the
+ * owner's ops table (zl__conn_owner_ops_t), never by name. */
+#ifndef ZLTK_NET_INTERNAL_H
+#define ZLTK_NET_INTERNAL_H
 
 #include "zl-internal.h"
 
@@ -8,6 +14,32 @@
 #include <zltk/conn.h>
 #include <zltk/net.h>
 #include <zltk/server.h>
+
+typedef struct zl__group zl__group_t;
+
+/* What a connection needs from its owner (a client, a server), one const
+ * table per kind of owner, as libevent's bufferevent_ops: referenced once
+ * from the owner's shared zl__conn_cfg_t, so it costs a connection no
+ * bytes.  All hooks run on the connection's poller thread. */
+typedef struct zl__conn_owner_ops {
+    /* zl_conn_name() gives "<kind>#<serial>". */
+    const char *kind;
+    /* zl_conn_close() on a connection that is not open (connecting,
+     * waiting to reconnect, or flushing an earlier close) ends it at once;
+     * otherwise only a connection not yet open ends at once and a flush
+     * in progress goes on. */
+    bool close_unopened_now;
+    /* The group (manager list) the connection belongs to on its poller.
+     * Required. */
+    zl__group_t *(*group)(zl_conn_t *c);
+    /* Optional.  The connection failed while open and the user did not
+     * close it (on_err delivered).  Return true to take it over (the
+     * owner reconnects it); false lets it close. */
+    bool (*on_lost)(zl_conn_t *c);
+    /* Optional.  After the handler's on_closed: the owner lets go of the
+     * connection and sets c->owner to NULL (the owner may be freed). */
+    void (*on_closed)(zl_conn_t *c);
+} zl__conn_owner_ops_t;
 
 /* Resolved options, shared by all connections of one client or server. */
 typedef struct zl__conn_cfg {
@@ -19,7 +51,9 @@ typedef struct zl__conn_cfg {
     uint32_t keepalive_ms;    /* 0: no SO_KEEPALIVE */
     int sndbuf, rcvbuf;
     void *data; /* initial zl_conn_get_data() */
-    const char *kind; /* "client" / "session" */
+    const char *kind; /* unused: ops->kind names the connections */
+    const zl__conn_owner_ops_t *ops; /* set by the owner after
+                                        zl__conn_cfg_init() */
 } zl__conn_cfg_t;
 
 void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
@@ -37,13 +71,13 @@ typedef struct zl__seg {
 /* A group: the connections of one server (or one client) on one poller,
  * with one manager timer for all of them, so an idle connection costs no
  * timer of its own.  Poller thread only. */
-typedef struct zl__group {
+struct zl__group {
     zl_poller_t *poller;
     const zl__conn_cfg_t *cfg;
     struct zl_conn *head;
     zl_timer_t *timer;
     size_t count;
-} zl__group_t;
+};
 
 enum {
     ZL__CS_CONNECTING, /* client: resolving or connecting */
@@ -65,13 +99,10 @@ enum {
     ZL__CF_REGISTERED = 1u << 8, /* fd is in the poller */
     ZL__CF_FLUSH_NOTE = 1u << 9, /* queue was non-empty: on_flush due */
     ZL__CF_WANT_R = 1u << 10,    /* ZL_EV_READ registered */
-    ZL__CF_CLIENT = 1u << 11,    /* owner is a client */
     ZL__CF_GROUPED = 1u << 12,   /* in its owner's group */
     ZL__CF_READ_MORE = 1u << 13, /* continue_read task pending */
     ZL__CF_ACTIVE = 1u << 14     /* bytes moved since the last tick */
 };
-
-struct zl__client;
 
 /* The send queue: allocated when bytes first wait, freed when it drains,
  * so an idle connection carries only a NULL pointer for it. */
@@ -95,12 +126,18 @@ struct zl_conn {
                              ZL__CF_ACTIVE: the idle timeout's start.  The
                              I/O path only sets the flag, no clock read */
     zl_poller_t *poller;
-    /* zl__client_t (ZL__CF_CLIENT) or zl_server_t: both begin with their
-     * zl__conn_cfg_t, so this is also the configuration.  NULL after
-     * on_closed. */
+    /* The client or server: each begins with its zl__conn_cfg_t, so this
+     * is also the configuration.  NULL after on_closed. */
     void *owner;
     void *data;
-    struct zl_conn *prev, *next; /* in the owner's group on this poller */
+    /* In the owner's group on this poller (ZL__CF_GROUPED).  While in no
+     * group, the slot of prev holds the owner's ops instead, so that
+     * zl_conn_name() still works once on_closed let go of the owner. */
+    union {
+        struct zl_conn *prev;
+        const zl__conn_owner_ops_t *gone_ops;
+    };
+    struct zl_conn *next;
     zl__sendq_t *sq;
     uint64_t sent, received;
     zl_addr_t peer, local;
@@ -116,48 +153,57 @@ static inline size_t zl__queued(const zl_conn_t *c)
     return c->sq ? c->sq->queued : 0;
 }
 
-#define ZL__IS_CLIENT(c) (((c)->flags & ZL__CF_CLIENT) != 0)
+/* An idle connection should stay this small (LP64): the ops table lives in
+ * the owner's configuration, not in each connection. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_conn) <= 152,
+               "struct zl_conn grew");
 
 /* conn.c */
 void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata);
-/* owner: a zl__client_t or zl_server_t (first member: its config). */
-zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client);
-/* The group (manager list) the connection belongs to on its poller. */
-zl__group_t *zl__client_group(zl_conn_t *c);
-zl__group_t *zl__session_group(zl_conn_t *c);
+/* owner: a client or a server whose first member is its zl__conn_cfg_t,
+ * with cfg.ops set. */
+zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner);
 /* Adopt a connected fd: set options, register for reading. */
 int zl__conn_attach(zl_conn_t *c, int fd);
 /* Set the usual socket options on a fresh TCP fd. */
 void zl__sock_setup(int fd, const zl__conn_cfg_t *cfg);
-/* Report an error once (on_err) and close: gracefully for ZL_EOF, else
- * abortively. */
-void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
-                   const char *fmt, ...) G_GNUC_PRINTF(5, 6);
 /* Close the fd now (no callbacks). abortive: RST. */
 void zl__conn_drop_fd(zl_conn_t *c, bool abortive);
-/* Drop the queue, return bytes dropped. */
-size_t zl__conn_clear_queue(zl_conn_t *c);
 /* Final stage: post on_closed and release. */
 void zl__conn_finish(zl_conn_t *c);
+/* Drop the queue, return bytes dropped. */
+size_t zl__conn_clear_queue(zl_conn_t *c);
 void zl__group_add(zl__group_t *g, zl_conn_t *c);
 void zl__group_remove(zl__group_t *g, zl_conn_t *c);
 int zl__group_start(zl__group_t *g); /* arm the manager timer (any thread) */
 void zl__group_stop(zl__group_t *g); /* poller thread */
-/* Build a zl_error_t and call h->on_err / on_connect. */
+/* Build a zl_error_t (code 0: success) and call h->on_connect. */
 void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
                            const char *msg);
 
-/* client.c: called by conn.c when the connection fails while open, or when
- * the final close of a client connection happens.  Returns true if the
- * client took over (it will reconnect). */
-bool zl__client_on_lost(zl_conn_t *c);
-/* For a client behind a transport layer: a TCP connect no longer ends a
- * run of failures (max_attempts); the layer's handshake does, through
- * zl__client_reset_failures().  Owner thread. */
+/* ------------------------------------------------------------------
+ * For core/plugin: the layer above reaches connections only through
+ * these, never through struct zl_conn or zl__conn_cfg_t.  Owner thread
+ * (the connection's poller), while the connection has its owner (until
+ * its on_closed has returned), unless said otherwise.
+ * ------------------------------------------------------------------ */
+
+/* The connection's serial number, the N of zl_conn_name()'s "kind#N":
+ * unique in the process, never 0.  Any thread, at any time. */
+uint32_t zl__conn_serial(const zl_conn_t *c);
+/* The connection's send watermarks (zl_conn_options_t high_water and
+ * low_water as resolved): busy above *high, ready again at or below
+ * *low.  After on_closed both are SIZE_MAX. */
+void zl__conn_marks(const zl_conn_t *c, size_t *high, size_t *low);
+/* Report an error once (on_err) and close: gracefully for ZL_EOF, else
+ * abortively.  A client's connection may reconnect instead. */
+void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                   const char *fmt, ...) G_GNUC_PRINTF(5, 6);
+/* client.c, for a client behind a transport layer (c must be a
+ * connection made by zl_client_connect()): a TCP connect no longer ends a
+ * run of failures (max_attempts); the layer's handshake does, by calling
+ * zl__client_reset_failures().  No effect after on_closed. */
 void zl__client_defer_reset(zl_conn_t *c);
 void zl__client_reset_failures(zl_conn_t *c);
-void zl__client_on_closed(zl_conn_t *c);
-/* server.c */
-void zl__session_on_closed(zl_conn_t *c);
 
 #endif
