@@ -1,4 +1,5 @@
-/* zltk — TCP connection: read path, send queue, watermarks, lifecycle. */
+/* zltk — TCP connection: read path, lifecycle, manager groups, the public
+ * API.  The send queue and write path are in conn-send.c. */
 #define G_LOG_DOMAIN "zltk-conn"
 #include "net-internal.h"
 
@@ -9,16 +10,10 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef IOV_MAX
-#define IOV_MAX 1024
-#endif
-#define ZL__IOV_BATCH (IOV_MAX < 1024 ? IOV_MAX : 1024)
 #define ZL__RBUF_SIZE (128 * 1024)
 #define ZL__READS_PER_EVENT 1
-#define ZL__SEG_MIN (16 * 1024)
 
 static atomic_uint conn_serial;
 
@@ -134,11 +129,6 @@ zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner)
     return c;
 }
 
-static uint32_t now32(void)
-{
-    return (uint32_t)zl_now_ms();
-}
-
 zl_conn_t *zl_conn_ref(zl_conn_t *c)
 {
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
@@ -163,7 +153,7 @@ static bool on_owner(const zl_conn_t *c)
  * are queued.  With nothing to watch the fd leaves the poller altogether:
  * a level-triggered backend would otherwise report a pending read, or a
  * hang-up, on every loop and spin.  Owner thread. */
-static int update_interest(zl_conn_t *c)
+int zl__conn_update_interest(zl_conn_t *c)
 {
     unsigned want = 0, have = 0;
     int rc = 0;
@@ -232,7 +222,7 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
-    c->progress_ms = c->active_ms = now32();
+    c->progress_ms = c->active_ms = zl__now32();
     set_user_timeout(fd, zl__cfg(c));
     /* An fd that connected out is still registered for writability from
      * the connect: update_interest() turns that into reading (and writing
@@ -240,28 +230,7 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     c->flags &= (uint16_t)~ZL__CF_WANT_R;
     if (c->flags & ZL__CF_REGISTERED)
         c->flags |= ZL__CF_WANT_W;
-    return update_interest(c);
-}
-
-size_t zl__conn_clear_queue(zl_conn_t *c)
-{
-    size_t n;
-    zl__seg_t *s;
-
-    if (!c->sq)
-        return 0;
-    n = c->sq->queued;
-    s = c->sq->head;
-    while (s) {
-        zl__seg_t *next = s->next;
-        zl_buf_unref(s->buf);
-        free(s);
-        s = next;
-    }
-    free(c->sq);
-    c->sq = NULL;
-    zl__poller_note_freed(n); /* a closing burst: trim (poller.c) */
-    return n;
+    return zl__conn_update_interest(c);
 }
 
 void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
@@ -336,8 +305,8 @@ static void close_local(zl_conn_t *c)
         return;
     }
     c->state = ZL__CS_CLOSING;
-    c->progress_ms = now32(); /* the send timeout bounds the flush */
-    update_interest(c);
+    c->progress_ms = zl__now32(); /* the send timeout bounds the flush */
+    zl__conn_update_interest(c);
 }
 
 /* graceful: after on_err, still send what is queued, then close (end of
@@ -385,7 +354,7 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 
 /* The kernel's ETIMEDOUT on an open connection: TCP_USER_TIMEOUT or the
  * keepalive probes gave up on the peer. */
-static const char *sys_hint(int e)
+const char *zl__conn_sys_hint(int e)
 {
     return e == ETIMEDOUT ? " (the peer stopped acknowledging: send timeout "
                             "or keepalive)"
@@ -400,244 +369,6 @@ void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
     if (!zl__cfg(c)->h.on_connect)
         return;
     zl__cfg(c)->h.on_connect(c, code ? &err : NULL);
-}
-
-/* ------------------------------------------------------------ busy */
-
-static void check_busy(zl_conn_t *c)
-{
-    if (!(c->flags & ZL__CF_BUSY) && zl__queued(c) > zl__cfg(c)->high_water) {
-        c->flags |= ZL__CF_BUSY;
-        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
-            zl__cfg(c)->h.on_busy(c, true);
-        }
-    } else if ((c->flags & ZL__CF_BUSY) && zl__queued(c) <= zl__cfg(c)->low_water) {
-        c->flags &= (uint16_t)~ZL__CF_BUSY;
-        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
-            zl__cfg(c)->h.on_busy(c, false);
-        }
-    }
-}
-
-/* ------------------------------------------------------------ flush */
-
-static void do_shutdown_wr(zl_conn_t *c)
-{
-    if ((c->flags & ZL__CF_SHUT_WR) && !(c->flags & ZL__CF_SHUT_DONE) &&
-        !zl__queued(c) && c->fd >= 0) {
-        c->flags |= ZL__CF_SHUT_DONE;
-        shutdown(c->fd, SHUT_WR);
-    }
-}
-
-static void consume(zl_conn_t *c, size_t n)
-{
-    zl__sendq_t *q = c->sq;
-
-    zl__poller_note_freed(n); /* a drained backlog: trim (poller.c) */
-    c->sent += n;
-    q->queued -= n;
-    while (n) {
-        zl__seg_t *s = q->head;
-        size_t avail = s->buf->len - s->off;
-        if (n < avail) {
-            s->off += n;
-            break;
-        }
-        n -= avail;
-        q->head = s->next;
-        zl_buf_unref(s->buf);
-        free(s);
-    }
-    if (!q->head) {
-        free(q);
-        c->sq = NULL;
-    }
-}
-
-/* Write the queue with writev batches until EAGAIN or empty. */
-static void do_flush(zl_conn_t *c)
-{
-    struct iovec iov[ZL__IOV_BATCH];
-
-    while (c->sq && c->fd >= 0) {
-        struct msghdr mh = {0};
-        int n = 0;
-        ssize_t w;
-
-        for (zl__seg_t *s = c->sq->head; s && n < ZL__IOV_BATCH; s = s->next) {
-            iov[n].iov_base = s->buf->data + s->off;
-            iov[n].iov_len = s->buf->len - s->off;
-            n++;
-        }
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)n;
-        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                update_interest(c);
-                return;
-            }
-            int e = errno;
-            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
-                          zl_strerror(-e), sys_hint(e));
-            return;
-        }
-        consume(c, (size_t)w);
-        c->progress_ms = now32();
-        c->flags |= ZL__CF_ACTIVE;
-        /* The drain notice comes at the low mark, not only when empty. */
-        if (c->flags & ZL__CF_BUSY) {
-            check_busy(c);
-            if (c->state == ZL__CS_CLOSED)
-                return;
-        }
-    }
-    if (c->fd < 0)
-        return;
-    update_interest(c);
-    check_busy(c);
-    if (c->state == ZL__CS_CLOSED || zl__queued(c))
-        return; /* the handler queued more from on_busy: not flushed yet */
-    if ((c->flags & ZL__CF_FLUSH_NOTE) && c->state == ZL__CS_OPEN) {
-        c->flags &= (uint16_t)~ZL__CF_FLUSH_NOTE;
-        if (zl__cfg(c)->h.on_flush) {
-            zl__cfg(c)->h.on_flush(c);
-        }
-    }
-    if (c->state == ZL__CS_CLOSED || zl__queued(c))
-        return;
-    do_shutdown_wr(c);
-    if (c->state == ZL__CS_CLOSING)
-        zl__conn_finish(c);
-}
-
-static zl__sendq_t *sq_get(zl_conn_t *c)
-{
-    if (!c->sq)
-        c->sq = calloc(1, sizeof(*c->sq));
-    return c->sq;
-}
-
-static void sq_append(zl__sendq_t *q, zl__seg_t *s)
-{
-    s->next = NULL;
-    if (q->tail && q->head)
-        q->tail->next = s;
-    else
-        q->head = s;
-    q->tail = s;
-    q->queued += s->buf->len - s->off;
-}
-
-/* Append bytes to the queue, reusing the tail copy-buffer when it fits. */
-static int queue_copy(zl_conn_t *c, const uint8_t *p, size_t len)
-{
-    zl__sendq_t *q = sq_get(c);
-    zl__seg_t *t, *s;
-
-    if (!q)
-        return -ENOMEM;
-    t = q->head ? q->tail : NULL;
-    if (t && t->own && t->buf->cap - t->buf->len >= len) {
-        memcpy(t->buf->data + t->buf->len, p, len);
-        t->buf->len += len;
-        q->queued += len;
-        return 0;
-    }
-    s = malloc(sizeof(*s));
-    if (!s)
-        return -ENOMEM;
-    s->buf = zl_buf_new(len > ZL__SEG_MIN ? len : ZL__SEG_MIN);
-    if (!s->buf) {
-        free(s);
-        return -ENOMEM;
-    }
-    memcpy(s->buf->data, p, len);
-    s->buf->len = len;
-    s->off = 0;
-    s->own = true;
-    sq_append(q, s);
-    return 0;
-}
-
-static int queue_buf(zl_conn_t *c, zl_buf_t *buf, size_t off)
-{
-    zl__sendq_t *q = sq_get(c);
-    zl__seg_t *s = q ? malloc(sizeof(*s)) : NULL;
-
-    if (!s) {
-        zl_buf_unref(buf);
-        return -ENOMEM;
-    }
-    *s = (zl__seg_t){NULL, buf, off, false};
-    sq_append(q, s);
-    return 0;
-}
-
-/* Owner thread.  Takes over buf's reference if buf is not NULL. */
-static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
-                      zl_buf_t *buf)
-{
-    size_t done = 0;
-    int rc;
-
-    if (c->state > ZL__CS_OPEN || c->state == ZL__CS_WAIT ||
-        (c->flags & ZL__CF_SHUT_WR)) {
-        zl_buf_unref(buf);
-        return ZL_ESHUTDOWN;
-    }
-    if (buf) {
-        data = buf->data;
-        len = buf->len;
-    }
-    if (!len) {
-        zl_buf_unref(buf);
-        return 0;
-    }
-    if (!zl__queued(c) && c->state == ZL__CS_OPEN) {
-        ssize_t w;
-        do
-            w = send(c->fd, data, len, MSG_NOSIGNAL);
-        while (w < 0 && errno == EINTR);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            int e = errno;
-            zl_buf_unref(buf);
-            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)), sys_hint(e));
-            return ZL_ESHUTDOWN;
-        }
-        if (w > 0) {
-            done = (size_t)w;
-            c->sent += done;
-            c->progress_ms = now32();
-            c->flags |= ZL__CF_ACTIVE;
-        }
-        if (done == len) {
-            zl_buf_unref(buf);
-            return 0;
-        }
-    }
-    if (!zl__queued(c))
-        c->progress_ms = now32(); /* the send timeout starts now */
-    if (buf && len - done > ZL__SEG_MIN)
-        rc = queue_buf(c, buf, done);
-    else {
-        rc = queue_copy(c, data + done, len - done);
-        zl_buf_unref(buf);
-    }
-    if (rc < 0)
-        return rc;
-    c->flags |= ZL__CF_FLUSH_NOTE;
-    update_interest(c);
-    check_busy(c);
-    return (c->flags & ZL__CF_BUSY) ? ZL_CONN_BUSY : 0;
 }
 
 /* ------------------------------------------------------------ read */
@@ -677,7 +408,7 @@ static void do_read(zl_conn_t *c, bool drain)
         }
         if (n == 0) {
             c->flags |= ZL__CF_READ_EOF;
-            update_interest(c);
+            zl__conn_update_interest(c);
             zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
                           "%s closed the connection",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
@@ -695,7 +426,7 @@ static void do_read(zl_conn_t *c, bool drain)
             zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s%s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)), sys_hint(e));
+                          zl_strerror(-(e)), zl__conn_sys_hint(e));
         }
         return;
     }
@@ -747,12 +478,12 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s%s",
-                          zl_conn_name(c), zl_strerror(-(err)), sys_hint(err));
+                          zl_conn_name(c), zl_strerror(-(err)), zl__conn_sys_hint(err));
             return;
         }
     }
     if ((events & (ZL_EV_WRITE | ZL_EV_ERROR)) && zl__queued(c))
-        do_flush(c);
+        zl__conn_flush(c);
     else if ((c->flags & ZL__CF_READ_EOF) && c->state == ZL__CS_CLOSING &&
              !zl__queued(c))
         zl__conn_finish(c);
@@ -890,17 +621,17 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         if (c->state > ZL__CS_CLOSING)
             break;
         c->flags |= ZL__CF_SHUT_WR;
-        do_shutdown_wr(c);
+        zl__conn_shutdown_wr(c);
         break;
     case OP_PAUSE:
         c->flags |= ZL__CF_PAUSED;
-        update_interest(c);
+        zl__conn_update_interest(c);
         break;
     case OP_RESUME:
         if (!(c->flags & ZL__CF_PAUSED))
             break;
         c->flags &= (uint16_t)~ZL__CF_PAUSED;
-        update_interest(c);
+        zl__conn_update_interest(c);
         /* Under edge triggering the kernel will not repeat what it already
          * reported: drain now. */
         post_read_more(c);
@@ -915,7 +646,7 @@ static void op_run(void *arg)
     conn_op_t *op = arg;
 
     if (op->kind == OP_SEND)
-        send_local(op->c, NULL, 0, op->buf);
+        zl__conn_send_local(op->c, NULL, 0, op->buf);
     else
         op_local(op->c, op->kind);
     zl_conn_unref(op->c);
@@ -948,7 +679,7 @@ int zl_conn_send(zl_conn_t *c, const void *data, size_t len)
     if (!c || (!data && len))
         return -EINVAL;
     if (on_owner(c))
-        return send_local(c, data, len, NULL);
+        return zl__conn_send_local(c, data, len, NULL);
     /* A hint (the owner may be closing right now); the task re-checks. */
     if (atomic_load_explicit(&c->ending, memory_order_acquire))
         return ZL_ESHUTDOWN;
@@ -963,7 +694,7 @@ int zl_conn_send_buf(zl_conn_t *c, zl_buf_t *buf)
     if (!c || !buf)
         return -EINVAL;
     if (on_owner(c))
-        return send_local(c, NULL, 0, buf);
+        return zl__conn_send_local(c, NULL, 0, buf);
     if (atomic_load_explicit(&c->ending, memory_order_acquire)) {
         zl_buf_unref(buf);
         return ZL_ESHUTDOWN;

@@ -1,5 +1,5 @@
 /* zltk — core/net's private header: connection internals shared by
- * conn.c, client.c and server.c, and the entry points the
+ * conn.c, conn-send.c, client.c and server.c, and the entry points the
  * layer above (core/plugin) may use (at the end).
  *
  * Dependencies point one way: a client or a server owns its connections
@@ -153,6 +153,12 @@ static inline size_t zl__queued(const zl_conn_t *c)
     return c->sq ? c->sq->queued : 0;
 }
 
+/* The low 32 bits of zl_now_ms(): progress_ms and active_ms. */
+static inline uint32_t zl__now32(void)
+{
+    return (uint32_t)zl_now_ms();
+}
+
 /* An idle connection should stay this small (LP64): the ops table lives in
  * the owner's configuration, not in each connection. */
 _Static_assert(sizeof(void *) != 8 || sizeof(struct zl_conn) <= 152,
@@ -171,8 +177,10 @@ void zl__sock_setup(int fd, const zl__conn_cfg_t *cfg);
 void zl__conn_drop_fd(zl_conn_t *c, bool abortive);
 /* Final stage: post on_closed and release. */
 void zl__conn_finish(zl_conn_t *c);
-/* Drop the queue, return bytes dropped. */
-size_t zl__conn_clear_queue(zl_conn_t *c);
+/* Make the poller watch what the connection needs now.  Owner thread. */
+int zl__conn_update_interest(zl_conn_t *c);
+/* A hint appended to a system error's message (ETIMEDOUT). */
+const char *zl__conn_sys_hint(int e);
 void zl__group_add(zl__group_t *g, zl_conn_t *c);
 void zl__group_remove(zl__group_t *g, zl_conn_t *c);
 int zl__group_start(zl__group_t *g); /* arm the manager timer (any thread) */
@@ -180,6 +188,18 @@ void zl__group_stop(zl__group_t *g); /* poller thread */
 /* Build a zl_error_t (code 0: success) and call h->on_connect. */
 void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
                            const char *msg);
+
+/* conn-send.c: the send queue and the write path.  Owner thread. */
+/* Send, or queue what the kernel does not take.  Takes over buf's
+ * reference if buf is not NULL (then data and len are ignored). */
+int zl__conn_send_local(zl_conn_t *c, const uint8_t *data, size_t len,
+                        zl_buf_t *buf);
+/* Write the queue until the kernel pushes back or it is empty. */
+void zl__conn_flush(zl_conn_t *c);
+/* shutdown(SHUT_WR) once requested and the queue is empty. */
+void zl__conn_shutdown_wr(zl_conn_t *c);
+/* Drop the queue, return bytes dropped. */
+size_t zl__conn_clear_queue(zl_conn_t *c);
 
 /* ------------------------------------------------------------------
  * For core/plugin: the layer above reaches connections only through
