@@ -3711,6 +3711,140 @@ static void test_sessions_spread(void)
     env_down(&e);
 }
 
+/* ================================================================
+ * Names after the net-layer seam (issue 11): a connection learns its
+ * kind from its owner's ops table.  A client's connection is
+ * "client#N", an accepted one "conn#N", and both keep their names after
+ * on_closed, when the owner has let go.
+ * ================================================================ */
+
+typedef struct names {
+    pthread_mutex_t lock;
+    zl_conn_t *accepted; /* a reference, taken in on_connect */
+    char srv_connect[32], srv_closed[32];
+    char cli_connect[32], cli_closed[32];
+    atomic_int srv_done, cli_done;
+} names_t;
+
+static void names_copy(names_t *n, char *dst, const zl_conn_t *c)
+{
+    pthread_mutex_lock(&n->lock);
+    g_strlcpy(dst, zl_conn_name(c), 32);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void names_srv_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    names_t *n = zl_conn_get_data(c);
+
+    (void)err;
+    names_copy(n, n->srv_connect, c);
+    pthread_mutex_lock(&n->lock);
+    n->accepted = zl_conn_ref(c);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void names_srv_recv(zl_conn_t *c, zl_buf_t *buf)
+{
+    (void)buf;
+    zl_conn_close(c);
+}
+
+static void names_srv_closed(zl_conn_t *c)
+{
+    names_t *n = zl_conn_get_data(c);
+
+    names_copy(n, n->srv_closed, c);
+    atomic_store(&n->srv_done, 1);
+}
+
+static const zl_conn_handler_t names_srv_handler = {
+    .on_connect = names_srv_connect,
+    .on_recv = names_srv_recv,
+    .on_closed = names_srv_closed,
+};
+
+static void names_cli_connect(zl_conn_t *c, const zl_error_t *err)
+{
+    names_t *n = zl_conn_get_data(c);
+
+    if (err)
+        return;
+    names_copy(n, n->cli_connect, c);
+    zl_conn_send(c, "x", 1);
+}
+
+static void names_cli_recv(zl_conn_t *c, zl_buf_t *buf)
+{
+    (void)c;
+    (void)buf;
+}
+
+static void names_cli_closed(zl_conn_t *c)
+{
+    names_t *n = zl_conn_get_data(c);
+
+    names_copy(n, n->cli_closed, c);
+    atomic_store(&n->cli_done, 1);
+}
+
+static const zl_conn_handler_t names_cli_handler = {
+    .on_connect = names_cli_connect,
+    .on_recv = names_cli_recv,
+    .on_closed = names_cli_closed,
+};
+
+/* "kind#N" with N > 0; returns N, or 0 if s is not of that form. */
+static unsigned names_serial(const char *s, const char *kind)
+{
+    size_t k = strlen(kind);
+    char *end = NULL;
+    unsigned long v;
+
+    if (strncmp(s, kind, k) != 0 || s[k] != '#')
+        return 0;
+    v = strtoul(s + k + 1, &end, 10);
+    return end && !*end && v <= UINT32_MAX ? (unsigned)v : 0;
+}
+
+static void test_names_client_and_accepted(void)
+{
+    env_t e;
+    names_t n = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_t *s = NULL;
+    zl_client_options_t o;
+    zl_conn_t *cli = NULL;
+
+    env_up(&e, 2);
+    so.pool = e.pool;
+    CU_ASSERT_EQUAL_FATAL(zl_server_new(&s, &so, &names_srv_handler, &n), 0);
+    copts_init(&o, &e, "127.0.0.1", srv_port(s));
+    CU_ASSERT_EQUAL_FATAL(zl_client_connect(&cli, &o, &names_cli_handler, &n),
+                          0);
+    CU_ASSERT_EQUAL(wait_ge(&n.cli_done, 1, slow_ms(5000)), 1);
+    CU_ASSERT_EQUAL(wait_ge(&n.srv_done, 1, slow_ms(5000)), 1);
+    zl_server_free(s);
+
+    pthread_mutex_lock(&n.lock);
+    CU_ASSERT(names_serial(n.cli_connect, "client") > 0);
+    CU_ASSERT(names_serial(n.srv_connect, "conn") > 0);
+    CU_ASSERT(names_serial(n.srv_connect, "conn") !=
+              names_serial(n.cli_connect, "client"));
+    CU_ASSERT_STRING_EQUAL(n.cli_closed, n.cli_connect);
+    CU_ASSERT_STRING_EQUAL(n.srv_closed, n.srv_connect);
+    /* After on_closed, owners gone (the server is freed): same names. */
+    CU_ASSERT_STRING_EQUAL(zl_conn_name(cli), n.cli_connect);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(n.accepted);
+    CU_ASSERT_STRING_EQUAL(zl_conn_name(n.accepted), n.srv_connect);
+    pthread_mutex_unlock(&n.lock);
+    zl_conn_unref(n.accepted);
+    zl_conn_unref(cli);
+    env_down(&e);
+}
+
+/* ================================================ end of the names block */
+
 int zl_test_register_conn(void)
 {
     static const zl_test_case_t cases[] = {
@@ -3802,6 +3936,9 @@ int zl_test_register_conn(void)
         {"on_recv buffer kept with zl_buf_ref: no copy, fresh buffer next",
          test_keep_recv_buffer},
         {"sessions spread over the pool's pollers", test_sessions_spread},
+        /* names after the net-layer seam */
+        {"names: client#N, accepted conn#N, kept after on_closed",
+         test_names_client_and_accepted},
         {NULL, NULL},
     };
     return zl_test_add_suite("conn", NULL, NULL, cases);

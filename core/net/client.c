@@ -14,7 +14,7 @@
  * the connection's fd.
  */
 #define G_LOG_DOMAIN "zltk-client"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <netdb.h>
 #include <stdarg.h>
@@ -130,16 +130,6 @@ static void record_connect(zl__client_t *cl, int err, const char *at)
     else
         record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s (%s): %s",
                peer, at, zl_strerror(-(err)));
-}
-
-void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
-                           const char *msg)
-{
-    zl_error_t err = {zl_err_kind(code), sys, stage, msg};
-
-    if (!zl__cfg(c)->h.on_connect)
-        return;
-    zl__cfg(c)->h.on_connect(c, code ? &err : NULL);
 }
 
 static void stop_timers(zl__client_t *cl)
@@ -588,7 +578,8 @@ static void begin_attempt(zl_conn_t *c)
 
 void zl__client_defer_reset(zl_conn_t *c)
 {
-    CL(c)->defer_reset = true;
+    if (c->owner)
+        CL(c)->defer_reset = true;
 }
 
 void zl__client_reset_failures(zl_conn_t *c)
@@ -597,7 +588,10 @@ void zl__client_reset_failures(zl_conn_t *c)
         CL(c)->failures = 0;
 }
 
-bool zl__client_on_lost(zl_conn_t *c)
+/* ------------------------------------------------------------ owner ops */
+
+/* The connection failed while open: reconnect if asked to. */
+static bool client_on_lost(zl_conn_t *c)
 {
     zl__client_t *cl = CL(c);
     size_t dropped;
@@ -618,7 +612,7 @@ bool zl__client_on_lost(zl_conn_t *c)
     return true;
 }
 
-void zl__client_on_closed(zl_conn_t *c)
+static void client_on_closed(zl_conn_t *c)
 {
     zl__client_t *cl = CL(c);
 
@@ -632,10 +626,20 @@ void zl__client_on_closed(zl_conn_t *c)
     c->owner = NULL;
 }
 
-zl__group_t *zl__client_group(zl_conn_t *c)
+static zl__group_t *client_group(zl_conn_t *c)
 {
     return &CL(c)->group;
 }
+
+static const zl__conn_owner_ops_t client_ops = {
+    .kind = "client",
+    /* Closing while connecting or waiting to reconnect, or closing again
+     * while a close flushes, ends the connection at once. */
+    .close_unopened_now = true,
+    .group = client_group,
+    .on_lost = client_on_lost,
+    .on_closed = client_on_closed,
+};
 
 static void client_start(void *arg)
 {
@@ -677,6 +681,7 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
     if (!cl)
         return -ENOMEM;
     zl__conn_cfg_init(&cl->cfg, &o->conn, h, data, "client");
+    cl->cfg.ops = &client_ops;
     cl->host = g_strdup(o->host);
     cl->port = o->port;
     cl->timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
@@ -722,7 +727,7 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
         rc = -ENOMEM;
         goto fail;
     }
-    c = zl__conn_new(p, cl, true);
+    c = zl__conn_new(p, cl);
     if (!c) {
         rc = -ENOMEM;
         goto fail;

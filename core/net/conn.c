@@ -1,6 +1,7 @@
-/* zltk — TCP connection: read path, send queue, watermarks, lifecycle. */
+/* zltk — TCP connection: read path, lifecycle, manager groups, the public
+ * API.  The send queue and write path are in conn-send.c. */
 #define G_LOG_DOMAIN "zltk-conn"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -9,16 +10,10 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef IOV_MAX
-#define IOV_MAX 1024
-#endif
-#define ZL__IOV_BATCH (IOV_MAX < 1024 ? IOV_MAX : 1024)
 #define ZL__RBUF_SIZE (128 * 1024)
 #define ZL__READS_PER_EVENT 1
-#define ZL__SEG_MIN (16 * 1024)
 
 static atomic_uint conn_serial;
 
@@ -117,7 +112,7 @@ static zl_buf_t *rbuf_get(void)
 
 /* ------------------------------------------------------------ basics */
 
-zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client)
+zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner)
 {
     zl_conn_t *c = calloc(1, sizeof(*c));
 
@@ -128,21 +123,10 @@ zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner, bool is_client)
     c->poller = p;
     c->owner = owner;
     c->data = ((const zl__conn_cfg_t *)owner)->data;
-    if (is_client)
-        c->flags |= ZL__CF_CLIENT;
+    c->gone_ops = ((const zl__conn_cfg_t *)owner)->ops; /* in no group yet */
     c->serial = atomic_fetch_add_explicit(&conn_serial, 1,
                                           memory_order_relaxed) + 1;
     return c;
-}
-
-static zl__group_t *conn_group(zl_conn_t *c)
-{
-    return ZL__IS_CLIENT(c) ? zl__client_group(c) : zl__session_group(c);
-}
-
-static uint32_t now32(void)
-{
-    return (uint32_t)zl_now_ms();
 }
 
 zl_conn_t *zl_conn_ref(zl_conn_t *c)
@@ -169,7 +153,7 @@ static bool on_owner(const zl_conn_t *c)
  * are queued.  With nothing to watch the fd leaves the poller altogether:
  * a level-triggered backend would otherwise report a pending read, or a
  * hang-up, on every loop and spin.  Owner thread. */
-static int update_interest(zl_conn_t *c)
+int zl__conn_update_interest(zl_conn_t *c)
 {
     unsigned want = 0, have = 0;
     int rc = 0;
@@ -212,8 +196,8 @@ static int update_interest(zl_conn_t *c)
 /* The send timeout also bounds bytes the kernel already took but the peer
  * never acknowledged (a blackholed peer): past it the kernel gives up and
  * the socket fails with ETIMEDOUT.  Set once connected, so that a short
- * send timeout does not cut a client's SYN retries (connect_timeout_ms
- * bounds those). */
+ * send timeout does not cut the SYN retries of a connect out
+ * (connect_timeout_ms bounds those). */
 static void set_user_timeout(int fd, const zl__conn_cfg_t *cfg)
 {
 #ifdef TCP_USER_TIMEOUT
@@ -238,36 +222,15 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
         zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
-    c->progress_ms = c->active_ms = now32();
+    c->progress_ms = c->active_ms = zl__now32();
     set_user_timeout(fd, zl__cfg(c));
-    /* A client's fd is still registered for writability from the connect:
-     * update_interest() turns that into reading (and writing what was sent
-     * while connecting). */
+    /* An fd that connected out is still registered for writability from
+     * the connect: update_interest() turns that into reading (and writing
+     * what was sent while connecting). */
     c->flags &= (uint16_t)~ZL__CF_WANT_R;
     if (c->flags & ZL__CF_REGISTERED)
         c->flags |= ZL__CF_WANT_W;
-    return update_interest(c);
-}
-
-size_t zl__conn_clear_queue(zl_conn_t *c)
-{
-    size_t n;
-    zl__seg_t *s;
-
-    if (!c->sq)
-        return 0;
-    n = c->sq->queued;
-    s = c->sq->head;
-    while (s) {
-        zl__seg_t *next = s->next;
-        zl_buf_unref(s->buf);
-        free(s);
-        s = next;
-    }
-    free(c->sq);
-    c->sq = NULL;
-    zl__poller_note_freed(n); /* a closing burst: trim (poller.c) */
-    return n;
+    return zl__conn_update_interest(c);
 }
 
 void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
@@ -290,15 +253,15 @@ void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
 static void deliver_closed(void *arg)
 {
     zl_conn_t *c = arg;
+    const zl__conn_owner_ops_t *ops = zl__cfg(c)->ops;
 
     if (c->flags & ZL__CF_GROUPED)
-        zl__group_remove(conn_group(c), c);
+        zl__group_remove(ops->group(c), c);
     if (zl__cfg(c)->h.on_closed)
         zl__cfg(c)->h.on_closed(c);
-    if (ZL__IS_CLIENT(c))
-        zl__client_on_closed(c);
-    else if (c->owner)
-        zl__session_on_closed(c);
+    if (c->owner && ops->on_closed)
+        ops->on_closed(c); /* the owner lets go: it may be freed */
+    c->owner = NULL;
     zl_conn_unref(c); /* the alive reference */
 }
 
@@ -342,8 +305,8 @@ static void close_local(zl_conn_t *c)
         return;
     }
     c->state = ZL__CS_CLOSING;
-    c->progress_ms = now32(); /* the send timeout bounds the flush */
-    update_interest(c);
+    c->progress_ms = zl__now32(); /* the send timeout bounds the flush */
+    zl__conn_update_interest(c);
 }
 
 /* graceful: after on_err, still send what is queued, then close (end of
@@ -365,9 +328,9 @@ static void fail_msg(zl_conn_t *c, bool graceful, int code, int sys,
     }
     if (c->state == ZL__CS_CLOSED)
         return; /* the handler aborted it */
-    if (ZL__IS_CLIENT(c) && !(c->flags & ZL__CF_USER_CLOSE) &&
-        zl__client_on_lost(c))
-        return; /* reconnecting */
+    if (zl__cfg(c)->ops->on_lost && !(c->flags & ZL__CF_USER_CLOSE) &&
+        zl__cfg(c)->ops->on_lost(c))
+        return; /* the owner took it over (reconnecting) */
     atomic_store_explicit(&c->ending, true, memory_order_release);
     if (graceful)
         close_local(c); /* still send what is queued: echo, then close */
@@ -391,249 +354,21 @@ void zl__conn_fail(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 
 /* The kernel's ETIMEDOUT on an open connection: TCP_USER_TIMEOUT or the
  * keepalive probes gave up on the peer. */
-static const char *sys_hint(int e)
+const char *zl__conn_sys_hint(int e)
 {
     return e == ETIMEDOUT ? " (the peer stopped acknowledging: send timeout "
                             "or keepalive)"
                           : "";
 }
 
-/* ------------------------------------------------------------ busy */
-
-static void check_busy(zl_conn_t *c)
+void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
+                           const char *msg)
 {
-    if (!(c->flags & ZL__CF_BUSY) && zl__queued(c) > zl__cfg(c)->high_water) {
-        c->flags |= ZL__CF_BUSY;
-        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
-            zl__cfg(c)->h.on_busy(c, true);
-        }
-    } else if ((c->flags & ZL__CF_BUSY) && zl__queued(c) <= zl__cfg(c)->low_water) {
-        c->flags &= (uint16_t)~ZL__CF_BUSY;
-        if (zl__cfg(c)->h.on_busy && c->state == ZL__CS_OPEN) {
-            zl__cfg(c)->h.on_busy(c, false);
-        }
-    }
-}
+    zl_error_t err = {zl_err_kind(code), sys, stage, msg};
 
-/* ------------------------------------------------------------ flush */
-
-static void do_shutdown_wr(zl_conn_t *c)
-{
-    if ((c->flags & ZL__CF_SHUT_WR) && !(c->flags & ZL__CF_SHUT_DONE) &&
-        !zl__queued(c) && c->fd >= 0) {
-        c->flags |= ZL__CF_SHUT_DONE;
-        shutdown(c->fd, SHUT_WR);
-    }
-}
-
-static void consume(zl_conn_t *c, size_t n)
-{
-    zl__sendq_t *q = c->sq;
-
-    zl__poller_note_freed(n); /* a drained backlog: trim (poller.c) */
-    c->sent += n;
-    q->queued -= n;
-    while (n) {
-        zl__seg_t *s = q->head;
-        size_t avail = s->buf->len - s->off;
-        if (n < avail) {
-            s->off += n;
-            break;
-        }
-        n -= avail;
-        q->head = s->next;
-        zl_buf_unref(s->buf);
-        free(s);
-    }
-    if (!q->head) {
-        free(q);
-        c->sq = NULL;
-    }
-}
-
-/* Write the queue with writev batches until EAGAIN or empty. */
-static void do_flush(zl_conn_t *c)
-{
-    struct iovec iov[ZL__IOV_BATCH];
-
-    while (c->sq && c->fd >= 0) {
-        struct msghdr mh = {0};
-        int n = 0;
-        ssize_t w;
-
-        for (zl__seg_t *s = c->sq->head; s && n < ZL__IOV_BATCH; s = s->next) {
-            iov[n].iov_base = s->buf->data + s->off;
-            iov[n].iov_len = s->buf->len - s->off;
-            n++;
-        }
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)n;
-        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                update_interest(c);
-                return;
-            }
-            int e = errno;
-            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
-                          zl_strerror(-e), sys_hint(e));
-            return;
-        }
-        consume(c, (size_t)w);
-        c->progress_ms = now32();
-        c->flags |= ZL__CF_ACTIVE;
-        /* The drain notice comes at the low mark, not only when empty. */
-        if (c->flags & ZL__CF_BUSY) {
-            check_busy(c);
-            if (c->state == ZL__CS_CLOSED)
-                return;
-        }
-    }
-    if (c->fd < 0)
+    if (!zl__cfg(c)->h.on_connect)
         return;
-    update_interest(c);
-    check_busy(c);
-    if (c->state == ZL__CS_CLOSED || zl__queued(c))
-        return; /* the handler queued more from on_busy: not flushed yet */
-    if ((c->flags & ZL__CF_FLUSH_NOTE) && c->state == ZL__CS_OPEN) {
-        c->flags &= (uint16_t)~ZL__CF_FLUSH_NOTE;
-        if (zl__cfg(c)->h.on_flush) {
-            zl__cfg(c)->h.on_flush(c);
-        }
-    }
-    if (c->state == ZL__CS_CLOSED || zl__queued(c))
-        return;
-    do_shutdown_wr(c);
-    if (c->state == ZL__CS_CLOSING)
-        zl__conn_finish(c);
-}
-
-static zl__sendq_t *sq_get(zl_conn_t *c)
-{
-    if (!c->sq)
-        c->sq = calloc(1, sizeof(*c->sq));
-    return c->sq;
-}
-
-static void sq_append(zl__sendq_t *q, zl__seg_t *s)
-{
-    s->next = NULL;
-    if (q->tail && q->head)
-        q->tail->next = s;
-    else
-        q->head = s;
-    q->tail = s;
-    q->queued += s->buf->len - s->off;
-}
-
-/* Append bytes to the queue, reusing the tail copy-buffer when it fits. */
-static int queue_copy(zl_conn_t *c, const uint8_t *p, size_t len)
-{
-    zl__sendq_t *q = sq_get(c);
-    zl__seg_t *t, *s;
-
-    if (!q)
-        return -ENOMEM;
-    t = q->head ? q->tail : NULL;
-    if (t && t->own && t->buf->cap - t->buf->len >= len) {
-        memcpy(t->buf->data + t->buf->len, p, len);
-        t->buf->len += len;
-        q->queued += len;
-        return 0;
-    }
-    s = malloc(sizeof(*s));
-    if (!s)
-        return -ENOMEM;
-    s->buf = zl_buf_new(len > ZL__SEG_MIN ? len : ZL__SEG_MIN);
-    if (!s->buf) {
-        free(s);
-        return -ENOMEM;
-    }
-    memcpy(s->buf->data, p, len);
-    s->buf->len = len;
-    s->off = 0;
-    s->own = true;
-    sq_append(q, s);
-    return 0;
-}
-
-static int queue_buf(zl_conn_t *c, zl_buf_t *buf, size_t off)
-{
-    zl__sendq_t *q = sq_get(c);
-    zl__seg_t *s = q ? malloc(sizeof(*s)) : NULL;
-
-    if (!s) {
-        zl_buf_unref(buf);
-        return -ENOMEM;
-    }
-    *s = (zl__seg_t){NULL, buf, off, false};
-    sq_append(q, s);
-    return 0;
-}
-
-/* Owner thread.  Takes over buf's reference if buf is not NULL. */
-static int send_local(zl_conn_t *c, const uint8_t *data, size_t len,
-                      zl_buf_t *buf)
-{
-    size_t done = 0;
-    int rc;
-
-    if (c->state > ZL__CS_OPEN || c->state == ZL__CS_WAIT ||
-        (c->flags & ZL__CF_SHUT_WR)) {
-        zl_buf_unref(buf);
-        return ZL_ESHUTDOWN;
-    }
-    if (buf) {
-        data = buf->data;
-        len = buf->len;
-    }
-    if (!len) {
-        zl_buf_unref(buf);
-        return 0;
-    }
-    if (!zl__queued(c) && c->state == ZL__CS_OPEN) {
-        ssize_t w;
-        do
-            w = send(c->fd, data, len, MSG_NOSIGNAL);
-        while (w < 0 && errno == EINTR);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            int e = errno;
-            zl_buf_unref(buf);
-            zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)), sys_hint(e));
-            return ZL_ESHUTDOWN;
-        }
-        if (w > 0) {
-            done = (size_t)w;
-            c->sent += done;
-            c->progress_ms = now32();
-            c->flags |= ZL__CF_ACTIVE;
-        }
-        if (done == len) {
-            zl_buf_unref(buf);
-            return 0;
-        }
-    }
-    if (!zl__queued(c))
-        c->progress_ms = now32(); /* the send timeout starts now */
-    if (buf && len - done > ZL__SEG_MIN)
-        rc = queue_buf(c, buf, done);
-    else {
-        rc = queue_copy(c, data + done, len - done);
-        zl_buf_unref(buf);
-    }
-    if (rc < 0)
-        return rc;
-    c->flags |= ZL__CF_FLUSH_NOTE;
-    update_interest(c);
-    check_busy(c);
-    return (c->flags & ZL__CF_BUSY) ? ZL_CONN_BUSY : 0;
+    zl__cfg(c)->h.on_connect(c, code ? &err : NULL);
 }
 
 /* ------------------------------------------------------------ read */
@@ -673,7 +408,7 @@ static void do_read(zl_conn_t *c, bool drain)
         }
         if (n == 0) {
             c->flags |= ZL__CF_READ_EOF;
-            update_interest(c);
+            zl__conn_update_interest(c);
             zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
                           "%s closed the connection",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
@@ -691,7 +426,7 @@ static void do_read(zl_conn_t *c, bool drain)
             zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s%s",
                           zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
                                          ZL_ADDR_STRLEN),
-                          zl_strerror(-(e)), sys_hint(e));
+                          zl_strerror(-(e)), zl__conn_sys_hint(e));
         }
         return;
     }
@@ -731,7 +466,7 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
     (void)p;
     (void)fd;
     if (c->state == ZL__CS_CONNECTING)
-        return; /* connects are watched by client.c's attempt_io */
+        return; /* the owner watches connects with a callback of its own */
     if ((events & (ZL_EV_READ | ZL_EV_HUP | ZL_EV_ERROR)) &&
         !(c->flags & ZL__CF_READ_MORE))
         do_read(c, events & (ZL_EV_HUP | ZL_EV_ERROR));
@@ -743,12 +478,12 @@ void zl__conn_io(zl_poller_t *p, int fd, unsigned events, void *udata)
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             zl__conn_fail(c, -err, err, ZL_STAGE_READ, "%s: %s%s",
-                          zl_conn_name(c), zl_strerror(-(err)), sys_hint(err));
+                          zl_conn_name(c), zl_strerror(-(err)), zl__conn_sys_hint(err));
             return;
         }
     }
     if ((events & (ZL_EV_WRITE | ZL_EV_ERROR)) && zl__queued(c))
-        do_flush(c);
+        zl__conn_flush(c);
     else if ((c->flags & ZL__CF_READ_EOF) && c->state == ZL__CS_CLOSING &&
              !zl__queued(c))
         zl__conn_finish(c);
@@ -834,7 +569,8 @@ void zl__group_remove(zl__group_t *g, zl_conn_t *c)
         g->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    c->next = NULL;
+    c->gone_ops = zl__cfg(c)->ops; /* for zl_conn_name() once ownerless */
     c->flags &= (uint16_t)~ZL__CF_GROUPED;
     g->count--;
 }
@@ -870,7 +606,7 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
             break;
         c->flags |= ZL__CF_USER_CLOSE;
         atomic_store_explicit(&c->ending, true, memory_order_release);
-        if (ZL__IS_CLIENT(c) && c->state != ZL__CS_OPEN) {
+        if (zl__cfg(c)->ops->close_unopened_now && c->state != ZL__CS_OPEN) {
             zl__conn_finish(c); /* connecting or waiting: nothing to flush */
             break;
         }
@@ -885,17 +621,17 @@ static void op_local(zl_conn_t *c, op_kind_t kind)
         if (c->state > ZL__CS_CLOSING)
             break;
         c->flags |= ZL__CF_SHUT_WR;
-        do_shutdown_wr(c);
+        zl__conn_shutdown_wr(c);
         break;
     case OP_PAUSE:
         c->flags |= ZL__CF_PAUSED;
-        update_interest(c);
+        zl__conn_update_interest(c);
         break;
     case OP_RESUME:
         if (!(c->flags & ZL__CF_PAUSED))
             break;
         c->flags &= (uint16_t)~ZL__CF_PAUSED;
-        update_interest(c);
+        zl__conn_update_interest(c);
         /* Under edge triggering the kernel will not repeat what it already
          * reported: drain now. */
         post_read_more(c);
@@ -910,7 +646,7 @@ static void op_run(void *arg)
     conn_op_t *op = arg;
 
     if (op->kind == OP_SEND)
-        send_local(op->c, NULL, 0, op->buf);
+        zl__conn_send_local(op->c, NULL, 0, op->buf);
     else
         op_local(op->c, op->kind);
     zl_conn_unref(op->c);
@@ -943,7 +679,7 @@ int zl_conn_send(zl_conn_t *c, const void *data, size_t len)
     if (!c || (!data && len))
         return -EINVAL;
     if (on_owner(c))
-        return send_local(c, data, len, NULL);
+        return zl__conn_send_local(c, data, len, NULL);
     /* A hint (the owner may be closing right now); the task re-checks. */
     if (atomic_load_explicit(&c->ending, memory_order_acquire))
         return ZL_ESHUTDOWN;
@@ -958,7 +694,7 @@ int zl_conn_send_buf(zl_conn_t *c, zl_buf_t *buf)
     if (!c || !buf)
         return -EINVAL;
     if (on_owner(c))
-        return send_local(c, NULL, 0, buf);
+        return zl__conn_send_local(c, NULL, 0, buf);
     if (atomic_load_explicit(&c->ending, memory_order_acquire)) {
         zl_buf_unref(buf);
         return ZL_ESHUTDOWN;
@@ -990,9 +726,11 @@ const zl_addr_t *zl_conn_local(const zl_conn_t *c) { return &c->local; }
 const char *zl_conn_name(const zl_conn_t *c)
 {
     static _Thread_local char buf[32];
+    /* Grouped: the owner is there; else prev's slot holds its ops. */
+    const zl__conn_owner_ops_t *ops =
+        (c->flags & ZL__CF_GROUPED) ? zl__cfg(c)->ops : c->gone_ops;
 
-    snprintf(buf, sizeof(buf), "%s#%u", ZL__IS_CLIENT(c) ? "client" : "session",
-             c->serial);
+    snprintf(buf, sizeof(buf), "%s#%u", ops->kind, c->serial);
     return buf;
 }
 size_t zl_conn_queued(const zl_conn_t *c) { return zl__queued(c); }
@@ -1004,4 +742,19 @@ int zl_conn_fd(const zl_conn_t *c) { return c->fd; }
 bool zl_conn_is_closing(const zl_conn_t *c)
 {
     return atomic_load_explicit(&c->ending, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------ core/plugin */
+
+uint32_t zl__conn_serial(const zl_conn_t *c)
+{
+    return c->serial;
+}
+
+void zl__conn_marks(const zl_conn_t *c, size_t *high, size_t *low)
+{
+    const zl__conn_cfg_t *cfg = zl__cfg(c);
+
+    *high = cfg ? cfg->high_water : SIZE_MAX;
+    *low = cfg ? cfg->low_water : SIZE_MAX;
 }

@@ -1,14 +1,15 @@
-/* zltk — TCP server: one listener, sessions spread over the pool by load.
+/* zltk — TCP server: one listener, connections spread over the pool by
+ * load.
  *
  * The listener lives on the pool's first poller (level-triggered, so that
  * accepting in bounded batches needs no re-arming).  Each accepted fd is
- * handed to the least-loaded poller, which owns the session from then on.
+ * handed to the least-loaded poller, which owns the connection from then on.
  * Descriptor exhaustion is handled with a reserved descriptor: on EMFILE it
  * is closed, the pending connection accepted and closed at once, and the
  * reserve reopened, so the kernel queue drains and the loop never spins.
  */
 #define G_LOG_DOMAIN "zltk-server"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -44,7 +45,8 @@ static void open_reserve(zl_server_t *s)
         s->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void session_release(zl_server_t *s)
+/* One accepted connection less: zl_server_free() waits for none left. */
+static void conn_release(zl_server_t *s)
 {
     pthread_mutex_lock(&s->lock);
     if (atomic_fetch_sub(&s->active, 1) == 1)
@@ -52,13 +54,6 @@ static void session_release(zl_server_t *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-void zl__session_on_closed(zl_conn_t *c)
-{
-    zl_server_t *s = c->owner;
-
-    c->owner = NULL;
-    session_release(s); /* s may be freed once this returns */
-}
 
 static size_t group_index(zl_server_t *s, zl_poller_t *p)
 {
@@ -68,11 +63,29 @@ static size_t group_index(zl_server_t *s, zl_poller_t *p)
     return 0;
 }
 
-zl__group_t *zl__session_group(zl_conn_t *c)
+/* ------------------------------------------------------------ owner ops */
+
+static zl__group_t *server_group(zl_conn_t *c)
 {
     zl_server_t *s = c->owner;
     return &s->groups[group_index(s, c->poller)];
 }
+
+static void server_conn_closed(zl_conn_t *c)
+{
+    zl_server_t *s = c->owner;
+
+    c->owner = NULL;
+    conn_release(s); /* s may be freed once this returns */
+}
+
+/* Accepted connections are open from the start: no connect to cut short,
+ * and a second close lets the first one's flush finish. */
+static const zl__conn_owner_ops_t server_ops = {
+    .kind = "conn",
+    .group = server_group,
+    .on_closed = server_conn_closed,
+};
 
 static void adopt(void *arg)
 {
@@ -85,7 +98,7 @@ static void adopt(void *arg)
         close(fd);
         c->owner = NULL;
         zl_conn_unref(c);
-        session_release(s);
+        conn_release(s);
         return;
     }
     zl__sock_setup(fd, &s->cfg);
@@ -221,7 +234,7 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
             continue;
         }
         target = zl_poller_pool_get(s->pool, false);
-        c = zl__conn_new(target, s, false);
+        c = zl__conn_new(target, s);
         if (!c) {
             close(fd);
             continue;
@@ -234,7 +247,7 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
             c->fd = -1;
             c->owner = NULL;
             zl_conn_unref(c);
-            session_release(s);
+            conn_release(s);
         }
     }
 }
@@ -361,7 +374,8 @@ int zl_server_new(zl_server_t **out, const zl_server_options_t *o,
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     g_strlcpy(s->name, o->name ? o->name : "server", sizeof(s->name));
-    zl__conn_cfg_init(&s->cfg, &o->conn, h, data, "session");
+    zl__conn_cfg_init(&s->cfg, &o->conn, h, data, "conn");
+    s->cfg.ops = &server_ops;
     s->max_conns = o->max_conns;
     s->pool = o->pool ? o->pool : zl_runtime_pollers();
     if (!s->pool) {

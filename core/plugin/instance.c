@@ -8,7 +8,7 @@
  */
 #define G_LOG_DOMAIN "zltk"
 #include "plugin-internal.h"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <stdarg.h>
 #include <time.h>

@@ -10,16 +10,7 @@
  */
 #define G_LOG_DOMAIN "zltk"
 #include "plugin-internal.h"
-#include "conn-internal.h"
-
-/* TEMP until h11-net merges: net-internal.h declares this accessor. */
-static inline void zl__conn_marks(const zl_conn_t *c, size_t *high,
-                                  size_t *low)
-{
-    *high = zl__cfg(c)->high_water;
-    *low = zl__cfg(c)->low_water;
-}
-/* end TEMP */
+#include "net-internal.h"
 
 /* ------------------------------------------ the handler's calls, down */
 

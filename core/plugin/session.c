@@ -10,17 +10,10 @@
  */
 #define G_LOG_DOMAIN "zltk"
 #include "plugin-internal.h"
-#include "conn-internal.h"
+#include "net-internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
-
-/* TEMP until h11-net merges: net-internal.h declares this accessor. */
-static inline uint32_t zl__conn_serial(const zl_conn_t *c)
-{
-    return c->serial;
-}
-/* end TEMP */
 
 /* ------------------------------------------------------------ helpers */
 

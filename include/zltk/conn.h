@@ -149,7 +149,7 @@ ZL_API zl_poller_t *zl_conn_poller(const zl_conn_t *c);
 /* Peer / local address, kept after the connection failed or closed. */
 ZL_API const zl_addr_t *zl_conn_peer(const zl_conn_t *c);
 ZL_API const zl_addr_t *zl_conn_local(const zl_conn_t *c);
-/* "client#3" / "session#12": an identifier for logs, formatted into a
+/* "client#3" / "conn#12": an identifier for logs, formatted into a
  * per-thread buffer valid until the next call on the same thread. */
 ZL_API const char *zl_conn_name(const zl_conn_t *c);
 /* Bytes queued in user space, not yet taken by the kernel. */

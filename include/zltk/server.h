@@ -1,5 +1,5 @@
 /* zltk — TCP server (ZLToolKit's TcpServer): listens, spreads accepted
- * connections over the pool's pollers, one session per connection.
+ * connections over the pool's pollers.
  */
 #ifndef ZLTK_SERVER_H
 #define ZLTK_SERVER_H
@@ -19,31 +19,31 @@ typedef struct zl_server_options {
     uint16_t port;        /* 0: any free port (see zl_server_addr()) */
     bool v6only;          /* with an IPv6 host: refuse IPv4-mapped peers */
     int backlog;          /* [1024] */
-    size_t max_conns;     /* [0: unlimited] sessions beyond are refused */
+    size_t max_conns;     /* [0: unlimited] connections beyond are refused */
     zl_conn_options_t conn;
     zl_poller_pool_t *pool; /* [zl_runtime_pollers()] */
     const char *name;     /* for logs ["server"] */
 } zl_server_options_t;
 
 typedef struct zl_server_stats {
-    uint64_t accepted;       /* sessions created */
-    uint64_t active;         /* sessions not yet closed */
+    uint64_t accepted;       /* connections accepted */
+    uint64_t active;         /* accepted connections not yet closed */
     uint64_t refused_fds;    /* connections dropped for lack of descriptors */
     uint64_t refused_limit;  /* connections dropped by max_conns */
 } zl_server_stats_t;
 
 /* Bind, listen and start accepting.  Errors (address in use, bad address)
  * are returned at once: -EADDRINUSE, -EINVAL, … with a logged message.
- * Each accepted connection becomes a session on the least-loaded poller of
+ * Each accepted connection ("conn#N") goes to the least-loaded poller of
  * the pool: handler (copied) gets on_connect(c, NULL) first, then the usual
- * callbacks and a final on_closed.  data is every session's initial
+ * callbacks and a final on_closed.  data is each connection's initial
  * zl_conn_get_data().  Running out of descriptors neither spins the loop nor
  * stops the listener: the connection is accepted and dropped at once (a
  * reserved descriptor makes that possible) and counted.  Any thread. */
 ZL_API int zl_server_new(zl_server_t **out, const zl_server_options_t *opts,
                          const zl_conn_handler_t *handler, void *data);
 
-/* Stop listening, close every session gracefully, wait until each one's
+/* Stop listening, close every connection gracefully, wait until each one's
  * on_closed has run, and free.  Not from one of the pool's threads. */
 ZL_API void zl_server_free(zl_server_t *s);
 
