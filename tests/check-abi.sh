@@ -7,13 +7,17 @@
 #     (tests/plugins/abi10/.libs/abi10-fixture.so);
 #   - prebuilt: tests/abi-1.0/prebuilt/abi10-fixture.x86_64.so, committed
 #     (see tests/abi-1.0/README), on x86_64 Linux only.
-# For each: zltk-host --list-plugins lists it with its handler and layer,
+# First, the layout: tests/abi-1.0/layout.c prints every ABI 1.0 field
+# offset and size and every constant; built against the frozen headers and
+# against today's, each of its lines must be the same in both (today's may
+# print more: error codes or stages appended since).
+# Then, for each build: zltk-host --list-plugins lists it with its handler and layer,
 # and a server with the fixture's handler over the fixture's layer on
 # 127.0.0.1:0 answers a socat client: ROT13 on the wire both ways, each
 # line prefixed by the handler.
 # One line per case ("ok: ..." / "FAIL: ..."), then "N passed, M failed".
 set -u
-: "${top_srcdir:=.}" "${top_builddir:=.}"
+: "${top_srcdir:=.}" "${top_builddir:=.}" "${CC:=cc}"
 export LC_ALL=C
 
 host="$top_builddir/zltk-host"
@@ -122,6 +126,34 @@ try() {
         bad "$_n: stop" "zltk-host exited $rc on SIGTERM"
     fi
 }
+
+# layout: the ABI 1.0 layout is unchanged in today's headers.
+layout() {
+    _src="$top_srcdir/tests/abi-1.0/layout.c"
+    : >"$tmp/got"
+    if ! $CC -std=gnu11 -Wall -Wextra -Werror -I"$top_srcdir/tests/abi-1.0/include" \
+            -o "$tmp/layout-1.0" "$_src" >"$tmp/out" 2>"$tmp/err" ||
+       ! "$tmp/layout-1.0" >"$tmp/layout-1.0.txt" 2>"$tmp/err"; then
+        bad "layout" "layout.c does not build or run against the ABI 1.0 headers"
+        return
+    fi
+    if ! $CC -std=gnu11 -Wall -Wextra -Werror -I"$top_srcdir/include" \
+            -I"$top_builddir/include" -o "$tmp/layout-now" "$_src" \
+            >"$tmp/out" 2>"$tmp/err" ||
+       ! "$tmp/layout-now" >"$tmp/layout-now.txt" 2>"$tmp/err"; then
+        bad "layout" "layout.c does not build against today's headers: an ABI 1.0 field or constant is gone or renamed"
+        return
+    fi
+    if grep -Fxv -f "$tmp/layout-now.txt" "$tmp/layout-1.0.txt" \
+            >"$tmp/missing"; then
+        sed 's/^/ABI 1.0 has: /' "$tmp/missing" >"$tmp/got"
+        bad "layout" "today's headers differ from ABI 1.0 (offset size, or value)"
+    else
+        ok "layout: $(wc -l <"$tmp/layout-1.0.txt" | tr -d ' ') offsets, sizes and constants of ABI 1.0 unchanged"
+    fi
+    : >"$tmp/got"; : >"$tmp/out"; : >"$tmp/err"
+}
+layout
 
 if [ -r "$fresh" ]; then
     try "fresh build" "$fresh"
