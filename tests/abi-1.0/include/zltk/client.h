@@ -1,0 +1,62 @@
+/* zltk — TCP client (ZLToolKit's TcpClient): connect with timeout, off-loop
+ * name resolution trying every address, optional reconnect.
+ */
+#ifndef ZLTK_CLIENT_H
+#define ZLTK_CLIENT_H
+
+#include <zltk/common.h>
+#include <zltk/conn.h>
+#include <zltk/worker.h>
+
+ZL_BEGIN_DECLS
+
+typedef struct zl_client_options {
+    /* Peer: an IP literal connects at once on the owner poller; a name is
+     * resolved on the worker pool (AF_UNSPEC) and every address is tried,
+     * all within connect_timeout_ms, Happy Eyeballs style (RFC 8305):
+     * IPv6 and IPv4 alternate, and when an address has not connected after
+     * attempt_delay_ms the next one starts while it stays in flight (at
+     * once if it failed); the first to connect wins. */
+    const char *host;
+    uint16_t port;
+    uint32_t connect_timeout_ms; /* [5000], covers resolution too */
+    uint32_t attempt_delay_ms;   /* [250] before starting the next address */
+    const char *local_ip;        /* optional bind address (IP literal) */
+    uint16_t local_port;         /* optional bind port */
+    zl_conn_options_t conn;
+    /* Reconnect: off by default.  After a failed attempt or a lost
+     * connection, wait a delay that doubles from reconnect_min_ms up to
+     * reconnect_max_ms, with ±25 % jitter, re-resolving the name each time;
+     * give up after max_attempts consecutive failures (0: never). */
+    bool reconnect;
+    uint32_t reconnect_min_ms; /* [500] */
+    uint32_t reconnect_max_ms; /* [30000] */
+    unsigned max_attempts;
+    /* Where it runs: [zl_runtime_get_poller(true)], [zl_runtime_workers()]. */
+    zl_poller_t *poller;
+    zl_worker_pool_t *workers;
+    const char *name; /* for logs ["client"] */
+} zl_client_options_t;
+
+/* Create a client connection and start connecting.  handler (copied) gets
+ * on_connect(err) for every attempt, then the usual callbacks; on_closed
+ * comes once, when the client is closed or gives up.  data is the initial
+ * zl_conn_get_data() value.  If out is not NULL it receives a reference the
+ * caller must drop with zl_conn_unref().  Returns 0, -EINVAL (bad options,
+ * message logged), ZL_ESHUTDOWN or -ENOMEM.  Any thread. */
+ZL_API int zl_client_connect(zl_conn_t **out, const zl_client_options_t *opts,
+                             const zl_conn_handler_t *handler, void *data);
+
+/* Test hook: replace name resolution (getaddrinfo) for every client of the
+ * process.  fn runs on a worker thread and returns 0 with a list made by
+ * getaddrinfo-compatible allocation, or an EAI_* code.  NULL restores the
+ * default.  Not thread-safe against running resolutions: set it first. */
+struct addrinfo;
+typedef int (*zl_resolve_fn)(const char *host, const char *port,
+                             const struct addrinfo *hints,
+                             struct addrinfo **res);
+ZL_API void zl_client_set_resolver(zl_resolve_fn fn);
+
+ZL_END_DECLS
+
+#endif

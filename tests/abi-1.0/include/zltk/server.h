@@ -1,0 +1,58 @@
+/* zltk — TCP server (ZLToolKit's TcpServer): listens, spreads accepted
+ * connections over the pool's pollers, one session per connection.
+ */
+#ifndef ZLTK_SERVER_H
+#define ZLTK_SERVER_H
+
+#include <zltk/common.h>
+#include <zltk/conn.h>
+#include <zltk/pool.h>
+
+ZL_BEGIN_DECLS
+
+typedef struct zl_server zl_server_t;
+
+typedef struct zl_server_options {
+    /* Listen address: an IP literal, or NULL for every address: dual-stack
+     * "::" (falling back to 0.0.0.0 when the kernel has no IPv6). */
+    const char *host;
+    uint16_t port;        /* 0: any free port (see zl_server_addr()) */
+    bool v6only;          /* with an IPv6 host: refuse IPv4-mapped peers */
+    int backlog;          /* [1024] */
+    size_t max_conns;     /* [0: unlimited] sessions beyond are refused */
+    zl_conn_options_t conn;
+    zl_poller_pool_t *pool; /* [zl_runtime_pollers()] */
+    const char *name;     /* for logs ["server"] */
+} zl_server_options_t;
+
+typedef struct zl_server_stats {
+    uint64_t accepted;       /* sessions created */
+    uint64_t active;         /* sessions not yet closed */
+    uint64_t refused_fds;    /* connections dropped for lack of descriptors */
+    uint64_t refused_limit;  /* connections dropped by max_conns */
+} zl_server_stats_t;
+
+/* Bind, listen and start accepting.  Errors (address in use, bad address)
+ * are returned at once: -EADDRINUSE, -EINVAL, … with a logged message.
+ * Each accepted connection becomes a session on the least-loaded poller of
+ * the pool: handler (copied) gets on_connect(c, NULL) first, then the usual
+ * callbacks and a final on_closed.  data is every session's initial
+ * zl_conn_get_data().  Running out of descriptors neither spins the loop nor
+ * stops the listener: the connection is accepted and dropped at once (a
+ * reserved descriptor makes that possible) and counted.  Any thread. */
+ZL_API int zl_server_new(zl_server_t **out, const zl_server_options_t *opts,
+                         const zl_conn_handler_t *handler, void *data);
+
+/* Stop listening, close every session gracefully, wait until each one's
+ * on_closed has run, and free.  Not from one of the pool's threads. */
+ZL_API void zl_server_free(zl_server_t *s);
+
+/* The bound address (its port is the real one when 0 was asked). */
+ZL_API const zl_addr_t *zl_server_addr(const zl_server_t *s);
+
+/* Counters.  Any thread. */
+ZL_API void zl_server_get_stats(const zl_server_t *s, zl_server_stats_t *out);
+
+ZL_END_DECLS
+
+#endif
