@@ -578,6 +578,15 @@ static const zl_conn_handler_t srv_handler = {
     .on_closed = srv_on_closed,
 };
 
+/* The defaults (ZL_SERVER_OPTIONS_INIT), listening on host. */
+static zl_server_options_t srv_opts(const char *host)
+{
+    zl_server_options_t o = ZL_SERVER_OPTIONS_INIT;
+
+    o.host = host;
+    return o;
+}
+
 static zl_server_t *srv_start(env_t *e, srv_t *sv, zl_server_options_t *o)
 {
     zl_server_t *s = NULL;
@@ -887,7 +896,7 @@ static const zl_conn_handler_t probe_handler = {
 static void copts_init(zl_client_options_t *o, env_t *e, const char *host,
                        uint16_t port)
 {
-    memset(o, 0, sizeof(*o));
+    *o = (zl_client_options_t)ZL_CLIENT_OPTIONS_INIT;
     o->host = host;
     o->port = port;
     o->poller = zl_poller_pool_get(e->pool, false);
@@ -1033,7 +1042,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t *p = calloc(n, sizeof(*p));
     atomic_int all = 0;
@@ -1055,6 +1064,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
         p[i].all_closed = &all;
         copts_init(&o, &e, "127.0.0.1", srv_port(s));
         o.conn.high_water = 256 * KIB;
+        o.conn.low_water = 64 * KIB;
         probe_connect(&p[i], &o, true);
     }
     CU_ASSERT_EQUAL(wait_ge(&all, (int)n, timeout_ms), (int)n);
@@ -1111,7 +1121,7 @@ static void test_raw_client_zltk_server(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const size_t total = MIB;
     size_t out = 0, in = 0;
@@ -1223,6 +1233,7 @@ static void test_zltk_client_raw_server(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "127.0.0.1", port);
     o.conn.high_water = 128 * KIB;
+    o.conn.low_water = 32 * KIB;
     probe_connect(&p, &o, true);
     CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 20000), 1);
     probe_end(&p);
@@ -1334,7 +1345,7 @@ static void test_dns_second_address(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1376,7 +1387,7 @@ static void test_dns_first_address_hangs(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1425,7 +1436,7 @@ static void test_dns_slow(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1464,7 +1475,7 @@ static void test_reset_by_client(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char buf[4];
     int fd;
@@ -1528,7 +1539,7 @@ static void half_close_run(bool check_spin)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const size_t total = 2 * MIB;
     uint8_t *data = malloc(total);
@@ -1584,7 +1595,7 @@ static void test_eof_with_last_data(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char buf[8];
     int fd;
@@ -1631,7 +1642,7 @@ static void test_stalled_peer_send_timeout(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fd;
     long long dt;
@@ -1686,7 +1697,7 @@ static void test_idle_server_session(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char msg[256];
     long long dt;
@@ -1727,7 +1738,7 @@ static void test_idle_traffic_keeps_alive(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const unsigned idle = slow_ms(400);
     uint64_t end, quiet;
@@ -1964,7 +1975,7 @@ static void test_blackholed_peer(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {0};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     blackhole_t bh;
     zl_conn_t *held;
@@ -1996,7 +2007,7 @@ static void test_blackholed_idle_peer(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {0};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     blackhole_t bh;
     zl_conn_t *held;
@@ -2023,15 +2034,16 @@ static void test_blackholed_idle_peer(void)
 static long long trim_burst(env_t *e, size_t high_water)
 {
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     long long q;
     int fd;
 
     srv_init(&sv, SRV_PUSH);
     so.conn.high_water = high_water;
+    so.conn.low_water = high_water / 4;
     so.conn.sndbuf = 8 * KIB;
-    so.conn.no_send_timeout = true;
+    so.conn.send_timeout_ms = 0;
     s = srv_start(e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2096,7 +2108,7 @@ static void test_drain_notice(void)
     o.conn.high_water = 64 * KIB;
     o.conn.low_water = 16 * KIB;
     o.conn.sndbuf = 8 * KIB;
-    o.conn.no_send_timeout = true;
+    o.conn.send_timeout_ms = 0;
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2157,7 +2169,7 @@ static void test_drain_at_low_water(void)
     o.conn.high_water = high;
     o.conn.low_water = low;
     o.conn.sndbuf = 16 * KIB;
-    o.conn.no_send_timeout = true;
+    o.conn.send_timeout_ms = 0;
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2216,7 +2228,7 @@ static void test_pause_no_spin(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     uint8_t out[1000], in[1000];
     uint64_t l0, l1;
@@ -2280,7 +2292,7 @@ static void test_emfile(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_server_stats_t st;
     struct rlimit old, lim;
@@ -2365,7 +2377,7 @@ static void close_in_run(int at)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s = NULL;
     probe_t p;
     zl_client_options_t o;
@@ -2404,6 +2416,7 @@ static void close_in_run(int at)
         p.chunk = 16 * KIB;
         p.chunk_fixed = true;
         o.conn.high_water = 64 * KIB;
+        o.conn.low_water = 16 * KIB;
         o.conn.sndbuf = 32 * KIB;
         break;
     case AT_MANAGER:
@@ -2504,7 +2517,7 @@ static void test_close_other_thread(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
 
@@ -2558,7 +2571,7 @@ static void test_close_abort_race(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     pthread_t th[4];
@@ -2595,7 +2608,7 @@ static void test_send_other_thread(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2689,7 +2702,7 @@ static void test_send_other_thread_while_closing(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2884,7 +2897,7 @@ static void test_socket_options(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2902,7 +2915,7 @@ static void test_socket_options(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     o.conn.sndbuf = 24 * KIB;
     o.conn.rcvbuf = 20 * KIB;
-    o.conn.no_send_timeout = true; /* and no keepalive: neither option */
+    o.conn.send_timeout_ms = 0; /* and no keepalive: neither option */
     probe_connect(&p, &o, true);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
@@ -2987,7 +3000,7 @@ static void test_reconnect_lifts_busy(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_client_options_t o;
     busyrc_t b;
@@ -3033,7 +3046,7 @@ static void test_reconnect_until_server(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3093,7 +3106,7 @@ static void test_reconnect_storm(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t *p = calloc(STORM_CLIENTS, sizeof(*p));
     atomic_int all = 0;
@@ -3149,7 +3162,7 @@ static void test_server_free_with_clients(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p[8];
 
@@ -3193,7 +3206,7 @@ static void test_addresses_after_err(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3232,7 +3245,7 @@ static void test_byte_counters(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3265,7 +3278,7 @@ static void test_manager_ticks(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3328,7 +3341,7 @@ static void test_ipv6_loopback(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "::1"};
+    zl_server_options_t so = srv_opts("::1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3366,7 +3379,7 @@ static void test_dual_stack(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = NULL};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     probe_t p[2];
     bool v6 = have_ipv6();
@@ -3406,7 +3419,7 @@ static void test_server_new_errors(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s, *s2 = (zl_server_t *)&sv; /* non-NULL sentinel */
     zl_conn_handler_t no_recv = srv_handler;
     uint16_t port;
@@ -3446,7 +3459,7 @@ static void test_max_conns(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_server_stats_t st;
     int fd[5];
@@ -3499,7 +3512,7 @@ static void test_client_options(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_client_options_t o;
     zl_conn_handler_t no_recv = probe_handler;
@@ -3600,7 +3613,7 @@ static void test_keep_recv_buffer(void)
     env_t e;
     keep_t k;
     zl_conn_handler_t h = {.on_recv = keep_recv, .on_closed = keep_closed};
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fd;
 
@@ -3679,7 +3692,7 @@ static void test_sessions_spread(void)
     zl_conn_handler_t h = {.on_connect = spread_connect,
                            .on_recv = spread_recv,
                            .on_closed = spread_closed};
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fds[SPREAD_CONNS], per[3] = {0}, used = 0;
 
