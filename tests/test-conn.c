@@ -1681,6 +1681,50 @@ static void test_stalled_peer_send_timeout(void)
     srv_fini(&sv);
 }
 
+/* A peer that never reads, against send_timeout_ms (manager 20 ms).
+ * Returns the server's errors once the queue has stalled for wait_ms. */
+static int stalled_errors(env_t *e, srv_t *sv, uint32_t send_timeout_ms,
+                          unsigned wait_ms)
+{
+    zl_server_options_t so = srv_opts("127.0.0.1");
+    zl_server_t *s;
+    int fd, errs;
+
+    srv_init(sv, SRV_PUSH);
+    so.conn.high_water = 64 * KIB;
+    so.conn.low_water = 16 * KIB;
+    so.conn.sndbuf = 8 * KIB;
+    so.conn.send_timeout_ms = send_timeout_ms;
+    so.conn.manager_ms = 20;
+    s = srv_start(e, sv, &so);
+    fd = raw_connect("127.0.0.1", srv_port(s), 4096);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(wait_ge(&sv->push_busy_rc, 1, 5000), 1);
+    errs = wait_ge(&sv->errs, 1, wait_ms);
+    raw_reset(fd);
+    CU_ASSERT_EQUAL(wait_ge(&sv->closed, 1, 3000), 1);
+    srv_stop(s, sv);
+    return errs;
+}
+
+/* send_timeout_ms = 0 is off (as send-timeout = 0 in zltk.conf), not "the
+ * default": a stalled queue outlives thirty manager ticks, ten times a
+ * short send timeout that does fire. */
+static void test_send_timeout_zero_is_off(void)
+{
+    env_t e;
+    srv_t sv;
+
+    env_up(&e, 1);
+    CU_ASSERT_EQUAL(stalled_errors(&e, &sv, 0, 600), 0);
+    srv_fini(&sv);
+    CU_ASSERT_EQUAL(stalled_errors(&e, &sv, 60, 1000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_WRITE);
+    srv_fini(&sv);
+    env_down(&e);
+}
+
 /* ------------------------------------------------------------ dead peers */
 
 static void srv_err_msg(srv_t *sv, char *out, size_t n)
@@ -3506,6 +3550,128 @@ static void test_max_conns(void)
     srv_fini(&sv);
 }
 
+static void check_conn_defaults(const zl_conn_options_t *c)
+{
+    CU_ASSERT_EQUAL(c->high_water, 1 * MIB);
+    CU_ASSERT_EQUAL(c->low_water, 256 * KIB);
+    CU_ASSERT_EQUAL(c->send_timeout_ms, 10000);
+    CU_ASSERT_EQUAL(c->manager_ms, 2000);
+    CU_ASSERT_EQUAL(c->sndbuf, 0);
+    CU_ASSERT_EQUAL(c->rcvbuf, 0);
+    CU_ASSERT_EQUAL(c->keepalive_ms, 0);
+    CU_ASSERT_EQUAL(c->idle_timeout_ms, 0);
+}
+
+/* The INIT macros and functions hold the defaults the headers document. */
+static void test_options_init(void)
+{
+    zl_conn_options_t co = ZL_CONN_OPTIONS_INIT, cf;
+    zl_client_options_t cl = ZL_CLIENT_OPTIONS_INIT, clf;
+    zl_server_options_t so = ZL_SERVER_OPTIONS_INIT, sof;
+
+    check_conn_defaults(&co);
+    memset(&cf, 0xa5, sizeof(cf));
+    zl_conn_options_init(&cf);
+    check_conn_defaults(&cf);
+    for (int i = 0; i < 2; i++) {
+        const zl_client_options_t *c = i ? &clf : &cl;
+        if (i) {
+            memset(&clf, 0xa5, sizeof(clf));
+            zl_client_options_init(&clf);
+        }
+        CU_ASSERT_PTR_NULL(c->host);
+        CU_ASSERT_EQUAL(c->port, 0);
+        CU_ASSERT_EQUAL(c->connect_timeout_ms, 5000);
+        CU_ASSERT_EQUAL(c->attempt_delay_ms, 250);
+        CU_ASSERT_PTR_NULL(c->local_ip);
+        CU_ASSERT_EQUAL(c->local_port, 0);
+        check_conn_defaults(&c->conn);
+        CU_ASSERT_FALSE(c->reconnect);
+        CU_ASSERT_EQUAL(c->reconnect_min_ms, 500);
+        CU_ASSERT_EQUAL(c->reconnect_max_ms, 30000);
+        CU_ASSERT_EQUAL(c->max_attempts, 0);
+        CU_ASSERT_PTR_NULL(c->poller);
+        CU_ASSERT_PTR_NULL(c->workers);
+        CU_ASSERT_PTR_NULL(c->name);
+    }
+    for (int i = 0; i < 2; i++) {
+        const zl_server_options_t *c = i ? &sof : &so;
+        if (i) {
+            memset(&sof, 0xa5, sizeof(sof));
+            zl_server_options_init(&sof);
+        }
+        CU_ASSERT_PTR_NULL(c->host);
+        CU_ASSERT_EQUAL(c->port, 0);
+        CU_ASSERT_FALSE(c->v6only);
+        CU_ASSERT_EQUAL(c->backlog, 1024);
+        CU_ASSERT_EQUAL(c->max_conns, 0);
+        check_conn_defaults(&c->conn);
+        CU_ASSERT_PTR_NULL(c->pool);
+        CU_ASSERT_PTR_NULL(c->name);
+    }
+}
+
+/* A zero-filled struct (host and port set) is refused, not run without
+ * its timeouts; so is each field without an "off" that is 0, and each
+ * pair of fields that contradict each other. */
+static void test_options_refused(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_client_options_t o;
+    zl_server_options_t so;
+    zl_server_t *s = NULL;
+    probe_t p;
+
+    env_up(&e, 1);
+    probe_init(&p, 93);
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = 9;
+    o.poller = zl_poller_pool_get(e.pool, false);
+    CU_ASSERT_EQUAL(zl_client_connect(NULL, &o, &probe_handler, &p), -EINVAL);
+    for (int i = 0; i < 6; i++) {
+        copts_init(&o, &e, "127.0.0.1", 9);
+        if (i == 0)
+            o.conn.high_water = 0;
+        else if (i == 1)
+            o.conn.manager_ms = 0;
+        else if (i == 2)
+            o.conn.low_water = o.conn.high_water + 1;
+        else if (i == 3)
+            o.attempt_delay_ms = 0;
+        else if (i == 4)
+            o.reconnect_min_ms = 0;
+        else
+            o.reconnect_max_ms = o.reconnect_min_ms - 1;
+        CU_ASSERT_EQUAL(zl_client_connect(NULL, &o, &probe_handler, &p),
+                        -EINVAL);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&p.closed), 0); /* nothing started */
+
+    srv_init(&sv, SRV_ECHO);
+    memset(&so, 0, sizeof(so));
+    so.host = "127.0.0.1";
+    so.pool = e.pool;
+    CU_ASSERT_EQUAL(zl_server_new(&s, &so, &srv_handler, &sv), -EINVAL);
+    CU_ASSERT_PTR_NULL(s);
+    for (int i = 0; i < 3; i++) {
+        so = srv_opts("127.0.0.1");
+        so.pool = e.pool;
+        if (i == 0)
+            so.backlog = 0;
+        else if (i == 1)
+            so.backlog = -1;
+        else
+            so.conn.high_water = 0;
+        CU_ASSERT_EQUAL(zl_server_new(&s, &so, &srv_handler, &sv), -EINVAL);
+        CU_ASSERT_PTR_NULL(s);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&sv.connects), 0);
+    srv_fini(&sv);
+    env_down(&e);
+}
+
 /* Bad client options are refused at once; a local address is honoured and
  * a bind failure is reported at stage bind. */
 static void test_client_options(void)
@@ -3810,6 +3976,12 @@ int zl_test_register_conn(void)
         {"dual-stack server: 127.0.0.1 and ::1", test_dual_stack},
         {"server_new: -EADDRINUSE, -EINVAL", test_server_new_errors},
         {"max_conns: refused_limit counted", test_max_conns},
+        {"options: the INIT macros and functions hold the defaults",
+         test_options_init},
+        {"options: zero-filled, 0 without off, contradictions refused",
+         test_options_refused},
+        {"send_timeout_ms = 0 is off; a short one fires",
+         test_send_timeout_zero_is_off},
         {"client options: invalid, local bind, bind failure",
          test_client_options},
         {"on_recv buffer kept with zl_buf_ref: no copy, fresh buffer next",

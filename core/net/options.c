@@ -50,6 +50,9 @@ int zl__client_options_check(const zl_client_options_t *o)
     const char *who = o->name ? o->name : "zl_client_connect";
     const char *init = "ZL_CLIENT_OPTIONS_INIT";
 
+    /* conn first: in a zero-filled struct, that is what tells. */
+    if (zl__conn_options_check(&o->conn, who, init) < 0)
+        return -EINVAL;
     if (!o->attempt_delay_ms)
         return refuse(who, "attempt_delay_ms", "is 0", init);
     if (!o->reconnect_min_ms)
@@ -57,7 +60,7 @@ int zl__client_options_check(const zl_client_options_t *o)
     if (o->reconnect_max_ms < o->reconnect_min_ms)
         return refuse(who, "reconnect_max_ms", "is below reconnect_min_ms",
                       init);
-    return zl__conn_options_check(&o->conn, who, init);
+    return 0;
 }
 
 int zl__server_options_check(const zl_server_options_t *o)
@@ -65,8 +68,10 @@ int zl__server_options_check(const zl_server_options_t *o)
     const char *who = o->name ? o->name : "zl_server_new";
     const char *init = "ZL_SERVER_OPTIONS_INIT";
 
+    if (zl__conn_options_check(&o->conn, who, init) < 0)
+        return -EINVAL;
     if (o->backlog <= 0)
         return refuse(who, "backlog", o->backlog ? "is negative" : "is 0",
                       init);
-    return zl__conn_options_check(&o->conn, who, init);
+    return 0;
 }
