@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     zl_runtime_options_t ro = {0};
     zl_log_options_t lo = {.level = ZL_LOG_WARNING, .console = true};
     zl_conn_handler_t h = {.on_recv = on_recv, .on_busy = on_busy};
-    zl_server_options_t so = {0};
+    zl_server_options_t so = ZL_SERVER_OPTIONS_INIT;
     zl_server_t *s;
     struct rlimit rl;
     sigset_t set;

@@ -191,8 +191,13 @@ static const zl_conn_handler_t flow_h = {
 
 static zl_client_options_t copts(void)
 {
-    zl_client_options_t o = {.host = host, .port = port, .poller = P};
+    zl_client_options_t o = ZL_CLIENT_OPTIONS_INIT;
+
+    o.host = host;
+    o.port = port;
+    o.poller = P;
     o.conn.high_water = 64 * 1024 * 1024;
+    o.conn.low_water = o.conn.high_water / 4;
     return o;
 }
 

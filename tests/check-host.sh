@@ -494,6 +494,19 @@ else
     bad "the all-0 warning says why" "no warning line naming the risk"
 fi
 
+# send-timeout = 0 above is "off", as idle-timeout = 0 and keepalive = 0:
+# absent, it is the 10 s default, and the server is not warned about.
+write nodead2 <<EOF
+[plugin.good]
+[server.a]
+plugin = good-echo
+address = 127.0.0.1:1
+idle-timeout = 0
+keepalive = 0
+EOF
+check "$f"
+expect_ok "send-timeout absent (10 s) with idle-timeout, keepalive 0: no warning"
+
 write kalive <<EOF
 [plugin.good]
 [client.b]

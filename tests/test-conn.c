@@ -578,6 +578,15 @@ static const zl_conn_handler_t srv_handler = {
     .on_closed = srv_on_closed,
 };
 
+/* The defaults (ZL_SERVER_OPTIONS_INIT), listening on host. */
+static zl_server_options_t srv_opts(const char *host)
+{
+    zl_server_options_t o = ZL_SERVER_OPTIONS_INIT;
+
+    o.host = host;
+    return o;
+}
+
 static zl_server_t *srv_start(env_t *e, srv_t *sv, zl_server_options_t *o)
 {
     zl_server_t *s = NULL;
@@ -887,7 +896,7 @@ static const zl_conn_handler_t probe_handler = {
 static void copts_init(zl_client_options_t *o, env_t *e, const char *host,
                        uint16_t port)
 {
-    memset(o, 0, sizeof(*o));
+    *o = (zl_client_options_t)ZL_CLIENT_OPTIONS_INIT;
     o->host = host;
     o->port = port;
     o->poller = zl_poller_pool_get(e->pool, false);
@@ -1033,7 +1042,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t *p = calloc(n, sizeof(*p));
     atomic_int all = 0;
@@ -1055,6 +1064,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
         p[i].all_closed = &all;
         copts_init(&o, &e, "127.0.0.1", srv_port(s));
         o.conn.high_water = 256 * KIB;
+        o.conn.low_water = 64 * KIB;
         probe_connect(&p[i], &o, true);
     }
     CU_ASSERT_EQUAL(wait_ge(&all, (int)n, timeout_ms), (int)n);
@@ -1111,7 +1121,7 @@ static void test_raw_client_zltk_server(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const size_t total = MIB;
     size_t out = 0, in = 0;
@@ -1223,6 +1233,7 @@ static void test_zltk_client_raw_server(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "127.0.0.1", port);
     o.conn.high_water = 128 * KIB;
+    o.conn.low_water = 32 * KIB;
     probe_connect(&p, &o, true);
     CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 20000), 1);
     probe_end(&p);
@@ -1334,7 +1345,7 @@ static void test_dns_second_address(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1376,7 +1387,7 @@ static void test_dns_first_address_hangs(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1425,7 +1436,7 @@ static void test_dns_slow(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -1464,7 +1475,7 @@ static void test_reset_by_client(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char buf[4];
     int fd;
@@ -1528,7 +1539,7 @@ static void half_close_run(bool check_spin)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const size_t total = 2 * MIB;
     uint8_t *data = malloc(total);
@@ -1584,7 +1595,7 @@ static void test_eof_with_last_data(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char buf[8];
     int fd;
@@ -1631,7 +1642,7 @@ static void test_stalled_peer_send_timeout(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fd;
     long long dt;
@@ -1670,6 +1681,50 @@ static void test_stalled_peer_send_timeout(void)
     srv_fini(&sv);
 }
 
+/* A peer that never reads, against send_timeout_ms (manager 20 ms).
+ * Returns the server's errors once the queue has stalled for wait_ms. */
+static int stalled_errors(env_t *e, srv_t *sv, uint32_t send_timeout_ms,
+                          unsigned wait_ms)
+{
+    zl_server_options_t so = srv_opts("127.0.0.1");
+    zl_server_t *s;
+    int fd, errs;
+
+    srv_init(sv, SRV_PUSH);
+    so.conn.high_water = 64 * KIB;
+    so.conn.low_water = 16 * KIB;
+    so.conn.sndbuf = 8 * KIB;
+    so.conn.send_timeout_ms = send_timeout_ms;
+    so.conn.manager_ms = 20;
+    s = srv_start(e, sv, &so);
+    fd = raw_connect("127.0.0.1", srv_port(s), 4096);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(wait_ge(&sv->push_busy_rc, 1, 5000), 1);
+    errs = wait_ge(&sv->errs, 1, wait_ms);
+    raw_reset(fd);
+    CU_ASSERT_EQUAL(wait_ge(&sv->closed, 1, 3000), 1);
+    srv_stop(s, sv);
+    return errs;
+}
+
+/* send_timeout_ms = 0 is off (as send-timeout = 0 in zltk.conf), not "the
+ * default": a stalled queue outlives thirty manager ticks, ten times a
+ * short send timeout that does fire. */
+static void test_send_timeout_zero_is_off(void)
+{
+    env_t e;
+    srv_t sv;
+
+    env_up(&e, 1);
+    CU_ASSERT_EQUAL(stalled_errors(&e, &sv, 0, 600), 0);
+    srv_fini(&sv);
+    CU_ASSERT_EQUAL(stalled_errors(&e, &sv, 60, 1000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
+    CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_WRITE);
+    srv_fini(&sv);
+    env_down(&e);
+}
+
 /* ------------------------------------------------------------ dead peers */
 
 static void srv_err_msg(srv_t *sv, char *out, size_t n)
@@ -1686,7 +1741,7 @@ static void test_idle_server_session(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     char msg[256];
     long long dt;
@@ -1727,7 +1782,7 @@ static void test_idle_traffic_keeps_alive(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     const unsigned idle = slow_ms(400);
     uint64_t end, quiet;
@@ -1964,7 +2019,7 @@ static void test_blackholed_peer(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {0};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     blackhole_t bh;
     zl_conn_t *held;
@@ -1996,7 +2051,7 @@ static void test_blackholed_idle_peer(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {0};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     blackhole_t bh;
     zl_conn_t *held;
@@ -2023,15 +2078,16 @@ static void test_blackholed_idle_peer(void)
 static long long trim_burst(env_t *e, size_t high_water)
 {
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     long long q;
     int fd;
 
     srv_init(&sv, SRV_PUSH);
     so.conn.high_water = high_water;
+    so.conn.low_water = high_water / 4;
     so.conn.sndbuf = 8 * KIB;
-    so.conn.no_send_timeout = true;
+    so.conn.send_timeout_ms = 0;
     s = srv_start(e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2096,7 +2152,7 @@ static void test_drain_notice(void)
     o.conn.high_water = 64 * KIB;
     o.conn.low_water = 16 * KIB;
     o.conn.sndbuf = 8 * KIB;
-    o.conn.no_send_timeout = true;
+    o.conn.send_timeout_ms = 0;
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2157,7 +2213,7 @@ static void test_drain_at_low_water(void)
     o.conn.high_water = high;
     o.conn.low_water = low;
     o.conn.sndbuf = 16 * KIB;
-    o.conn.no_send_timeout = true;
+    o.conn.send_timeout_ms = 0;
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
@@ -2216,7 +2272,7 @@ static void test_pause_no_spin(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     uint8_t out[1000], in[1000];
     uint64_t l0, l1;
@@ -2280,7 +2336,7 @@ static void test_emfile(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_server_stats_t st;
     struct rlimit old, lim;
@@ -2365,7 +2421,7 @@ static void close_in_run(int at)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s = NULL;
     probe_t p;
     zl_client_options_t o;
@@ -2404,6 +2460,7 @@ static void close_in_run(int at)
         p.chunk = 16 * KIB;
         p.chunk_fixed = true;
         o.conn.high_water = 64 * KIB;
+        o.conn.low_water = 16 * KIB;
         o.conn.sndbuf = 32 * KIB;
         break;
     case AT_MANAGER:
@@ -2504,7 +2561,7 @@ static void test_close_other_thread(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
 
@@ -2558,7 +2615,7 @@ static void test_close_abort_race(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     pthread_t th[4];
@@ -2595,7 +2652,7 @@ static void test_send_other_thread(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2689,7 +2746,7 @@ static void test_send_other_thread_while_closing(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2884,7 +2941,7 @@ static void test_socket_options(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -2902,7 +2959,7 @@ static void test_socket_options(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     o.conn.sndbuf = 24 * KIB;
     o.conn.rcvbuf = 20 * KIB;
-    o.conn.no_send_timeout = true; /* and no keepalive: neither option */
+    o.conn.send_timeout_ms = 0; /* and no keepalive: neither option */
     probe_connect(&p, &o, true);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
     CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
@@ -2987,7 +3044,7 @@ static void test_reconnect_lifts_busy(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_client_options_t o;
     busyrc_t b;
@@ -3033,7 +3090,7 @@ static void test_reconnect_until_server(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3093,7 +3150,7 @@ static void test_reconnect_storm(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t *p = calloc(STORM_CLIENTS, sizeof(*p));
     atomic_int all = 0;
@@ -3149,7 +3206,7 @@ static void test_server_free_with_clients(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p[8];
 
@@ -3193,7 +3250,7 @@ static void test_addresses_after_err(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3232,7 +3289,7 @@ static void test_byte_counters(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3265,7 +3322,7 @@ static void test_manager_ticks(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3328,7 +3385,7 @@ static void test_ipv6_loopback(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "::1"};
+    zl_server_options_t so = srv_opts("::1");
     zl_server_t *s;
     probe_t p;
     zl_client_options_t o;
@@ -3366,7 +3423,7 @@ static void test_dual_stack(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = NULL};
+    zl_server_options_t so = srv_opts(NULL);
     zl_server_t *s;
     probe_t p[2];
     bool v6 = have_ipv6();
@@ -3406,7 +3463,7 @@ static void test_server_new_errors(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s, *s2 = (zl_server_t *)&sv; /* non-NULL sentinel */
     zl_conn_handler_t no_recv = srv_handler;
     uint16_t port;
@@ -3446,7 +3503,7 @@ static void test_max_conns(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_server_stats_t st;
     int fd[5];
@@ -3493,13 +3550,135 @@ static void test_max_conns(void)
     srv_fini(&sv);
 }
 
+static void check_conn_defaults(const zl_conn_options_t *c)
+{
+    CU_ASSERT_EQUAL(c->high_water, 1 * MIB);
+    CU_ASSERT_EQUAL(c->low_water, 256 * KIB);
+    CU_ASSERT_EQUAL(c->send_timeout_ms, 10000);
+    CU_ASSERT_EQUAL(c->manager_ms, 2000);
+    CU_ASSERT_EQUAL(c->sndbuf, 0);
+    CU_ASSERT_EQUAL(c->rcvbuf, 0);
+    CU_ASSERT_EQUAL(c->keepalive_ms, 0);
+    CU_ASSERT_EQUAL(c->idle_timeout_ms, 0);
+}
+
+/* The INIT macros and functions hold the defaults the headers document. */
+static void test_options_init(void)
+{
+    zl_conn_options_t co = ZL_CONN_OPTIONS_INIT, cf;
+    zl_client_options_t cl = ZL_CLIENT_OPTIONS_INIT, clf;
+    zl_server_options_t so = ZL_SERVER_OPTIONS_INIT, sof;
+
+    check_conn_defaults(&co);
+    memset(&cf, 0xa5, sizeof(cf));
+    zl_conn_options_init(&cf);
+    check_conn_defaults(&cf);
+    for (int i = 0; i < 2; i++) {
+        const zl_client_options_t *c = i ? &clf : &cl;
+        if (i) {
+            memset(&clf, 0xa5, sizeof(clf));
+            zl_client_options_init(&clf);
+        }
+        CU_ASSERT_PTR_NULL(c->host);
+        CU_ASSERT_EQUAL(c->port, 0);
+        CU_ASSERT_EQUAL(c->connect_timeout_ms, 5000);
+        CU_ASSERT_EQUAL(c->attempt_delay_ms, 250);
+        CU_ASSERT_PTR_NULL(c->local_ip);
+        CU_ASSERT_EQUAL(c->local_port, 0);
+        check_conn_defaults(&c->conn);
+        CU_ASSERT_FALSE(c->reconnect);
+        CU_ASSERT_EQUAL(c->reconnect_min_ms, 500);
+        CU_ASSERT_EQUAL(c->reconnect_max_ms, 30000);
+        CU_ASSERT_EQUAL(c->max_attempts, 0);
+        CU_ASSERT_PTR_NULL(c->poller);
+        CU_ASSERT_PTR_NULL(c->workers);
+        CU_ASSERT_PTR_NULL(c->name);
+    }
+    for (int i = 0; i < 2; i++) {
+        const zl_server_options_t *c = i ? &sof : &so;
+        if (i) {
+            memset(&sof, 0xa5, sizeof(sof));
+            zl_server_options_init(&sof);
+        }
+        CU_ASSERT_PTR_NULL(c->host);
+        CU_ASSERT_EQUAL(c->port, 0);
+        CU_ASSERT_FALSE(c->v6only);
+        CU_ASSERT_EQUAL(c->backlog, 1024);
+        CU_ASSERT_EQUAL(c->max_conns, 0);
+        check_conn_defaults(&c->conn);
+        CU_ASSERT_PTR_NULL(c->pool);
+        CU_ASSERT_PTR_NULL(c->name);
+    }
+}
+
+/* A zero-filled struct (host and port set) is refused, not run without
+ * its timeouts; so is each field without an "off" that is 0, and each
+ * pair of fields that contradict each other. */
+static void test_options_refused(void)
+{
+    env_t e;
+    srv_t sv;
+    zl_client_options_t o;
+    zl_server_options_t so;
+    zl_server_t *s = NULL;
+    probe_t p;
+
+    env_up(&e, 1);
+    probe_init(&p, 93);
+    memset(&o, 0, sizeof(o));
+    o.host = "127.0.0.1";
+    o.port = 9;
+    o.poller = zl_poller_pool_get(e.pool, false);
+    CU_ASSERT_EQUAL(zl_client_connect(NULL, &o, &probe_handler, &p), -EINVAL);
+    for (int i = 0; i < 6; i++) {
+        copts_init(&o, &e, "127.0.0.1", 9);
+        if (i == 0)
+            o.conn.high_water = 0;
+        else if (i == 1)
+            o.conn.manager_ms = 0;
+        else if (i == 2)
+            o.conn.low_water = o.conn.high_water + 1;
+        else if (i == 3)
+            o.attempt_delay_ms = 0;
+        else if (i == 4)
+            o.reconnect_min_ms = 0;
+        else
+            o.reconnect_max_ms = o.reconnect_min_ms - 1;
+        CU_ASSERT_EQUAL(zl_client_connect(NULL, &o, &probe_handler, &p),
+                        -EINVAL);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&p.closed), 0); /* nothing started */
+
+    srv_init(&sv, SRV_ECHO);
+    memset(&so, 0, sizeof(so));
+    so.host = "127.0.0.1";
+    so.pool = e.pool;
+    CU_ASSERT_EQUAL(zl_server_new(&s, &so, &srv_handler, &sv), -EINVAL);
+    CU_ASSERT_PTR_NULL(s);
+    for (int i = 0; i < 3; i++) {
+        so = srv_opts("127.0.0.1");
+        so.pool = e.pool;
+        if (i == 0)
+            so.backlog = 0;
+        else if (i == 1)
+            so.backlog = -1;
+        else
+            so.conn.high_water = 0;
+        CU_ASSERT_EQUAL(zl_server_new(&s, &so, &srv_handler, &sv), -EINVAL);
+        CU_ASSERT_PTR_NULL(s);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&sv.connects), 0);
+    srv_fini(&sv);
+    env_down(&e);
+}
+
 /* Bad client options are refused at once; a local address is honoured and
  * a bind failure is reported at stage bind. */
 static void test_client_options(void)
 {
     env_t e;
     srv_t sv;
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     zl_client_options_t o;
     zl_conn_handler_t no_recv = probe_handler;
@@ -3600,7 +3779,7 @@ static void test_keep_recv_buffer(void)
     env_t e;
     keep_t k;
     zl_conn_handler_t h = {.on_recv = keep_recv, .on_closed = keep_closed};
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fd;
 
@@ -3679,7 +3858,7 @@ static void test_sessions_spread(void)
     zl_conn_handler_t h = {.on_connect = spread_connect,
                            .on_recv = spread_recv,
                            .on_closed = spread_closed};
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = srv_opts("127.0.0.1");
     zl_server_t *s;
     int fds[SPREAD_CONNS], per[3] = {0}, used = 0;
 
@@ -3811,12 +3990,13 @@ static void test_names_client_and_accepted(void)
 {
     env_t e;
     names_t n = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    zl_server_options_t so = {.host = "127.0.0.1"};
+    zl_server_options_t so = ZL_SERVER_OPTIONS_INIT;
     zl_server_t *s = NULL;
     zl_client_options_t o;
     zl_conn_t *cli = NULL;
 
     env_up(&e, 2);
+    so.host = "127.0.0.1";
     so.pool = e.pool;
     CU_ASSERT_EQUAL_FATAL(zl_server_new(&s, &so, &names_srv_handler, &n), 0);
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
@@ -3931,6 +4111,12 @@ int zl_test_register_conn(void)
         {"dual-stack server: 127.0.0.1 and ::1", test_dual_stack},
         {"server_new: -EADDRINUSE, -EINVAL", test_server_new_errors},
         {"max_conns: refused_limit counted", test_max_conns},
+        {"options: the INIT macros and functions hold the defaults",
+         test_options_init},
+        {"options: zero-filled, 0 without off, contradictions refused",
+         test_options_refused},
+        {"send_timeout_ms = 0 is off; a short one fires",
+         test_send_timeout_zero_is_off},
         {"client options: invalid, local bind, bind failure",
          test_client_options},
         {"on_recv buffer kept with zl_buf_ref: no copy, fresh buffer next",

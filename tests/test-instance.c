@@ -414,6 +414,8 @@ static void opts_server(zl_instance_options_t *o, const char *name,
                         const zl_handler_t *h)
 {
     memset(o, 0, sizeof(*o));
+    zl_client_options_init(&o->client);
+    zl_server_options_init(&o->server_opts);
     o->name = name;
     o->server = true;
     o->handler = h;
@@ -428,6 +430,8 @@ static void opts_client(zl_instance_options_t *o, const char *name,
                         const zl_handler_t *h, uint16_t port)
 {
     memset(o, 0, sizeof(*o));
+    zl_client_options_init(&o->client);
+    zl_server_options_init(&o->server_opts);
     o->name = name;
     o->handler = h;
     o->config = cfg_get;

@@ -343,6 +343,8 @@ void zl_test_tls_opts_fill(zl_instance_options_t *o,
                            const zl_handler_t *h, zl_plugin_t *hp)
 {
     memset(o, 0, sizeof(*o));
+    zl_client_options_init(&o->client);
+    zl_server_options_init(&o->server_opts);
     o->name = name;
     o->server = server;
     o->handler = h;

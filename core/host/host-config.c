@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,48 +97,6 @@ void zl_host_cfg_report(zl_host_cfg_t *cfg, bool error, const char *group,
 #define PERR(cfg, g, k, ...)                                                \
     zl_host_cfg_report(cfg, !(cfg)->lenient, g, k, __VA_ARGS__)
 
-/* Integer key: returns true and sets *out when present and valid. */
-static bool get_int(zl_host_cfg_t *cfg, const char *g, const char *k,
-                    int64_t min, int64_t max, int64_t *out)
-{
-    char *v = g_key_file_get_value(cfg->kf, g, k, NULL), *end;
-    gint64 n;
-    bool ok = false;
-
-    if (!v)
-        return false;
-    g_strstrip(v);
-    errno = 0;
-    n = g_ascii_strtoll(v, &end, 10);
-    if (!*v || *end || errno)
-        ERR(cfg, g, k, "'%s' is not an integer", v);
-    else if (n < min || n > max)
-        ERR(cfg, g, k, "%" G_GINT64_FORMAT " is out of range (%" G_GINT64_FORMAT
-                       "..%" G_GINT64_FORMAT ")",
-            n, min, max);
-    else {
-        *out = n;
-        ok = true;
-    }
-    g_free(v);
-    return ok;
-}
-
-static bool get_bool(zl_host_cfg_t *cfg, const char *g, const char *k,
-                     bool *out)
-{
-    char *v = g_key_file_get_value(cfg->kf, g, k, NULL);
-    bool ok;
-
-    if (!v)
-        return false;
-    ok = zl_parse_bool(v, out) == 0;
-    if (!ok)
-        ERR(cfg, g, k, "'%s' is not a boolean (" ZL_BOOL_WORDS ")", v);
-    g_free(v);
-    return ok;
-}
-
 static char *get_str(zl_host_cfg_t *cfg, const char *g, const char *k)
 {
     char *v = g_key_file_get_string(cfg->kf, g, k, NULL);
@@ -145,20 +105,129 @@ static char *get_str(zl_host_cfg_t *cfg, const char *g, const char *k)
     return v;
 }
 
-/* A timeout in ms where 0 means off.  A word (true, on, …) is refused
- * with what to write instead: these keys are times, not switches. */
-static void get_off_ms(zl_host_cfg_t *cfg, const char *g, const char *k,
-                       int64_t *out)
-{
-    char *v = get_str(cfg, g, k);
+/* What a key holds, where it goes, and what it may be: each integer,
+ * duration and boolean key is read by get_key, through the one grammar of
+ * each (zl_parse_int, zl_parse_bool), straight into its field. */
+typedef enum {
+    KEY_INT,  /* a count or a size */
+    KEY_MS,   /* a duration in milliseconds; with min 0, 0 turns it off */
+    KEY_BOOL,
+} key_kind_t;
 
-    if (v && *v && !g_ascii_isdigit(*v) && *v != '-')
-        ERR(cfg, g, k, "'%s' is not a time: give milliseconds (e.g. %s), "
-                       "or 0 to turn it off",
-            v, strcmp(k, "keepalive") ? "600000" : "30000");
-    else if (v)
-        get_int(cfg, g, k, 0, INT32_MAX, out);
+typedef struct host_key {
+    const char *name;
+    key_kind_t kind;
+    int64_t min, max;
+    const char *example; /* KEY_MS: a value to suggest */
+    size_t off, size;    /* the field, in the struct the table is for */
+} host_key_t;
+
+#define FIELD(type, f) offsetof(type, f), sizeof(((type *)0)->f)
+#define SIZE_KEY_MAX ((int64_t)(SIZE_MAX > INT64_MAX ? INT64_MAX : SIZE_MAX))
+
+/* Store v, already within the key's range, into a bool, a 32-bit or a
+ * 64-bit field (signed or not: the range is never negative). */
+static void store(void *field, size_t size, int64_t v)
+{
+    if (size == sizeof(bool)) {
+        bool b = v != 0;
+        memcpy(field, &b, sizeof(b));
+    } else if (size == sizeof(uint32_t)) {
+        uint32_t u = (uint32_t)v;
+        memcpy(field, &u, sizeof(u));
+    } else {
+        uint64_t u = (uint64_t)v;
+        memcpy(field, &u, sizeof(u));
+    }
+}
+
+/* Read key k of group g.  Returns true and sets *out when present and
+ * valid; when present and invalid, reports an error naming file, group and
+ * key with what to write instead. */
+static bool get_key(zl_host_cfg_t *cfg, const char *g, const host_key_t *k,
+                    int64_t *out)
+{
+    char *v = g_key_file_get_value(cfg->kf, g, k->name, NULL);
+    bool b;
+    int rc;
+
+    if (!v)
+        return false;
+    g_strstrip(v);
+    if (k->kind == KEY_BOOL) {
+        rc = zl_parse_bool(v, &b);
+        if (rc == 0)
+            *out = b;
+        else
+            ERR(cfg, g, k->name, "'%s' is not a boolean (" ZL_BOOL_WORDS ")",
+                v);
+    } else {
+        rc = zl_parse_int(v, k->min, k->max, out);
+        if (rc == -ERANGE)
+            ERR(cfg, g, k->name,
+                "%s is out of range (%" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                ")", v, k->min, k->max);
+        else if (rc < 0 && k->kind == KEY_MS)
+            /* A word (true, on, …) too: these keys are times, not switches. */
+            ERR(cfg, g, k->name, "'%s' is not a time: give an integer of "
+                                 "milliseconds (e.g. %s)%s",
+                v, k->example, k->min ? "" : ", or 0 to turn it off");
+        else if (rc < 0)
+            ERR(cfg, g, k->name, "'%s' is not an integer", v);
+    }
     g_free(v);
+    return rc == 0;
+}
+
+/* Every key of table present in group g, into the struct at base. */
+static void get_keys(zl_host_cfg_t *cfg, const char *g,
+                     const host_key_t *table, size_t n, void *base)
+{
+    int64_t v;
+
+    for (size_t i = 0; i < n; i++)
+        if (get_key(cfg, g, &table[i], &v))
+            store((char *)base + table[i].off, table[i].size, v);
+}
+
+/* The host's own keys of instance groups, with the fields they fill. */
+static const host_key_t conn_keys[] = {
+    {"send-timeout", KEY_MS, 0, INT32_MAX, "10000",
+     FIELD(zl_conn_options_t, send_timeout_ms)},
+    {"idle-timeout", KEY_MS, 0, INT32_MAX, "600000",
+     FIELD(zl_conn_options_t, idle_timeout_ms)},
+    {"keepalive", KEY_MS, 0, INT32_MAX, "30000",
+     FIELD(zl_conn_options_t, keepalive_ms)},
+    {"high-water", KEY_INT, 1, SIZE_KEY_MAX, NULL,
+     FIELD(zl_conn_options_t, high_water)},
+    {"low-water", KEY_INT, 1, SIZE_KEY_MAX, NULL,
+     FIELD(zl_conn_options_t, low_water)},
+};
+static const host_key_t server_keys[] = {
+    {"backlog", KEY_INT, 0, 65535, NULL, FIELD(zl_server_options_t, backlog)},
+    {"max-connections", KEY_INT, 0, INT32_MAX, NULL,
+     FIELD(zl_server_options_t, max_conns)},
+};
+static const host_key_t client_keys[] = {
+    {"connect-timeout", KEY_MS, 1, INT32_MAX, "5000",
+     FIELD(zl_client_options_t, connect_timeout_ms)},
+    {"connect-attempt-delay", KEY_MS, 1, INT32_MAX, "250",
+     FIELD(zl_client_options_t, attempt_delay_ms)},
+    {"reconnect", KEY_BOOL, 0, 1, NULL, FIELD(zl_client_options_t, reconnect)},
+    {"reconnect-min", KEY_MS, 1, INT32_MAX, "500",
+     FIELD(zl_client_options_t, reconnect_min_ms)},
+    {"reconnect-max", KEY_MS, 1, INT32_MAX, "30000",
+     FIELD(zl_client_options_t, reconnect_max_ms)},
+    {"max-attempts", KEY_INT, 0, INT32_MAX, NULL,
+     FIELD(zl_client_options_t, max_attempts)},
+};
+
+static bool in_table(const char *k, const host_key_t *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(k, table[i].name))
+            return true;
+    return false;
 }
 
 static bool in_list(const char *k, const char *const *list)
@@ -179,9 +248,12 @@ static void parse_host(zl_host_cfg_t *cfg)
     static const char *const levels[] = {"error",   "critical", "warning",
                                          "message", "info",     "debug",
                                          NULL};
+    static const host_key_t pollers = {"pollers", KEY_INT, 0, 1024, NULL,
+                                       FIELD(zl_host_cfg_t, pollers)};
+    static const host_key_t workers = {"workers", KEY_INT, 0, 1024, NULL,
+                                       FIELD(zl_host_cfg_t, workers)};
     const char *g = "host";
     char **keys = g_key_file_get_keys(cfg->kf, g, NULL, NULL);
-    int64_t n;
     char *v;
 
     for (size_t i = 0; keys && keys[i]; i++)
@@ -189,10 +261,8 @@ static void parse_host(zl_host_cfg_t *cfg)
             WARN(cfg, g, keys[i], "unknown key (known: pollers, workers, "
                                   "backend, log-level, plugin-dir); ignored");
     g_strfreev(keys);
-    if (get_int(cfg, g, "pollers", 0, 1024, &n))
-        cfg->pollers = (int)n;
-    if (get_int(cfg, g, "workers", 0, 1024, &n))
-        cfg->workers = (int)n;
+    get_keys(cfg, g, &pollers, 1, cfg);
+    get_keys(cfg, g, &workers, 1, cfg);
     if ((v = get_str(cfg, g, "backend"))) {
         if (!in_list(v, backends))
             ERR(cfg, g, "backend", "'%s' is not a backend (epoll, poll or "
@@ -240,7 +310,7 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
             return false;
         }
         in->host = g_strdup(host);
-        in->port = port;
+        in->client.port = in->srv.port = port;
         return true;
     }
     if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
@@ -256,16 +326,50 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
     return false;
 }
 
+/* The instance's options, parsed once: over ZL_*_OPTIONS_INIT (set with
+ * the instance), the host's own defaults, then the group's keys, with the file's meanings (0 is off;
+ * backlog 0 is the default; low-water is high-water / 4 unless given, and
+ * at most high-water; reconnect-max is at least reconnect-min). */
+static void parse_options(zl_host_cfg_t *cfg, const char *g,
+                          zl_host_instance_t *in)
+{
+    const zl_server_options_t sd = ZL_SERVER_OPTIONS_INIT;
+    zl_conn_options_t *co = in->server ? &in->srv.conn : &in->client.conn;
+
+    if (in->server)
+        co->idle_timeout_ms = HOST_SERVER_IDLE_MS;
+    co->keepalive_ms = HOST_KEEPALIVE_MS;
+    get_keys(cfg, g, conn_keys, G_N_ELEMENTS(conn_keys), co);
+    if (!g_key_file_has_key(cfg->kf, g, "low-water", NULL))
+        co->low_water = co->high_water / 4;
+    if (co->low_water > co->high_water)
+        co->low_water = co->high_water;
+    if (in->server && !co->send_timeout_ms && !co->idle_timeout_ms &&
+        !co->keepalive_ms)
+        WARN(cfg, g, NULL, "send-timeout, idle-timeout and keepalive are all "
+                           "0: a session whose peer vanished is never "
+                           "closed; give one of them a time");
+    if (in->server) {
+        get_keys(cfg, g, server_keys, G_N_ELEMENTS(server_keys), &in->srv);
+        if (!in->srv.backlog)
+            in->srv.backlog = sd.backlog;
+    } else {
+        get_keys(cfg, g, client_keys, G_N_ELEMENTS(client_keys), &in->client);
+        if (in->client.reconnect_max_ms < in->client.reconnect_min_ms)
+            in->client.reconnect_max_ms = in->client.reconnect_min_ms;
+    }
+}
+
 static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
 {
     zl_host_instance_t *in = g_new0(zl_host_instance_t, 1);
     char *v;
-    int64_t n;
-    bool b;
 
     in->cfg = cfg;
     in->group = g_strdup(g);
     in->server = server;
+    in->client = (zl_client_options_t)ZL_CLIENT_OPTIONS_INIT;
+    in->srv = (zl_server_options_t)ZL_SERVER_OPTIONS_INIT;
     in->values = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     in->defaults = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                          g_free);
@@ -292,39 +396,7 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
             in->transport = g_strdup(v);
         g_free(v);
     }
-    if (get_int(cfg, g, "send-timeout", 0, INT32_MAX, &n))
-        in->send_timeout_ms = n, in->has_send_timeout = true;
-    in->idle_timeout_ms = in->keepalive_ms = -1;
-    get_off_ms(cfg, g, "idle-timeout", &in->idle_timeout_ms);
-    get_off_ms(cfg, g, "keepalive", &in->keepalive_ms);
-    if (server && in->has_send_timeout && !in->send_timeout_ms &&
-        !in->idle_timeout_ms && !in->keepalive_ms)
-        WARN(cfg, g, NULL, "send-timeout, idle-timeout and keepalive are all "
-                           "0: a session whose peer vanished is never "
-                           "closed; give one of them a time");
-    if (get_int(cfg, g, "high-water", 1, INT64_MAX, &n))
-        in->high_water = (size_t)n;
-    if (get_int(cfg, g, "low-water", 1, INT64_MAX, &n))
-        in->low_water = (size_t)n;
-    if (server) {
-        if (get_int(cfg, g, "backlog", 0, 65535, &n))
-            in->backlog = (int)n;
-        if (get_int(cfg, g, "max-connections", 0, INT32_MAX, &n))
-            in->max_conns = (size_t)n;
-    } else {
-        if (get_int(cfg, g, "connect-timeout", 1, INT32_MAX, &n))
-            in->connect_timeout_ms = (uint32_t)n;
-        if (get_int(cfg, g, "connect-attempt-delay", 1, INT32_MAX, &n))
-            in->attempt_delay_ms = (uint32_t)n;
-        if (get_bool(cfg, g, "reconnect", &b))
-            in->reconnect = b;
-        if (get_int(cfg, g, "reconnect-min", 1, INT32_MAX, &n))
-            in->reconnect_min_ms = (uint32_t)n;
-        if (get_int(cfg, g, "reconnect-max", 1, INT32_MAX, &n))
-            in->reconnect_max_ms = (uint32_t)n;
-        if (get_int(cfg, g, "max-attempts", 0, INT32_MAX, &n))
-            in->max_attempts = (unsigned)n;
-    }
+    parse_options(cfg, g, in);
     g_ptr_array_add(server ? cfg->servers : cfg->clients, in);
 }
 
@@ -450,15 +522,9 @@ static const char *kind_text(bool server)
     return server ? "server handler" : "client handler";
 }
 
-/* Keys the host itself reads in instance groups. */
-static const char *const host_keys_common[] = {
-    "plugin", "address", "transport", "send-timeout", "high-water",
-    "low-water", "idle-timeout", "keepalive", NULL};
-static const char *const host_keys_server[] = {"backlog", "max-connections",
-                                               NULL};
-static const char *const host_keys_client[] = {
-    "connect-timeout", "connect-attempt-delay", "reconnect", "reconnect-min",
-    "reconnect-max", "max-attempts", NULL};
+/* Keys the host itself reads in instance groups, besides its tables. */
+static const char *const host_keys[] = {"plugin", "address", "transport",
+                                        NULL};
 
 static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
 {
@@ -468,8 +534,10 @@ static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
 
     for (size_t i = 0; keys && keys[i]; i++) {
         const char *k = keys[i];
-        if (in_list(k, host_keys_common) ||
-            in_list(k, in->server ? host_keys_server : host_keys_client) ||
+        if (in_list(k, host_keys) ||
+            in_table(k, conn_keys, G_N_ELEMENTS(conn_keys)) ||
+            (in->server ? in_table(k, server_keys, G_N_ELEMENTS(server_keys))
+                        : in_table(k, client_keys, G_N_ELEMENTS(client_keys))) ||
             (own && in_list(k, own)) || (lkeys && in_list(k, lkeys)))
             continue;
         if (own && *own) {
@@ -662,39 +730,13 @@ int zl_host_cfg_instances(zl_host_cfg_t *cfg)
                 .ctx = in,
                 .on_finished = cfg->on_finished,
             };
-            zl_conn_options_t *co = in->server ? &o.server_opts.conn
-                                               : &o.client.conn;
 
             if (!in->handler || in->inst)
                 continue;
-            co->high_water = in->high_water;
-            co->low_water = in->low_water;
-            if (in->has_send_timeout) {
-                co->send_timeout_ms = (uint32_t)in->send_timeout_ms;
-                co->no_send_timeout = in->send_timeout_ms == 0;
-            }
-            co->idle_timeout_ms = (uint32_t)(in->idle_timeout_ms >= 0
-                                                 ? in->idle_timeout_ms
-                                             : in->server ? HOST_SERVER_IDLE_MS
-                                                          : 0);
-            co->keepalive_ms = (uint32_t)(in->keepalive_ms >= 0
-                                              ? in->keepalive_ms
-                                              : HOST_KEEPALIVE_MS);
-            if (in->server) {
-                o.server_opts.host = in->host;
-                o.server_opts.port = in->port;
-                o.server_opts.backlog = in->backlog;
-                o.server_opts.max_conns = in->max_conns;
-            } else {
-                o.client.host = in->host; /* NULL for @NAME: set at start */
-                o.client.port = in->port;
-                o.client.connect_timeout_ms = in->connect_timeout_ms;
-                o.client.attempt_delay_ms = in->attempt_delay_ms;
-                o.client.reconnect = in->reconnect;
-                o.client.reconnect_min_ms = in->reconnect_min_ms;
-                o.client.reconnect_max_ms = in->reconnect_max_ms;
-                o.client.max_attempts = in->max_attempts;
-            }
+            o.client = in->client;
+            o.client.host = in->host; /* NULL for @NAME: set at start */
+            o.server_opts = in->srv;
+            o.server_opts.host = in->host;
             if (zl_instance_new(&in->inst, &o) < 0)
                 in->inst = NULL;
         }

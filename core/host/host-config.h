@@ -14,18 +14,12 @@ typedef struct zl_host_instance {
     char *peer_server; /* client address "@NAME": server.NAME's address */
     char *transport;   /* a layer's name; NULL: plain tcp */
     bool server;
-    uint16_t port;
-    int64_t send_timeout_ms; /* with has_send_timeout; 0 = off */
-    bool has_send_timeout;
-    /* -1: not given (the host's default), 0: off */
-    int64_t idle_timeout_ms, keepalive_ms;
-    size_t high_water, low_water;
-    int backlog;
-    size_t max_conns;
-    uint32_t connect_timeout_ms, attempt_delay_ms, reconnect_min_ms,
-        reconnect_max_ms;
-    bool reconnect;
-    unsigned max_attempts;
+    /* What the instance is created with, parsed once from the group's keys
+     * (ZL_*_OPTIONS_INIT, then the host's defaults, then the keys): client
+     * for a client, srv for a server.  Their port comes from address; their
+     * host is set from host when the instance is created. */
+    zl_client_options_t client;
+    zl_server_options_t srv;
     /* Filled by zl_host_cfg_resolve / zl_host_cfg_instances. */
     const zl_handler_t *handler;
     zl_plugin_t *owner;

@@ -544,7 +544,8 @@ static void begin_attempt(zl_conn_t *c)
     memset(&c->local, 0, sizeof(c->local));
     record(cl, ZL_EOTHER, 0, ZL_STAGE_CONNECT, "connect to %s failed",
            peer_text(cl, (char[300]){0}, 300));
-    if (zl_poller_add_timer(c->poller, cl->timeout_ms, deadline_fire, c, NULL,
+    if (cl->timeout_ms &&
+        zl_poller_add_timer(c->poller, cl->timeout_ms, deadline_fire, c, NULL,
                             &cl->deadline) < 0) {
         zl__conn_finish(c);
         return;
@@ -671,6 +672,9 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
                                     : "host and a port 1..65535 are required");
         return -EINVAL;
     }
+    rc = zl__client_options_check(o);
+    if (rc < 0)
+        return rc;
     p = o->poller ? o->poller : zl_runtime_get_poller(true);
     if (!p) {
         g_warning("zl_client_connect: no poller given and the runtime is "
@@ -684,14 +688,12 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
     cl->cfg.ops = &client_ops;
     cl->host = g_strdup(o->host);
     cl->port = o->port;
-    cl->timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    cl->timeout_ms = o->connect_timeout_ms; /* 0: no deadline */
     cl->reconnect = o->reconnect;
-    cl->rmin = o->reconnect_min_ms ? o->reconnect_min_ms : 500;
-    cl->rmax = o->reconnect_max_ms ? o->reconnect_max_ms : 30000;
-    if (cl->rmax < cl->rmin)
-        cl->rmax = cl->rmin;
+    cl->rmin = o->reconnect_min_ms;
+    cl->rmax = o->reconnect_max_ms;
     cl->max_attempts = o->max_attempts;
-    cl->attempt_delay_ms = o->attempt_delay_ms ? o->attempt_delay_ms : 250;
+    cl->attempt_delay_ms = o->attempt_delay_ms;
     for (unsigned i = 0; i < ZL__ATTEMPTS_MAX; i++)
         cl->att[i].fd = -1;
     cl->workers = o->workers ? o->workers : zl_runtime_workers();

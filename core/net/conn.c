@@ -23,19 +23,17 @@ void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
                        const zl_conn_handler_t *h, void *data,
                        const char *kind)
 {
-    zl_conn_options_t d = {0};
+    zl_conn_options_t d = ZL_CONN_OPTIONS_INIT;
 
+    /* The values are literal and checked (zl__conn_options_check). */
     if (!o)
         o = &d;
     memset(cfg, 0, sizeof(*cfg));
     cfg->h = *h;
-    cfg->high_water = o->high_water ? o->high_water : 1024 * 1024;
-    cfg->low_water = o->low_water ? o->low_water : cfg->high_water / 4;
-    if (cfg->low_water > cfg->high_water)
-        cfg->low_water = cfg->high_water;
-    cfg->send_timeout_ms =
-        o->no_send_timeout ? 0 : (o->send_timeout_ms ? o->send_timeout_ms : 10000);
-    cfg->manager_ms = o->manager_ms ? o->manager_ms : 2000;
+    cfg->high_water = o->high_water;
+    cfg->low_water = o->low_water;
+    cfg->send_timeout_ms = o->send_timeout_ms;
+    cfg->manager_ms = o->manager_ms;
     cfg->sndbuf = o->sndbuf;
     cfg->rcvbuf = o->rcvbuf;
     cfg->keepalive_ms = o->keepalive_ms;

@@ -60,6 +60,14 @@ void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
                        const zl_conn_handler_t *h, void *data,
                        const char *kind);
 
+/* options.c: 0 (where a field has no "off") or contradicting values are
+ * refused with -EINVAL and a message that names who, the field and init
+ * (the ZL_*_OPTIONS_INIT to start from).  Any thread. */
+int zl__conn_options_check(const zl_conn_options_t *o, const char *who,
+                           const char *init);
+int zl__client_options_check(const zl_client_options_t *o);
+int zl__server_options_check(const zl_server_options_t *o);
+
 /* A send-queue segment: bytes [off, buf->len) of buf are still to go. */
 typedef struct zl__seg {
     struct zl__seg *next;

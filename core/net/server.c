@@ -289,7 +289,7 @@ static int make_listener(zl_server_t *s, const zl_server_options_t *o)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
     }
     if (bind(fd, &a.u.sa, a.len) < 0 ||
-        listen(fd, o->backlog > 0 ? o->backlog : 1024) < 0) {
+        listen(fd, o->backlog) < 0) {
         rc = -errno;
         g_warning("%s: cannot listen on %s: %s", s->name,
                   zl_addr_format(&a, at, sizeof(at)), zl_strerror(-errno));
@@ -367,6 +367,9 @@ int zl_server_new(zl_server_t **out, const zl_server_options_t *o,
         return -EINVAL;
     }
     *out = NULL;
+    rc = zl__server_options_check(o);
+    if (rc < 0)
+        return rc;
     s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;

@@ -271,8 +271,8 @@ static uint32_t layer_stop_wait_ms(const zl_instance_t *inst)
     if (l->struct_size >= offsetof(zl_layer_t, stop_ms) + sizeof(l->stop_ms) &&
         l->stop_ms)
         ms = l->stop_ms(inst, inst->ldata);
-    else if (co->no_send_timeout || !co->send_timeout_ms)
-        /* 0 is the default here; off still needs a bounded wait. */
+    else if (!co->send_timeout_ms)
+        /* The send timeout is off: the stop still needs a bounded wait. */
         ms = SEND_TIMEOUT_DEFAULT_MS;
     else
         ms = co->send_timeout_ms;

@@ -10,6 +10,9 @@
 
 ZL_BEGIN_DECLS
 
+/* Every value is literal, as in zl_conn_options_t: start from
+ * ZL_CLIENT_OPTIONS_INIT (the values in brackets), then set host and port.
+ * 0 means off / never where a field says so; elsewhere 0 is refused. */
 typedef struct zl_client_options {
     /* Peer: an IP literal connects at once on the owner poller; a name is
      * resolved on the worker pool (AF_UNSPEC) and every address is tried,
@@ -19,31 +22,52 @@ typedef struct zl_client_options {
      * once if it failed); the first to connect wins. */
     const char *host;
     uint16_t port;
-    uint32_t connect_timeout_ms; /* [5000], covers resolution too */
-    uint32_t attempt_delay_ms;   /* [250] before starting the next address */
-    const char *local_ip;        /* optional bind address (IP literal) */
-    uint16_t local_port;         /* optional bind port */
-    zl_conn_options_t conn;
-    /* Reconnect: off by default.  After a failed attempt or a lost
-     * connection, wait a delay that doubles from reconnect_min_ms up to
-     * reconnect_max_ms, with ±25 % jitter, re-resolving the name each time;
-     * give up after max_attempts consecutive failures (0: never). */
+    uint32_t connect_timeout_ms; /* [5000], covers resolution too; 0: off
+                                    (only the kernel's SYN retries) */
+    uint32_t attempt_delay_ms;   /* [250] before starting the next address;
+                                    >0 */
+    const char *local_ip;        /* [NULL] optional bind address (IP literal) */
+    uint16_t local_port;         /* [0] optional bind port */
+    zl_conn_options_t conn;      /* [ZL_CONN_OPTIONS_INIT] */
+    /* Reconnect: [off].  After a failed attempt or a lost connection, wait
+     * a delay that doubles from reconnect_min_ms up to reconnect_max_ms,
+     * with ±25 % jitter, re-resolving the name each time; give up after
+     * max_attempts consecutive failures ([0]: never). */
     bool reconnect;
-    uint32_t reconnect_min_ms; /* [500] */
-    uint32_t reconnect_max_ms; /* [30000] */
+    uint32_t reconnect_min_ms; /* [500] >0 */
+    uint32_t reconnect_max_ms; /* [30000] at least reconnect_min_ms */
     unsigned max_attempts;
-    /* Where it runs: [zl_runtime_get_poller(true)], [zl_runtime_workers()]. */
+    /* Where it runs: [NULL: zl_runtime_get_poller(true)],
+     * [NULL: zl_runtime_workers()]. */
     zl_poller_t *poller;
     zl_worker_pool_t *workers;
-    const char *name; /* for logs ["client"] */
+    const char *name; /* for logs [NULL: "client"] */
 } zl_client_options_t;
+
+/* The defaults, as a brace initialiser:
+ *     zl_client_options_t o = ZL_CLIENT_OPTIONS_INIT;
+ *     o.host = "example.org", o.port = 80; */
+#define ZL_CLIENT_OPTIONS_INIT                                              \
+    {                                                                       \
+        NULL, 0,              /* host, port */                              \
+        5000,                 /* connect_timeout_ms */                      \
+        250,                  /* attempt_delay_ms */                        \
+        NULL, 0,              /* local_ip, local_port */                    \
+        ZL_CONN_OPTIONS_INIT, /* conn */                                    \
+        false, 500, 30000, 0, /* reconnect, min, max, max_attempts */       \
+        NULL, NULL, NULL      /* poller, workers, name */                   \
+    }
+
+/* Set *o to ZL_CLIENT_OPTIONS_INIT (for C++ and bindings).  Any thread. */
+ZL_API void zl_client_options_init(zl_client_options_t *o);
 
 /* Create a client connection and start connecting.  handler (copied) gets
  * on_connect(err) for every attempt, then the usual callbacks; on_closed
  * comes once, when the client is closed or gives up.  data is the initial
  * zl_conn_get_data() value.  If out is not NULL it receives a reference the
  * caller must drop with zl_conn_unref().  Returns 0, -EINVAL (bad options,
- * message logged), ZL_ESHUTDOWN or -ENOMEM.  Any thread. */
+ * such as a 0 where a field has no "off", message logged), ZL_ESHUTDOWN or
+ * -ENOMEM.  Any thread. */
 ZL_API int zl_client_connect(zl_conn_t **out, const zl_client_options_t *opts,
                              const zl_conn_handler_t *handler, void *data);
 

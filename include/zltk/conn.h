@@ -22,8 +22,8 @@
  *
  * Dead peers.  An idle timeout closes a connection that moved no byte in
  * either direction for that long; keepalive probes find a peer that
- * vanished while the connection is silent.  Both are off in a zeroed
- * options struct (zltk-host turns them on: see zltk.conf(5)).  Timeouts are
+ * vanished while the connection is silent.  Both are off in
+ * ZL_CONN_OPTIONS_INIT (zltk-host turns them on: see zltk.conf(5)).  Timeouts are
  * checked on the manager tick, so they fire up to one or two ticks late.
  *
  * Receiving.  Each readiness event reads once, into a 128 KiB buffer per
@@ -73,18 +73,25 @@ typedef struct zl_conn_handler {
     void *reserved[4];
 } zl_conn_handler_t;
 
-/* Per-connection tuning.  Zero fields take the default in brackets; for
- * idle_timeout_ms and keepalive_ms the default is off. */
+/* Per-connection tuning.  Every value is literal: 0 means off (or "none",
+ * "the kernel's") wherever a field has such a state, and never "the
+ * default".  The defaults are where you start: ZL_CONN_OPTIONS_INIT (or
+ * zl_conn_options_init()) holds the values in brackets.  A field without
+ * an "off" state that is 0, or values that contradict each other, make
+ * zl_client_connect() / zl_server_new() fail with -EINVAL and a logged
+ * message, so a zero-filled struct is refused rather than quietly running
+ * without its timeouts. */
 typedef struct zl_conn_options {
-    size_t high_water;    /* [1 MiB] queued bytes that make it busy */
-    size_t low_water;     /* [high/4] queued bytes that end busy */
-    uint32_t send_timeout_ms; /* [10000]; 0 means the default here: set
-                                 no_send_timeout to turn it off.  Also the
-                                 socket's TCP_USER_TIMEOUT once connected */
-    bool no_send_timeout;
+    size_t high_water;    /* [1 MiB] queued bytes that make it busy; >0 */
+    size_t low_water;     /* [256 KiB] queued bytes that end busy; at most
+                             high_water (0: only an empty queue) */
+    uint32_t send_timeout_ms; /* [10000] a queue that made no progress for
+                                 this long errors the connection; also the
+                                 socket's TCP_USER_TIMEOUT once connected.
+                                 0: off */
     uint32_t manager_ms;  /* [2000] on_manager period; the send and idle
-                             timeouts are checked on it */
-    int sndbuf, rcvbuf;   /* [kernel default; >0 sets SO_SNDBUF/RCVBUF] */
+                             timeouts are checked on it; >0 */
+    int sndbuf, rcvbuf;   /* [0: the kernel's] >0 sets SO_SNDBUF/RCVBUF */
     /* [0: off] SO_KEEPALIVE: the first probe after this long without a
      * byte from the peer (whole seconds, at least 1), then one every 10 s
      * (a third of that when shorter); the kernel resets the connection
@@ -97,6 +104,23 @@ typedef struct zl_conn_options {
      * is not idle: bound those with a timer of the handler's own. */
     uint32_t idle_timeout_ms;
 } zl_conn_options_t;
+
+/* The defaults, as a brace initialiser:
+ *     zl_conn_options_t o = ZL_CONN_OPTIONS_INIT;
+ * (embedded in ZL_CLIENT_OPTIONS_INIT and ZL_SERVER_OPTIONS_INIT). */
+#define ZL_CONN_OPTIONS_INIT                                                \
+    {                                                                       \
+        1024 * 1024, /* high_water */                                       \
+        256 * 1024,  /* low_water */                                        \
+        10000,       /* send_timeout_ms */                                  \
+        2000,        /* manager_ms */                                       \
+        0, 0,        /* sndbuf, rcvbuf */                                   \
+        0,           /* keepalive_ms */                                     \
+        0            /* idle_timeout_ms */                                  \
+    }
+
+/* Set *o to ZL_CONN_OPTIONS_INIT (for C++ and bindings).  Any thread. */
+ZL_API void zl_conn_options_init(zl_conn_options_t *o);
 
 /* zl_conn_send() result when the queue is above the high watermark. */
 #define ZL_CONN_BUSY 1

@@ -42,8 +42,10 @@ typedef struct zl_instance_options {
     void *ctx;                    /* for config, report, config_default */
     zl_instance_default_fn config_default; /* may be NULL: none is */
     /* Where and how: client.host/port (and the rest of the client options)
-     * for a client, server.host/port for a server.  name and the handler
-     * fields are set by the instance itself. */
+     * for a client, server.host/port for a server, each started from
+     * ZL_CLIENT_OPTIONS_INIT / ZL_SERVER_OPTIONS_INIT (their values are
+     * literal: see zltk/conn.h).  name and the handler fields are set by
+     * the instance itself. */
     zl_client_options_t client;
     zl_server_options_t server_opts;
     /* Optional: called once on a poller thread when the instance ends on

@@ -12,18 +12,34 @@ ZL_BEGIN_DECLS
 
 typedef struct zl_server zl_server_t;
 
+/* Every value is literal, as in zl_conn_options_t: start from
+ * ZL_SERVER_OPTIONS_INIT (the values in brackets). */
 typedef struct zl_server_options {
     /* Listen address: an IP literal, or NULL for every address: dual-stack
      * "::" (falling back to 0.0.0.0 when the kernel has no IPv6). */
     const char *host;
-    uint16_t port;        /* 0: any free port (see zl_server_addr()) */
-    bool v6only;          /* with an IPv6 host: refuse IPv4-mapped peers */
-    int backlog;          /* [1024] */
+    uint16_t port;        /* [0]: any free port (see zl_server_addr()) */
+    bool v6only;          /* [false] with an IPv6 host: refuse IPv4-mapped
+                             peers */
+    int backlog;          /* [1024] >0 */
     size_t max_conns;     /* [0: unlimited] connections beyond are refused */
-    zl_conn_options_t conn;
-    zl_poller_pool_t *pool; /* [zl_runtime_pollers()] */
-    const char *name;     /* for logs ["server"] */
+    zl_conn_options_t conn; /* [ZL_CONN_OPTIONS_INIT] */
+    zl_poller_pool_t *pool; /* [NULL: zl_runtime_pollers()] */
+    const char *name;     /* for logs [NULL: "server"] */
 } zl_server_options_t;
+
+/* The defaults, as a brace initialiser:
+ *     zl_server_options_t o = ZL_SERVER_OPTIONS_INIT; */
+#define ZL_SERVER_OPTIONS_INIT                                              \
+    {                                                                       \
+        NULL, 0, false,       /* host, port, v6only */                      \
+        1024, 0,              /* backlog, max_conns */                      \
+        ZL_CONN_OPTIONS_INIT, /* conn */                                    \
+        NULL, NULL            /* pool, name */                              \
+    }
+
+/* Set *o to ZL_SERVER_OPTIONS_INIT (for C++ and bindings).  Any thread. */
+ZL_API void zl_server_options_init(zl_server_options_t *o);
 
 typedef struct zl_server_stats {
     uint64_t accepted;       /* connections accepted */
@@ -32,8 +48,9 @@ typedef struct zl_server_stats {
     uint64_t refused_limit;  /* connections dropped by max_conns */
 } zl_server_stats_t;
 
-/* Bind, listen and start accepting.  Errors (address in use, bad address)
- * are returned at once: -EADDRINUSE, -EINVAL, … with a logged message.
+/* Bind, listen and start accepting.  Errors (address in use, bad address,
+ * bad options such as a 0 where a field has no "off") are returned at
+ * once: -EADDRINUSE, -EINVAL, … with a logged message.
  * Each accepted connection ("conn#N") goes to the least-loaded poller of
  * the pool: handler (copied) gets on_connect(c, NULL) first, then the usual
  * callbacks and a final on_closed.  data is each connection's initial
