@@ -20,45 +20,9 @@
 
 #include "host-config.h"
 
-
-/* The configuration run when no --config is given. */
-static const char default_config[] =
-    "# zltk-host built-in configuration (print it with --print-config):\n"
-    "# an echo server and a tcp client talking to it over loopback.\n"
-    "\n"
-    "[server.echo]\n"
-    "plugin = echo\n"
-    "# port 0: any free port; clients reach it as @echo\n"
-    "address = 127.0.0.1:0\n"
-    "\n"
-    "[client.hello]\n"
-    "plugin = tcp\n"
-    "address = @echo\n"
-    "# sent on connect, and on every manager tick (2 s) with a counter\n"
-    "send = hello from zltk\\n\n"
-    "tick = tick {n}\\n\n"
-    "\n"
-    "# The same over TLS: an ephemeral self-signed certificate made at\n"
-    "# start-up, pinned by the client, so verification stays on.\n"
-    "[server.echo-tls]\n"
-    "plugin = echo\n"
-    "address = 127.0.0.1:0\n"
-    "transport = tls\n"
-    "tls-cert = ephemeral\n"
-    "\n"
-    "[client.hello-tls]\n"
-    "plugin = tcp\n"
-    "address = @echo-tls\n"
-    "transport = tls\n"
-    "tls-pin = @echo-tls\n"
-    "send = hello over tls\\n\n"
-    "tick = tls tick {n}\\n\n"
-    "\n"
-    "# Keys of a [plugin.NAME] group are defaults for every instance that\n"
-    "# uses a handler or a transport layer of plugin NAME; an instance's own\n"
-    "# key wins.  For example, TLS 1.3 only, for every transport = tls:\n"
-    "# [plugin.tls]\n"
-    "# tls-min-version = 1.3\n";
+/* The configuration run when no --config is given: default_config[],
+ * the text of core/host/default.conf (made by the build). */
+#include "core/host/default-conf.h"
 
 /* ---- the shortcuts ------------------------------------------------------ */
 
