@@ -164,12 +164,13 @@ static void print_summary(const zl_host_cfg_t *cfg, zl_plugin_registry_t *reg)
  * (GLib takes one writer per process, so zl_log_init() is not called
  * then).  Nothing runs, so writing synchronously costs nothing and keeps
  * the lines in order with the host's own problem lines.  A line at
- * warning level or above, from a plugin (tls's "tls-verify = false" while
- * its instance is created, a plugin failing to initialise) or from zltk,
- * is a problem of the configuration: it is printed in the problem format
- * and counted in the summary, whatever the log level, so that the summary
- * counts what was printed.  Other lines keep the log format.  In this mode
- * only the main thread logs (plugins are initialised, never started). */
+ * warning level or above, from a plugin (a layer warning about a value
+ * while its instance is created, a plugin failing to initialise) or from
+ * zltk, is a problem of the configuration: it is printed in the problem
+ * format and counted in the summary, whatever the log level, so that the
+ * summary counts what was printed.  Other lines keep the log format.  In
+ * this mode only the main thread logs (plugins are initialised, never
+ * started). */
 static struct {
     zl_host_cfg_t *cfg; /* NULL once the summary is printed */
     int fd;             /* --log-file, or -1 */
