@@ -1158,5 +1158,24 @@ else
 fi
 errf="$tmp/err" errname="standard error"
 
+# ---------------------------------------------------------------- 9. issue 11
+# The built-in configuration is core/host/default.conf, byte for byte.
+run --print-config
+if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$top_srcdir/core/host/default.conf"
+then ok "--print-config prints core/host/default.conf"
+else bad "--print-config" "exit $rc or not the text of core/host/default.conf"; fi
+# SCHEME:// names a layer (transport = SCHEME), whatever the scheme.
+run --check-config --connect no-such-layer://127.0.0.1:9 -P "$bundled"
+expect "--connect SCHEME://: transport = SCHEME" 1 \
+    "[client.connect] transport: 'no-such-layer'"
+run --check-config --listen no-such-layer://127.0.0.1:0 -P "$bundled"
+expect "--listen SCHEME://: transport = SCHEME" 1 \
+    "[server.listen] transport: 'no-such-layer'"
+run --listen no-such-layer://127.0.0.1:0 --tls-cert c --tls-key k \
+    -P "$bundled"
+expect "--tls-* with another scheme: exit 2" 2 "go with --connect tls://"
+run --check-config --connect tls://127.0.0.1:9 --tls-insecure -P "$bundled"
+expect "--tls-insecure: tls-verify = false, as a warning" 0 "tls-verify"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

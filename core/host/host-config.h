@@ -83,4 +83,84 @@ int zl_host_cfg_resolve(zl_host_cfg_t *cfg, zl_plugin_registry_t *reg,
 
 void zl_host_cfg_free(zl_host_cfg_t *cfg);
 
+/* ---- the program: main.c, cli.c, check.c, run.c */
+/* (and plugin-path.c).  main() runs these steps in order; each prints its
+ * own problems and returns an exit status: 0, 1 (runtime failure) or 2
+ * (bad command line). */
+
+/* Values of the options a URL scheme's layer adds to --connect/--listen
+ * (cli.c's table says which: at most this many). */
+#define ZL_HOST_LAYER_OPTS 12
+
+/* The command line (cli.c).  Strings are GLib's, freed by
+ * zl_host_opts_free(); the main thread only. */
+typedef struct zl_host_opts {
+    const char *self; /* argv[0], to run this program again as a probe */
+    gint duration, pollers, workers, heartbeat;
+    gchar *backend, *level, *log_file, *config, *connect, *listen;
+    gboolean version, list, check, print_config, strict;
+    gchar **plugin_dirs;
+    gchar *probe; /* hidden: --probe-plugin FILE */
+    /* Set by zl_host_cli_check(): --log-level, or the mode's default. */
+    zl_log_level_t log_level;
+    bool log_level_given;
+    /* The layer options of cli.c's table, by index: a string option's
+     * value, or a flag's. */
+    gchar *layer_value[ZL_HOST_LAYER_OPTS];
+    gboolean layer_flag[ZL_HOST_LAYER_OPTS];
+} zl_host_opts_t;
+
+/* Parse argv into o (zeroed first).  Returns 0, or 2 after printing the
+ * error. */
+int zl_host_cli_parse(zl_host_opts_t *o, int *argc, char ***argv);
+/* The checks of a run's options, after --version and --print-config:
+ * one mode, shortcut arguments, the layer options, the log level, the
+ * numbers.  Returns 0, or 2 after printing the error. */
+int zl_host_cli_check(zl_host_opts_t *o);
+/* --version and --print-config (the built-in configuration, from
+ * core/host/default.conf).  Return 0. */
+int zl_host_cli_version(void);
+int zl_host_cli_print_config(void);
+/* Load what the command line names: --config FILE, the one instance of
+ * --connect or --listen, or the built-in configuration. */
+int zl_host_cli_load_config(zl_host_cfg_t *cfg, const zl_host_opts_t *o);
+void zl_host_opts_free(zl_host_opts_t *o);
+
+/* The plugin search path (plugin-path.c): --plugin-dir, the config's
+ * [host] plugin-dir, $ZLTK_PLUGIN_PATH, then the installed directory or
+ * $ZLTK_PLUGIN_SYSTEM_PATH.  NULL-terminated, g_strfreev() it. */
+char **zl_host_plugin_path(char **dirs, const char *config_dir);
+
+typedef struct zl_host_beat zl_host_beat_t;
+
+/* What a run holds; zl_host_free() releases it whatever step failed. */
+typedef struct zl_host {
+    zl_host_cfg_t cfg;
+    zl_plugin_registry_t *reg;
+    char **path;
+    bool log_up, runtime_up;
+    zl_host_beat_t *beats; /* --heartbeat: one per poller */
+    size_t n_beats;
+} zl_host_t;
+
+/* check.c: --list-plugins (the whole mode), the probe child of
+ * --probe-plugin, and --check-config's pieces: its log writer (instead of
+ * zl_log_init()), the probe for the registry, and the verdict. */
+int zl_host_list_plugins(const zl_host_opts_t *o);
+int zl_host_probe_child(const char *file);
+void zl_host_use_probe(zl_plugin_registry_t *reg, const char *self);
+int zl_host_check_log_init(zl_host_cfg_t *cfg, const zl_log_options_t *lopts);
+int zl_host_check_verdict(zl_host_t *h);
+void zl_host_check_log_close(void);
+
+/* run.c: block the stop signals, start the runtime, the plugins and the
+ * instances, wait for a signal, the duration or (--connect) the end of
+ * the client, then stop.  on_finished is the cfg's client callback. */
+int zl_host_run(zl_host_t *h, const zl_host_opts_t *o);
+void zl_host_on_finished(zl_instance_t *inst, void *ctx);
+/* After zl_host_run(), or instead of it: shut the runtime down, free the
+ * instances, the plugins and the beats; "stopped" is logged when status
+ * is 0 and the runtime ran. */
+void zl_host_free(zl_host_t *h, int status);
+
 #endif
