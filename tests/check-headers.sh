@@ -1,8 +1,9 @@
 #!/bin/sh
 # Every installed header must compile on its own, as C and with -Werror,
-# with nothing but the other installed headers on the include path.
+# with nothing but the other installed headers (and GLib's, which
+# zltk/instance.h includes: zltk.pc requires glib-2.0) on the include path.
 set -u
-: "${top_srcdir:=.}" "${top_builddir:=.}" "${CC:=cc}"
+: "${top_srcdir:=.}" "${top_builddir:=.}" "${CC:=cc}" "${GLIB_CFLAGS:=}"
 tmp=$(mktemp -d) || exit 99
 trap 'rm -rf "$tmp"' EXIT
 fail=0 n=0
@@ -13,7 +14,7 @@ for h in "$top_srcdir"/include/zltk/*.h "$top_builddir"/include/zltk/version.h; 
     printf '#include <zltk/%s>\n#include <zltk/%s>\nint zl_header_test_%s;\n' \
         "$name" "$name" "$(echo "$name" | tr -c 'a-z0-9\n' '_')" > "$tmp/t.c"
     if $CC -std=c99 -Wall -Wextra -Werror -pedantic -fsyntax-only \
-        -I"$top_srcdir/include" -I"$top_builddir/include" "$tmp/t.c" \
+        -I"$top_srcdir/include" -I"$top_builddir/include" $GLIB_CFLAGS "$tmp/t.c" \
         2> "$tmp/err"; then
         echo "ok: zltk/$name compiles alone"
     else
@@ -26,7 +27,7 @@ for h in "$top_srcdir"/include/zltk/*.h "$top_builddir"/include/zltk/version.h; 
     n=$((n + 1))
     cp "$tmp/t.c" "$tmp/t.cc"
     if $CXX -std=c++11 -Wall -Wextra -Werror -pedantic -fsyntax-only \
-        -I"$top_srcdir/include" -I"$top_builddir/include" "$tmp/t.cc" \
+        -I"$top_srcdir/include" -I"$top_builddir/include" $GLIB_CFLAGS "$tmp/t.cc" \
         2> "$tmp/err"; then
         echo "ok: zltk/$name compiles alone as C++"
     else

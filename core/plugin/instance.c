@@ -137,6 +137,8 @@ int zl_instance_new(zl_instance_t **out, const zl_instance_options_t *o)
     inst->report = o->report;
     inst->ctx = o->ctx;
     inst->on_finished = o->on_finished;
+    inst->finished_ctx = o->ctx;
+    inst->user_data = o->user_data;
     inst->copts = o->client;
     inst->sopts = o->server_opts;
     inst->host = g_strdup(o->server ? o->server_opts.host : o->client.host);
@@ -236,7 +238,7 @@ int zl_instance_start(zl_instance_t *inst)
         if (!sc.s)
             return -ENOMEM;
         sc.s->poller = inst->copts.poller;
-        inst->client = zl__session_ref(sc.s);
+        inst->client = zl_session_ref(sc.s);
         rc = zl_poller_sync(inst->copts.poller, client_start, &sc);
         if (rc == 0)
             rc = sc.rc;
@@ -244,10 +246,10 @@ int zl_instance_start(zl_instance_t *inst)
             g_warning("client.%s: cannot start connecting to %s:%u: %s",
                       inst->name, inst->host, inst->copts.port,
                       zl_strerror(rc));
-            zl__session_unref(inst->client); /* ours */
+            zl_session_unref(inst->client); /* ours */
             inst->client = NULL;
             zl__session_done(inst, false, NULL);
-            zl__session_unref(sc.s); /* the connection's, never taken */
+            zl_session_unref(sc.s); /* the connection's, never taken */
         }
         return rc;
     }
@@ -288,11 +290,11 @@ static void close_live_sessions(zl_instance_t *inst)
 
     pthread_mutex_lock(&inst->mu);
     for (zl_session_t *s = inst->live; s; s = s->lnext)
-        g_ptr_array_add(all, zl__session_ref(s));
+        g_ptr_array_add(all, zl_session_ref(s));
     pthread_mutex_unlock(&inst->mu);
     for (guint i = 0; i < all->len; i++) {
-        zl__session_close(all->pdata[i]); /* posted to its poller */
-        zl__session_unref(all->pdata[i]);
+        zl_session_close(all->pdata[i]); /* posted to its poller */
+        zl_session_unref(all->pdata[i]);
     }
     g_ptr_array_free(all, TRUE);
     clock_gettime(CLOCK_REALTIME, &until);
@@ -319,13 +321,13 @@ void zl_instance_stop(zl_instance_t *inst)
         zl_server_free(inst->srv);
         inst->srv = NULL;
     } else if (inst->client) {
-        zl__session_close(inst->client);
+        zl_session_close(inst->client);
     }
     pthread_mutex_lock(&inst->mu);
     while (atomic_load(&inst->active))
         pthread_cond_wait(&inst->cv, &inst->mu);
     pthread_mutex_unlock(&inst->mu);
-    zl__session_unref(inst->client);
+    zl_session_unref(inst->client);
     inst->client = NULL;
 }
 
@@ -344,6 +346,8 @@ void zl_instance_free(zl_instance_t *inst)
     g_free(inst->name);
     g_free(inst->host);
     g_free(inst->local_ip);
+    if (inst->open_ctx_free)
+        inst->open_ctx_free(inst->open_ctx);
     free(inst);
 }
 

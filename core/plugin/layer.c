@@ -39,13 +39,13 @@ static int post_down(zl_session_t *s, int op, zl_buf_t *buf)
     int rc;
 
     if (op == DOWN_SEND) {
-        rc = zl__session_post(s, down_task, buf,
+        rc = zl_session_post(s, down_task, buf,
                               (zl_destroy_fn)zl_buf_unref);
         if (rc < 0)
             zl_buf_unref(buf);
         return rc;
     }
-    return zl__session_post(s, down_task, (void *)tag, NULL);
+    return zl_session_post(s, down_task, (void *)tag, NULL);
 }
 
 static void layer_down(zl_session_t *s, int op)
@@ -250,7 +250,7 @@ const char *zl__instance_host(const zl_instance_t *inst)
     return inst->server ? NULL : inst->host;
 }
 
-const char *zl__session_transport_info(zl_session_t *s, const char *key)
+const char *zl_session_transport_info(zl_session_t *s, const char *key)
 {
     const zl_layer_t *l = s->inst->l;
 

@@ -83,6 +83,11 @@ struct zl_instance {
     zl_instance_report_fn report;
     void *ctx;
     void (*on_finished)(zl_instance_t *inst, void *ctx);
+    void *finished_ctx; /* the caller's ctx, for on_finished */
+    void *user_data;    /* zl_instance_user_data() */
+    /* zl_instance_open()'s settings context, freed with the instance. */
+    void *open_ctx;
+    void (*open_ctx_free)(void *open_ctx);
     zl_client_options_t copts;
     zl_server_options_t sopts;
     void *data; /* the handler's */
@@ -192,30 +197,7 @@ void zl__session_note_error(zl_instance_t *inst, const zl_error_t *err);
 /* Tell the handler when the union of the two busy sources changes. */
 void zl__session_busy_note(zl_session_t *s);
 
-int zl__session_send(zl_session_t *s, const void *data, size_t len);
-int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf);
-void zl__session_close(zl_session_t *s);
-void zl__session_abort(zl_session_t *s);
-void zl__session_shutdown(zl_session_t *s);
-void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
-    ZL_PRINTF(3, 4);
-void zl__session_pause(zl_session_t *s);
-void zl__session_resume(zl_session_t *s);
-const zl_addr_t *zl__session_peer(const zl_session_t *s);
-const zl_addr_t *zl__session_local(const zl_session_t *s);
-const char *zl__session_name(const zl_session_t *s);
-zl_instance_t *zl__session_instance(const zl_session_t *s);
-zl_poller_t *zl__session_poller(const zl_session_t *s);
-size_t zl__session_queued(const zl_session_t *s);
-zl_session_t *zl__session_ref(zl_session_t *s);
-void zl__session_unref(zl_session_t *s);
-int zl__session_add_timer(zl_session_t *s, uint64_t delay_ms,
-                          zl_session_timer_fn fn, void *arg,
-                          zl_destroy_fn destroy);
-int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
-                     zl_destroy_fn destroy);
-int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
-                       void *arg, zl_destroy_fn destroy);
+/* The public session calls (zltk/session.h) live in session.c too. */
 void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
                      ...) G_GNUC_PRINTF(3, 4);
 
@@ -239,6 +221,5 @@ void zl__session_upper_recv(zl_session_t *s, zl_buf_t *buf);
 void zl__session_upper_err(zl_session_t *s, const zl_error_t *err);
 void *zl__instance_layer_data(const zl_instance_t *inst);
 const char *zl__instance_host(const zl_instance_t *inst);
-const char *zl__session_transport_info(zl_session_t *s, const char *key);
 
 #endif

@@ -17,13 +17,13 @@
 
 /* ------------------------------------------------------------ helpers */
 
-zl_session_t *zl__session_ref(zl_session_t *s)
+zl_session_t *zl_session_ref(zl_session_t *s)
 {
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
     return s;
 }
 
-void zl__session_unref(zl_session_t *s)
+void zl_session_unref(zl_session_t *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
@@ -72,7 +72,7 @@ void zl__session_done(zl_instance_t *inst, bool finished, zl_session_t *s)
     }
     atomic_fetch_sub(&inst->active, 1);
     if (finished && inst->on_finished)
-        inst->on_finished(inst, inst->ctx);
+        inst->on_finished(inst, inst->finished_ctx);
     pthread_cond_broadcast(&inst->cv);
     pthread_mutex_unlock(&inst->mu);
 }
@@ -109,7 +109,7 @@ static zl_session_t *enter(zl_conn_t *c)
         g_warning("%s: %s.%s %s: refused by on_open: %s",
                   zl__instance_plugin_name(inst),
                   inst->server ? "server" : "client", inst->name,
-                  zl__session_name(s), zl_strerror(rc));
+                  zl_session_name(s), zl_strerror(rc));
         s->refused = true;
         cancel_timers(s); /* any it armed before refusing */
         zl_conn_abort(c);
@@ -275,7 +275,7 @@ static void on_closed(zl_conn_t *c)
     zl_conn_set_data(c, NULL);
     finished = !inst->server && !atomic_load(&inst->stopping);
     zl__session_done(inst, finished, s);
-    zl__session_unref(s);
+    zl_session_unref(s);
 }
 
 const zl_conn_handler_t zl__client_conn_handler = {
@@ -300,14 +300,14 @@ const zl_conn_handler_t zl__server_conn_handler = {
 
 /* ------------------------------------------------- host API: sessions */
 
-int zl__session_send(zl_session_t *s, const void *data, size_t len)
+int zl_session_send(zl_session_t *s, const void *data, size_t len)
 {
     if (s->inst->l)
         return zl__layer_send(s, data, len);
     return s->conn ? zl_conn_send(s->conn, data, len) : ZL_ESHUTDOWN;
 }
 
-int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf)
+int zl_session_send_buf(zl_session_t *s, zl_buf_t *buf)
 {
     if (s->inst->l)
         return zl__layer_send_buf(s, buf);
@@ -318,7 +318,7 @@ int zl__session_send_buf(zl_session_t *s, zl_buf_t *buf)
     return zl_conn_send_buf(s->conn, buf);
 }
 
-void zl__session_close(zl_session_t *s)
+void zl_session_close(zl_session_t *s)
 {
     if (s->inst->l)
         zl__layer_close(s);
@@ -326,7 +326,7 @@ void zl__session_close(zl_session_t *s)
         zl_conn_close(s->conn);
 }
 
-void zl__session_abort(zl_session_t *s)
+void zl_session_abort(zl_session_t *s)
 {
     if (s->conn)
         zl_conn_abort(s->conn);
@@ -335,7 +335,7 @@ void zl__session_abort(zl_session_t *s)
 /* Recorded before closing, so that what the closing connection reports
  * later (a send timeout, a TLS peer's end of stream) cannot turn the
  * handler's failure into a normal end. */
-void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
+void zl_session_fail(zl_session_t *s, int code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -350,10 +350,10 @@ void zl__session_fail(zl_session_t *s, int code, const char *fmt, ...)
                                                  ? -code : 0,
                                       .message = msg});
     s->failed = true;
-    zl__session_close(s);
+    zl_session_close(s);
 }
 
-void zl__session_shutdown(zl_session_t *s)
+void zl_session_shutdown(zl_session_t *s)
 {
     if (s->inst->l)
         zl__layer_shutdown(s);
@@ -370,27 +370,27 @@ static void session_pause(zl_session_t *s, bool paused)
         paused ? zl_conn_pause(s->conn) : zl_conn_resume(s->conn);
 }
 
-void zl__session_pause(zl_session_t *s)
+void zl_session_pause(zl_session_t *s)
 {
     session_pause(s, true);
 }
 
-void zl__session_resume(zl_session_t *s)
+void zl_session_resume(zl_session_t *s)
 {
     session_pause(s, false);
 }
 
-const zl_addr_t *zl__session_peer(const zl_session_t *s)
+const zl_addr_t *zl_session_peer(const zl_session_t *s)
 {
     return zl_conn_peer(s->conn);
 }
 
-const zl_addr_t *zl__session_local(const zl_session_t *s)
+const zl_addr_t *zl_session_local(const zl_session_t *s)
 {
     return zl_conn_local(s->conn);
 }
 
-const char *zl__session_name(const zl_session_t *s)
+const char *zl_session_name(const zl_session_t *s)
 {
     static _Thread_local char buf[32];
 
@@ -399,17 +399,17 @@ const char *zl__session_name(const zl_session_t *s)
     return buf;
 }
 
-zl_instance_t *zl__session_instance(const zl_session_t *s)
+zl_instance_t *zl_session_instance(const zl_session_t *s)
 {
     return s->inst;
 }
 
-zl_poller_t *zl__session_poller(const zl_session_t *s)
+zl_poller_t *zl_session_poller(const zl_session_t *s)
 {
     return s->poller;
 }
 
-size_t zl__session_queued(const zl_session_t *s)
+size_t zl_session_queued(const zl_session_t *s)
 {
     return (s->conn ? zl_conn_queued(s->conn) : 0) + s->lqueued;
 }
@@ -455,7 +455,7 @@ static void stimer_destroy(void *arg)
         zl_timer_release(t->handle);
     if (t->destroy)
         t->destroy(t->arg);
-    zl__session_unref(t->s);
+    zl_session_unref(t->s);
     free(t);
 }
 
@@ -471,7 +471,7 @@ static void cancel_timers(zl_session_t *s)
     }
 }
 
-int zl__session_add_timer(zl_session_t *s, uint64_t delay_ms,
+int zl_session_add_timer(zl_session_t *s, uint64_t delay_ms,
                           zl_session_timer_fn fn, void *arg,
                           zl_destroy_fn destroy)
 {
@@ -491,14 +491,14 @@ int zl__session_add_timer(zl_session_t *s, uint64_t delay_ms,
     t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
-    t->s = zl__session_ref(s);
+    t->s = zl_session_ref(s);
     t->fn = fn;
     t->arg = arg;
     t->destroy = destroy;
     rc = zl_poller_add_timer(s->poller, delay_ms, stimer_fire, t,
                              stimer_destroy, &t->handle);
     if (rc < 0) {
-        zl__session_unref(s);
+        zl_session_unref(s);
         free(t);
         return rc;
     }
@@ -525,7 +525,7 @@ static sjob_t *sjob_new(zl_session_t *s, zl_session_fn fn, void *arg,
     sjob_t *j = calloc(1, sizeof(*j));
 
     if (j) {
-        j->s = zl__session_ref(s);
+        j->s = zl_session_ref(s);
         j->fn = fn;
         j->arg = arg;
         j->destroy = destroy;
@@ -539,7 +539,7 @@ static void sjob_free(void *arg)
 
     if (j->destroy)
         j->destroy(j->arg);
-    zl__session_unref(j->s);
+    zl_session_unref(j->s);
     free(j);
 }
 
@@ -565,7 +565,7 @@ static void sjob_work(void *arg)
     j->work(j->arg);
 }
 
-int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
+int zl_session_post(zl_session_t *s, zl_session_fn fn, void *arg,
                      zl_destroy_fn destroy)
 {
     sjob_t *j;
@@ -578,13 +578,13 @@ int zl__session_post(zl_session_t *s, zl_session_fn fn, void *arg,
         return -ENOMEM;
     rc = zl_poller_async(s->poller, sjob_run_task, j);
     if (rc < 0) {
-        zl__session_unref(s);
+        zl_session_unref(s);
         free(j);
     }
     return rc;
 }
 
-int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
+int zl_session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
                        void *arg, zl_destroy_fn destroy)
 {
     zl_worker_pool_t *pool = zl_runtime_workers();
@@ -602,7 +602,7 @@ int zl__session_submit(zl_session_t *s, zl_work_fn work, zl_session_fn done,
     rc = zl_worker_submit(pool, s->poller, sjob_work, sjob_done, sjob_free, j,
                           NULL);
     if (rc < 0) {
-        zl__session_unref(s);
+        zl_session_unref(s);
         free(j);
     }
     return rc;
@@ -628,6 +628,6 @@ void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,
     g_log_structured("zltk-plugin", map[level], "MESSAGE", "%s: %s.%s %s: %s",
                      zl__instance_plugin_name(inst),
                      inst->server ? "server" : "client", inst->name,
-                     zl__session_name(s), msg);
+                     zl_session_name(s), msg);
     g_free(msg);
 }

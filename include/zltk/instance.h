@@ -6,11 +6,22 @@
  * creates instances from its configuration, starts them, and stops them at
  * the end; the handler sees only its vtable and the host API.
  *
- * Threading: new, start, stop and free are called from one thread that is
- * not a poller (the host's main thread).  The accessors are any-thread.
+ * A program usually needs only zl_instance_open() and zl_instance_close():
+ * open resolves a layer by name (layer_name = "tls"), checks the settings
+ * (the zltk.conf keys of the handler and the layer), creates and starts the
+ * instance, and hands every problem back as a GError.  The handler talks to
+ * its sessions with zltk/session.h.  zl_instance_new() + zl_instance_start()
+ * are the explicit path a host (zltk-host) takes with its own
+ * configuration source.
+ *
+ * Threading: new, open, start, stop, close and free are called from one
+ * thread that is not a poller (the host's main thread).  The accessors are
+ * any-thread.
  */
 #ifndef ZLTK_INSTANCE_H
 #define ZLTK_INSTANCE_H
+
+#include <glib.h>
 
 #include <zltk/client.h>
 #include <zltk/common.h>
@@ -29,6 +40,15 @@ typedef bool (*zl_instance_default_fn)(void *ctx, const char *key);
 /* A problem in the instance's configuration: key may be NULL. */
 typedef void (*zl_instance_report_fn)(void *ctx, const char *key,
                                       const char *message);
+
+/* One setting of an instance: the same keys as zltk.conf's
+ * [client.NAME]/[server.NAME] groups for the handler and the layer
+ * (tls-ca, tls-verify, tls-server-name, tls-pin, tls-cert, tls-key,
+ * tls-alpn, ...).  Strings are copied by zl_instance_open(). */
+typedef struct zl_setting {
+    const char *key;
+    const char *value;
+} zl_setting_t;
 
 typedef struct zl_instance_options {
     const char *name;  /* NAME of [client.NAME] / [server.NAME]: mandatory */
@@ -54,7 +74,35 @@ typedef struct zl_instance_options {
      * the stats and zl_instance_last_error(), and must not stop or free
      * the instance (wake another thread to do that). */
     void (*on_finished)(zl_instance_t *inst, void *ctx);
+
+    /* ---- Appended for zl_instance_open() (issue 12).  zl_instance_new()
+     * ignores layer_name and settings; it keeps user_data. */
+
+    /* A layer by name ("tls"): loaded from the plugin path on first use
+     * ($ZLTK_PLUGIN_PATH, then the installed plugin directory, or
+     * $ZLTK_PLUGIN_SYSTEM_PATH instead of it when set), kept loaded until
+     * zl_stop().  NULL: plain TCP, unless .layer
+     * is set (both set: an error). */
+    const char *layer_name;
+    /* The instance's keys, ended by {NULL, NULL}; consulted when .config
+     * is NULL.  A key given twice: the last one counts. */
+    const zl_setting_t *settings;
+    /* For the program: zl_instance_user_data(). */
+    void *user_data;
 } zl_instance_options_t;
+
+/* Every field zero (NULL, false) but the client and server options, which
+ * start from ZL_CLIENT_OPTIONS_INIT / ZL_SERVER_OPTIONS_INIT.  Start every
+ * zl_instance_options_t from it:
+ *     zl_instance_options_t o = ZL_INSTANCE_OPTIONS_INIT; */
+#define ZL_INSTANCE_OPTIONS_INIT                                            \
+    {NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,          \
+     ZL_CLIENT_OPTIONS_INIT, ZL_SERVER_OPTIONS_INIT, NULL, NULL, NULL,     \
+     NULL}
+
+/* Set *o to ZL_INSTANCE_OPTIONS_INIT (for C++ and bindings).  Any
+ * thread. */
+ZL_API void zl_instance_options_init(zl_instance_options_t *o);
 
 /* Counters and outcome.  Any thread. */
 typedef struct zl_instance_stats {
@@ -100,6 +148,29 @@ ZL_API void zl_instance_get_stats(const zl_instance_t *inst,
  * when none.  Returns buf. */
 ZL_API char *zl_instance_last_error(zl_instance_t *inst, char *buf,
                                     size_t len);
+
+/* GError domain of zltk: ZL_ERROR (the quark "zltk-error-quark"); the
+ * codes are zl_err_kind() values (ZL_E*, or -errno).  Any thread. */
+#define ZL_ERROR (zl_error_quark())
+ZL_API GQuark zl_error_quark(void);
+
+/* Create AND start an instance in one call: resolve layer_name (load the
+ * layer plugin if needed), check every setting (unknown keys, neither the
+ * handler's nor the layer's, are errors here, not warnings), run
+ * instance_new of handler and layer, start connecting/listening.  The
+ * options are copied (strings and settings included).  Returns the
+ * instance (the caller owns it: zl_instance_close()), or NULL with *error
+ * set (domain ZL_ERROR, code a ZL_E* / -errno kind; error may be NULL)
+ * whose message names every problem, one per line ("tls-ca: cannot read
+ * /x: No such file or directory"; "layer 'tlss' not found on the plugin
+ * path: no tlss.so in DIR, DIR").  The runtime must be running
+ * (zl_runtime_init() / zl_start()).  Main thread (not a poller). */
+ZL_API zl_instance_t *zl_instance_open(const zl_instance_options_t *o,
+                                       GError **error);
+
+/* zl_instance_stop() + zl_instance_free().  NULL is ignored.  Main
+ * thread, before zl_stop(). */
+ZL_API void zl_instance_close(zl_instance_t *inst);
 
 ZL_END_DECLS
 

@@ -37,6 +37,20 @@ ZL_API int zl_runtime_init(const zl_runtime_options_t *opts);
  * NULL once each pool is freed. */
 ZL_API void zl_runtime_shutdown(void);
 
+/* One-call start-up.  Start logging (unless zl_log_init() ran already:
+ * to stderr at $ZLTK_LOG_LEVEL, else "message") and the runtime with opts
+ * (NULL: defaults, one poller per CPU and the workers).  Returns 0, or
+ * -errno with the reason logged (nothing is left running); -EALREADY when
+ * zl_start() already started it.  Main thread; pair each successful
+ * zl_start() with one zl_stop(). */
+ZL_API int zl_start(const zl_runtime_options_t *opts);
+
+/* Undo zl_start(): close instances first (zl_instance_close()), then this
+ * shuts the runtime down, unloads the layer plugins zl_instance_open()
+ * loaded, and ends the logging zl_start() began.  No-op when not started
+ * by zl_start().  Main thread. */
+ZL_API void zl_stop(void);
+
 /* The runtime's pools; NULL when not running.  Any thread while running. */
 ZL_API zl_poller_pool_t *zl_runtime_pollers(void);
 ZL_API zl_worker_pool_t *zl_runtime_workers(void);

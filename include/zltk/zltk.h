@@ -17,6 +17,7 @@
 #include <zltk/server.h>
 #include <zltk/handler.h>
 #include <zltk/plugin.h>
+#include <zltk/session.h>
 #include <zltk/instance.h>
 #include <zltk/loader.h>
 
