@@ -45,6 +45,7 @@ static const struct {
     {"instance", zl_test_register_instance},
     {"tls", zl_test_register_tls},
     {"tls-interop", zl_test_register_tls_interop},
+    {"embed", zl_test_register_embed},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -354,7 +354,7 @@ static zl_instance_t *open_new(const zl_instance_options_t *o,
     oc->ctx = o->ctx;
     copy_settings(oc, o, l);
     if (oc->problems->len) {
-        open_fail(o, error, -EINVAL, oc->problems->str);
+        g_set_error_literal(error, ZL_ERROR, -EINVAL, oc->problems->str);
         open_ctx_free(oc);
         return NULL;
     }
@@ -365,9 +365,12 @@ static zl_instance_t *open_new(const zl_instance_options_t *o,
     no.report = open_report;
     no.ctx = oc;
     rc = zl_instance_new(&inst, &no);
-    if (rc < 0) {
-        open_fail(o, error, rc,
-                  oc->problems->len ? oc->problems->str : zl_strerror(rc));
+    if (rc < 0 && oc->problems->len) {
+        g_set_error_literal(error, ZL_ERROR, rc, oc->problems->str);
+        open_ctx_free(oc);
+        return NULL;
+    } else if (rc < 0) {
+        open_fail(o, error, rc, zl_strerror(rc));
         open_ctx_free(oc);
         return NULL;
     }
@@ -411,7 +414,7 @@ zl_instance_t *zl_instance_open(const zl_instance_options_t *o,
                       : g_strdup_printf("cannot start connecting to %s:%u: %s",
                                         o->client.host, o->client.port,
                                         zl_strerror(rc));
-        open_fail(o, error, zl_err_kind(rc), m);
+        open_fail(o, error, rc, m);
         g_free(m);
         zl_instance_free(inst);
         return NULL;

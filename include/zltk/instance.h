@@ -149,8 +149,10 @@ ZL_API void zl_instance_get_stats(const zl_instance_t *inst,
 ZL_API char *zl_instance_last_error(zl_instance_t *inst, char *buf,
                                     size_t len);
 
-/* GError domain of zltk: ZL_ERROR (the quark "zltk-error-quark"); the
- * codes are zl_err_kind() values (ZL_E*, or -errno).  Any thread. */
+/* GError domain of zltk: ZL_ERROR (the quark "zltk-error-quark").  The
+ * codes are zltk's negative codes, a ZL_E* or -errno (-EINVAL: bad options
+ * or settings, -ENOENT: layer not found, -EADDRINUSE: ...), which
+ * zl_strerror() names and zl_err_kind() maps to a kind.  Any thread. */
 #define ZL_ERROR (zl_error_quark())
 ZL_API GQuark zl_error_quark(void);
 
@@ -160,10 +162,12 @@ ZL_API GQuark zl_error_quark(void);
  * instance_new of handler and layer, start connecting/listening.  The
  * options are copied (strings and settings included).  Returns the
  * instance (the caller owns it: zl_instance_close()), or NULL with *error
- * set (domain ZL_ERROR, code a ZL_E* / -errno kind; error may be NULL)
- * whose message names every problem, one per line ("tls-ca: cannot read
- * /x: No such file or directory"; "layer 'tlss' not found on the plugin
- * path: no tlss.so in DIR, DIR").  The runtime must be running
+ * set (domain ZL_ERROR, code a ZL_E* or -errno; error may be NULL) whose
+ * message names every problem.  Problems with settings are one per line,
+ * "KEY: message" ("tls-ca: cannot read /x: No such file or directory");
+ * others name the instance ("client.NAME: cannot start connecting to
+ * ...") or the layer ("layer 'tlss' not found on the plugin path: no
+ * tlss.so in DIR, DIR (ZLTK_PLUGIN_PATH=...)").  The runtime must be running
  * (zl_runtime_init() / zl_start()).  Main thread (not a poller). */
 ZL_API zl_instance_t *zl_instance_open(const zl_instance_options_t *o,
                                        GError **error);
