@@ -46,6 +46,25 @@ static int my_state_storage;
 static void *my_state = &my_state_storage;
 EOF
         ;;
+    embed) # doc/embedding.md: a program's includes, its signal wait
+        cat <<'EOF'
+#include <zltk/zltk.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int wait_for_signal(void);
+EOF
+        ;;
+    embed-app) # doc/embedding.md: the guide's client and server handlers
+        prelude embed
+        cat <<'EOF'
+static void doc_recv(zl_session_t *s, void *state, zl_buf_t *buf) { (void)s; (void)state; (void)buf; }
+static const zl_handler_t hello_client = {.struct_size = sizeof(zl_handler_t), .on_recv = doc_recv};
+static const zl_handler_t echo_server = {.struct_size = sizeof(zl_handler_t), .on_recv = doc_recv};
+EOF
+        ;;
     plugin) # doc/plugins.md: a plugin's file, with the host API pointer
         cat <<'EOF'
 #include <zltk/error.h>
