@@ -334,6 +334,13 @@ static void test_errors(void)
     inst = open_client(&sd, "tlss", NULL, 9, &error);
     expect_open_error(inst, error, "'tlss' not found", path, __LINE__);
     error = NULL;
+    inst = open_client(&sd, "echo", NULL, 9, &error); /* a handler's */
+    expect_open_error(inst, error, "echo.so provides no layer", NULL,
+                      __LINE__);
+    error = NULL;
+    inst = open_client(&sd, "echo", NULL, 9, &error); /* loaded by now */
+    expect_open_error(inst, error, "offers no layer", NULL, __LINE__);
+    error = NULL;
     inst = open_client(&sd, "tls", bad_key, 9, &error);
     expect_open_error(inst, error, "tls-bogus", "unknown key", __LINE__);
     error = NULL;

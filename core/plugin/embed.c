@@ -34,6 +34,9 @@ void zl_instance_options_init(zl_instance_options_t *o)
 static pthread_mutex_t embed_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool started_log, started_rt;
 static zl_plugin_registry_t *layers;
+/* Open instances that run a layer of the registry: while there are any,
+ * zl_stop() keeps the plugins loaded rather than free them under them. */
+static atomic_int layer_users;
 
 static zl_log_level_t env_log_level(void)
 {
@@ -84,9 +87,15 @@ void zl_stop(void)
     if (started_rt)
         zl_runtime_shutdown();
     started_rt = false;
-    if (layers)
+    if (layers && atomic_load(&layer_users)) {
+        g_critical("zl_stop: %d instance(s) with a layer loaded by name are "
+                   "still open: zl_instance_close() them first (the layer "
+                   "plugins stay loaded)",
+                   atomic_load(&layer_users));
+    } else if (layers) {
         zl_plugins_free(layers);
-    layers = NULL;
+        layers = NULL;
+    }
     if (started_log)
         zl_log_shutdown();
     started_log = false;
@@ -147,6 +156,47 @@ static char **plugin_path(void)
     return (char **)g_ptr_array_free(a, FALSE);
 }
 
+static bool on_path(char **dirs, const char *name)
+{
+    bool found = false;
+
+    for (size_t i = 0; dirs[i] && !found; i++) {
+        char *path = g_strdup_printf("%s/%s.so", dirs[i], name);
+
+        found = g_file_test(path, G_FILE_TEST_EXISTS);
+        g_free(path);
+    }
+    return found;
+}
+
+/* Load NAME.so from dirs and start it.  0, or -errno with *msg set. */
+static int layer_load(char **dirs, const char *name, char **msg)
+{
+    char *lmsg = NULL;
+    int rc;
+
+    if (!on_path(dirs, name)) {
+        char *list = dirs[0] ? g_strjoinv(", ", dirs)
+                             : g_strdup("(no directories)");
+        const char *env = g_getenv("ZLTK_PLUGIN_PATH");
+
+        *msg = g_strdup_printf("layer '%s' not found on the plugin path: no "
+                               "%s.so in %s (ZLTK_PLUGIN_PATH=%s)",
+                               name, name, list, env ? env : "");
+        g_free(list);
+        return -ENOENT;
+    }
+    rc = zl_plugins_load(layers, name, (const char *const *)dirs, &lmsg);
+    if (rc < 0) {
+        *msg = g_strdup_printf("layer '%s': %s", name,
+                               lmsg ? lmsg : zl_strerror(rc));
+        free(lmsg); /* the loader's, from malloc */
+        return rc;
+    }
+    zl_plugins_start(layers);
+    return 0;
+}
+
 /* The layer registered as name, loading NAME.so from the plugin path the
  * first time.  NULL with *error set when it cannot be had.  Under
  * embed_mu. */
@@ -154,7 +204,7 @@ static const zl_layer_t *layer_locked(const char *name, zl_plugin_t **owner,
                                       GError **error)
 {
     const zl_registration_t *r;
-    char **dirs, *dirlist, *msg = NULL;
+    char **dirs, *msg = NULL;
     int rc;
 
     if (!layers && (rc = zl_plugins_new(&layers)) < 0) {
@@ -165,37 +215,31 @@ static const zl_layer_t *layer_locked(const char *name, zl_plugin_t **owner,
     r = zl_plugins_find_provider(layers, ZL_PROVIDES_LAYER, name, owner);
     if (r)
         return r->vtable;
-    dirs = plugin_path();
-    dirlist = dirs[0] ? g_strjoinv(", ", dirs) : g_strdup("(no directories)");
     if (zl_plugins_find(layers, name)) {
-        rc = -ENOENT;
-        msg = g_strdup_printf("the plugin '%s' is loaded but provides no "
-                              "layer of that name", name);
-    } else if ((rc = zl_plugins_load(layers, name,
-                                     (const char *const *)dirs, &msg)) == -ENOENT &&
-               !zl_plugins_find(layers, name)) {
-        free(msg);
-        msg = g_strdup_printf("layer '%s' not found on the plugin path: no "
-                              "%s.so in %s (ZLTK_PLUGIN_PATH=%s)",
-                              name, name, dirlist,
-                              g_getenv("ZLTK_PLUGIN_PATH")
-                                  ? g_getenv("ZLTK_PLUGIN_PATH")
-                                  : "");
+        g_set_error(error, ZL_ERROR, -ENOENT,
+                    "layer '%s': the plugin %s is loaded but offers no "
+                    "layer of that name", name,
+                    zl_plugin_get_path(zl_plugins_find(layers, name)));
+        return NULL;
     }
+    dirs = plugin_path();
+    rc = layer_load(dirs, name, &msg);
+    g_strfreev(dirs);
     if (rc == 0) {
-        zl_plugins_start(layers);
         r = zl_plugins_find_provider(layers, ZL_PROVIDES_LAYER, name, owner);
         if (!r) {
+            zl_plugin_t *last = zl_plugins_at(layers,
+                                              zl_plugins_count(layers) - 1);
+
             rc = -ENOENT;
-            msg = g_strdup_printf("%s.so (from %s) provides no layer '%s'",
-                                  name, dirlist, name);
+            msg = g_strdup_printf("layer '%s': %s provides no layer of that "
+                                  "name (or its start failed)", name,
+                                  zl_plugin_get_path(last));
         }
     }
     if (!r)
-        g_set_error(error, ZL_ERROR, rc, "%s", msg ? msg : zl_strerror(rc));
-    free(msg);
-    g_free(dirlist);
-    g_strfreev(dirs);
+        g_set_error_literal(error, ZL_ERROR, rc, msg);
+    g_free(msg);
     return r ? r->vtable : NULL;
 }
 
@@ -220,6 +264,7 @@ typedef struct open_ctx {
     zl_instance_default_fn config_default;
     zl_instance_report_fn report;
     void *ctx;
+    bool layer_user; /* counted in layer_users */
 } open_ctx_t;
 
 static const char *open_config(void *p, const char *key)
@@ -255,6 +300,8 @@ static void open_ctx_free(void *p)
 {
     open_ctx_t *oc = p;
 
+    if (oc->layer_user)
+        atomic_fetch_sub(&layer_users, 1);
     g_hash_table_destroy(oc->settings);
     g_string_free(oc->problems, TRUE);
     g_free(oc);
@@ -352,6 +399,10 @@ static zl_instance_t *open_new(const zl_instance_options_t *o,
     oc->config_default = o->config_default;
     oc->report = o->report;
     oc->ctx = o->ctx;
+    if (o->layer_name) {
+        oc->layer_user = true;
+        atomic_fetch_add(&layer_users, 1);
+    }
     copy_settings(oc, o, l);
     if (oc->problems->len) {
         g_set_error_literal(error, ZL_ERROR, -EINVAL, oc->problems->str);

@@ -9,6 +9,8 @@
  *                  posted tasks and worker jobs
  *   layer.c        transport layers: the lower_* / upper_* calls and the
  *                  handler's calls routed through the layer
+ *   embed.c        zl_start/zl_stop, zl_instance_open/close, and the
+ *                  process's registry of layers loaded by name
  *
  * Lifetimes.  A session holds one reference to its connection and is itself
  * reference counted: the connection's hold (dropped after on_closed), the

@@ -47,8 +47,10 @@ ZL_API int zl_start(const zl_runtime_options_t *opts);
 
 /* Undo zl_start(): close instances first (zl_instance_close()), then this
  * shuts the runtime down, unloads the layer plugins zl_instance_open()
- * loaded, and ends the logging zl_start() began.  No-op when not started
- * by zl_start().  Main thread. */
+ * loaded (also after the explicit zl_runtime_init() path; kept, with a
+ * critical message, while an instance that runs one is still open), and
+ * ends the logging zl_start() began.  What zl_start() did not start is
+ * left alone; a second call does nothing.  Main thread. */
 ZL_API void zl_stop(void);
 
 /* The runtime's pools; NULL when not running.  Any thread while running. */
