@@ -53,7 +53,8 @@ static void on_recv(zl_session_t *s, void *state, zl_buf_t *buf)
     (void)state;
     if (fwrite(buf->data, 1, buf->len, stdout) != buf->len ||
         fflush(stdout) != 0) /* e.g. a closed pipe: stop for good */
-        zl_session_fail(s, -errno, "standard output: %s", strerror(errno));
+        zl_session_fail(s, errno ? -errno : -EIO, "standard output: %s",
+                        strerror(errno ? errno : EIO));
 }
 
 static void on_err(zl_session_t *s, void *state, const zl_error_t *err)
