@@ -65,9 +65,10 @@ static void h_connect(zl_session_t *s, void *state, const zl_error_t *err)
     (void)state;
     if (err)
         return;
-    atomic_fetch_add(&sd->connected, 1);
-    if (sd->server)
+    if (sd->server) {
+        atomic_fetch_add(&sd->connected, 1);
         return;
+    }
     v = zl_session_transport_info(s, "version");
     g_strlcpy(sd->version, v ? v : "", sizeof(sd->version));
     CHK(sd, zl_session_peer(s) && zl_addr_port(zl_session_peer(s)));
@@ -77,6 +78,8 @@ static void h_connect(zl_session_t *s, void *state, const zl_error_t *err)
     CHK(sd, zl_session_add_timer(s, 10, on_timer, NULL, NULL) == 0);
     atomic_store(&sd->ref, zl_session_ref(s));
     CHK(sd, zl_session_send(s, "ping", 4) == 0);
+    /* Last: the test thread takes the reference once it sees this. */
+    atomic_fetch_add(&sd->connected, 1);
 }
 
 /* Server: answer every chunk with "pong:" and the chunk.  Client: keep
