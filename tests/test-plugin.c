@@ -1653,9 +1653,53 @@ static void test_settings_typed_message(void)
     g_free(path);
 }
 
+/* zl_plugins_search_path(): first, then $ZLTK_PLUGIN_PATH, then the system
+ * path; a directory named twice (by inode, or by name if missing) once. */
+static void test_search_path(void)
+{
+    char *old_env = g_strdup(g_getenv("ZLTK_PLUGIN_PATH"));
+    char *old_sys = g_strdup(g_getenv("ZLTK_PLUGIN_SYSTEM_PATH"));
+    char *tmp = g_dir_make_tmp("zltk-path-XXXXXX", NULL);
+    char *again = g_strdup_printf("%s/.", tmp);
+    char *env = g_strdup_printf("/no/such/a::%s:/no/such/a", again);
+    const char *first[] = {tmp, "/no/such/first", NULL};
+    char **p;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tmp);
+    g_setenv("ZLTK_PLUGIN_PATH", env, TRUE);
+    g_setenv("ZLTK_PLUGIN_SYSTEM_PATH", "/no/such/sys", TRUE);
+    p = zl_plugins_search_path(first);
+    CU_ASSERT_EQUAL(g_strv_length(p), 4);
+    if (g_strv_length(p) == 4) {
+        CU_ASSERT_STRING_EQUAL(p[0], tmp);
+        CU_ASSERT_STRING_EQUAL(p[1], "/no/such/first");
+        CU_ASSERT_STRING_EQUAL(p[2], "/no/such/a");
+        CU_ASSERT_STRING_EQUAL(p[3], "/no/such/sys");
+    }
+    g_strfreev(p);
+    g_setenv("ZLTK_PLUGIN_SYSTEM_PATH", "", TRUE);
+    g_unsetenv("ZLTK_PLUGIN_PATH");
+    p = zl_plugins_search_path(NULL);
+    CU_ASSERT_EQUAL(g_strv_length(p), 0);
+    g_strfreev(p);
+    if (old_env)
+        g_setenv("ZLTK_PLUGIN_PATH", old_env, TRUE);
+    if (old_sys)
+        g_setenv("ZLTK_PLUGIN_SYSTEM_PATH", old_sys, TRUE);
+    else
+        g_unsetenv("ZLTK_PLUGIN_SYSTEM_PATH");
+    g_rmdir(tmp);
+    g_free(old_env);
+    g_free(old_sys);
+    g_free(tmp);
+    g_free(again);
+    g_free(env);
+}
+
 int zl_test_register_plugin(void)
 {
     static const zl_test_case_t cases[] = {
+        {"search path: order, environment, duplicates once", test_search_path},
         {"host API fields match the headers", test_host_api_fields},
         {"refuse a missing file", test_refuse_missing_file},
         {"refuse a file that is not a shared object",

@@ -104,58 +104,6 @@ void zl_stop(void)
 
 /* ------------------------------------------------------ layer by name */
 
-/* Add dir unless it is already there (same device and inode, or the same
- * string for a directory that does not exist). */
-static void path_add(GPtrArray *a, GArray *ids, const char *dir)
-{
-    struct stat st;
-
-    if (stat(dir, &st) == 0) {
-        for (guint i = 0; i < ids->len; i++) {
-            const struct stat *o = &g_array_index(ids, struct stat, i);
-            if (o->st_dev == st.st_dev && o->st_ino == st.st_ino)
-                return;
-        }
-        g_array_append_val(ids, st);
-    } else {
-        for (guint i = 0; i < a->len; i++)
-            if (!strcmp(a->pdata[i], dir))
-                return;
-    }
-    g_ptr_array_add(a, g_strdup(dir));
-}
-
-static void path_add_list(GPtrArray *a, GArray *ids, const char *list)
-{
-    char **parts = g_strsplit(list, ":", -1);
-
-    for (size_t i = 0; parts[i]; i++)
-        if (*parts[i])
-            path_add(a, ids, parts[i]);
-    g_strfreev(parts);
-}
-
-/* zltk-host's path without its options: $ZLTK_PLUGIN_PATH, then the
- * installed plugin directory, or $ZLTK_PLUGIN_SYSTEM_PATH instead of it
- * when that is set (empty: none).  g_strfreev() it. */
-static char **plugin_path(void)
-{
-    GPtrArray *a = g_ptr_array_new();
-    GArray *ids = g_array_new(FALSE, FALSE, sizeof(struct stat));
-    const char *env = g_getenv("ZLTK_PLUGIN_PATH");
-    const char *sys = g_getenv("ZLTK_PLUGIN_SYSTEM_PATH");
-
-    if (env)
-        path_add_list(a, ids, env);
-    if (sys)
-        path_add_list(a, ids, sys);
-    else
-        path_add(a, ids, ZLTK_PLUGINDIR);
-    g_array_free(ids, TRUE);
-    g_ptr_array_add(a, NULL);
-    return (char **)g_ptr_array_free(a, FALSE);
-}
-
 static bool on_path(char **dirs, const char *name)
 {
     bool found = false;
@@ -222,7 +170,7 @@ static const zl_layer_t *layer_locked(const char *name, zl_plugin_t **owner,
                     zl_plugin_get_path(zl_plugins_find(layers, name)));
         return NULL;
     }
-    dirs = plugin_path();
+    dirs = zl_plugins_search_path(NULL);
     rc = layer_load(dirs, name, &msg);
     g_strfreev(dirs);
     if (rc == 0) {

@@ -768,3 +768,59 @@ int zl_plugins_load_path(zl_plugin_registry_t *reg, const char *const *dirs,
     g_hash_table_destroy(first);
     return loaded;
 }
+
+/* ------------------------------------------------------------ the path */
+
+/* Add dir unless the same directory (by device and inode, so that
+ * "plugins/.libs" and its absolute path count once; by name when it does
+ * not exist) is already there: a directory searched twice would offer
+ * every plugin twice. */
+static void path_add(GPtrArray *a, GArray *ids, const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) == 0) {
+        for (guint i = 0; i < ids->len; i++) {
+            const struct stat *o = &g_array_index(ids, struct stat, i);
+            if (o->st_dev == st.st_dev && o->st_ino == st.st_ino)
+                return;
+        }
+        g_array_append_val(ids, st);
+    } else {
+        for (guint i = 0; i < a->len; i++)
+            if (!strcmp(a->pdata[i], dir))
+                return;
+    }
+    g_ptr_array_add(a, g_strdup(dir));
+}
+
+/* Each directory of a colon-separated list (empty entries skipped). */
+static void path_add_list(GPtrArray *a, GArray *ids, const char *list)
+{
+    char **parts = g_strsplit(list, ":", -1);
+
+    for (size_t i = 0; parts[i]; i++)
+        if (*parts[i])
+            path_add(a, ids, parts[i]);
+    g_strfreev(parts);
+}
+
+char **zl_plugins_search_path(const char *const *first)
+{
+    GPtrArray *a = g_ptr_array_new();
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(struct stat));
+    const char *env = g_getenv("ZLTK_PLUGIN_PATH");
+    const char *sys = g_getenv("ZLTK_PLUGIN_SYSTEM_PATH");
+
+    for (size_t i = 0; first && first[i]; i++)
+        path_add(a, ids, first[i]);
+    if (env)
+        path_add_list(a, ids, env);
+    if (sys)
+        path_add_list(a, ids, sys);
+    else
+        path_add(a, ids, ZLTK_PLUGINDIR);
+    g_array_free(ids, TRUE);
+    g_ptr_array_add(a, NULL);
+    return (char **)g_ptr_array_free(a, FALSE);
+}

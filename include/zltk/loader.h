@@ -101,6 +101,16 @@ ZL_API int zl_plugins_load_dir(zl_plugin_registry_t *reg, const char *dir,
                                               const char *message, void *ctx),
                                void *ctx);
 
+/* The plugin search path, as zltk-host and zl_instance_open() use it: the
+ * directories of first (NULL-terminated, may be NULL) in order, then each
+ * directory of $ZLTK_PLUGIN_PATH (colon-separated), then the installed
+ * plugin directory — or, when $ZLTK_PLUGIN_SYSTEM_PATH is set, its
+ * directories instead of it (empty: none).  A directory named twice (the
+ * same device and inode) is kept once.  Returns a NULL-terminated list the
+ * caller frees with g_strfreev().  Any thread (it reads the environment:
+ * not concurrently with setenv()). */
+ZL_API char **zl_plugins_search_path(const char *const *first);
+
 /* What zl_plugins_load_path() reports about a file it does not load. */
 typedef enum {
     ZL_PLUGIN_REFUSED = 1, /* it failed to load: message says why */
