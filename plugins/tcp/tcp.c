@@ -106,17 +106,6 @@ typedef struct tcp_session {
 
 /* ------------------------------------------------------------ escapes */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode the C escapes of in into a new buffer (malloc, may contain NUL
  * bytes; never shorter than needed since escapes only shrink).  Returns 0,
  * -ENOMEM, or -EINVAL with an explanation in why. */
@@ -152,14 +141,14 @@ static int unescape(const char *in, uint8_t **out, size_t *out_len,
             break;
         case 'x':
             p++;
-            if ((d = hexval(*p)) < 0) {
+            if ((d = g_ascii_xdigit_value(*p)) < 0) {
                 snprintf(why, why_len, "'\\x' at offset %td needs one or two "
                          "hex digits (e.g. \\x0a)", p - 2 - in);
                 goto bad;
             }
             v = (unsigned)d;
             p++;
-            if ((d = hexval(*p)) >= 0) {
+            if ((d = g_ascii_xdigit_value(*p)) >= 0) {
                 v = v * 16 + (unsigned)d;
                 p++;
             }

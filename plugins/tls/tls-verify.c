@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <glib.h>
+
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -144,17 +146,6 @@ int tls__pin_verify_cb(X509_STORE_CTX *xs, void *arg)
     return 1;
 }
 
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* tls-pin: @NAME, or a SHA-256 fingerprint as 64 hex digits, any case,
  * colons (or blanks) between them optional.  What precedes an '=' is
  * skipped, so that the output of openssl x509 -fingerprint -sha256 may be
@@ -188,7 +179,7 @@ bool tls__parse_pin(zl_instance_t *inst, const char *v, tls_inst_t *ti)
 
         if (*p == ':' || *p == ' ' || *p == '\t')
             continue;
-        if ((d = hex_digit((unsigned char)*p)) < 0) {
+        if ((d = g_ascii_xdigit_value(*p)) < 0) {
             bad = true;
             break;
         }
