@@ -734,6 +734,8 @@ void zl__poller_note_freed(size_t bytes)
 
 /* ------------------------------------------------------------ loop */
 
+#define ZL__DRAIN_ROUNDS 8
+
 static void *loop_main(void *arg)
 {
     zl_poller_t *p = arg;
@@ -753,7 +755,12 @@ static void *loop_main(void *arg)
 
         p->now_ms = t_wake / 1000000u;
         zl__timers_run(p);
-        zl__taskq_drain(p);
+        /* A few bounded rounds before polling fds again: a producer keeps
+         * the ring full while the loop sits in a poll call (each round runs
+         * only what was queued when it began, so fds wait at most
+         * ZL__DRAIN_ROUNDS rounds of a self-re-posting task). */
+        for (int r = 0; r < ZL__DRAIN_ROUNDS && zl__taskq_drain(p); r++)
+            ;
 
         timeout = zl__taskq_own_pending(p) ? 0 : zl__timers_timeout(p);
         /* Producers wake the loop only when it announced a sleep. */
