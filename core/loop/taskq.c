@@ -304,7 +304,12 @@ size_t zl__taskq_drain(zl_poller_t *p)
 {
     zl__taskq_t *q = p->tq;
     size_t n = 0, end;
+    /* What is there now, before any task runs: tasks posted meanwhile
+     * (FIRST ones too) wait for the next round. */
+    bool ovf = q->ovf_run.len ||
+               atomic_load_explicit(&q->ovf_used, memory_order_acquire);
 
+    end = atomic_load_explicit(&q->tail, memory_order_acquire) & ~TQ_CLOSED;
     if (atomic_load_explicit(&q->nfirst, memory_order_relaxed)) {
         pthread_mutex_lock(&q->lock);
         ring_swap(&q->first, &q->first_run);
@@ -314,10 +319,8 @@ size_t zl__taskq_drain(zl_poller_t *p)
     }
     if (q->own.len)
         n += ring_run(&q->own, q->own.len);
-    end = atomic_load_explicit(&q->tail, memory_order_acquire) & ~TQ_CLOSED;
     n += cells_run(q, end);
-    if (q->ovf_run.len ||
-        atomic_load_explicit(&q->ovf_used, memory_order_relaxed))
+    if (ovf)
         n += overflow_run(q);
     if (n)
         atomic_fetch_add_explicit(&p->st_tasks, n, memory_order_relaxed);
