@@ -43,7 +43,8 @@ struct zl__taskq {
     _Alignas(64) atomic_bool closing;
     atomic_bool ovf_used; /* set under lock while ovf is non-empty */
     atomic_size_t nfirst; /* first.len, stored under lock */
-    pthread_mutex_t lock; /* ovf, first */
+    /* Taken by producers only while the overflow is in use. */
+    _Alignas(64) pthread_mutex_t lock; /* ovf, first */
     zl__ring_t ovf, first;
     /* Loop thread only. */
     _Alignas(64) size_t head;
@@ -206,8 +207,11 @@ static int post_locked(zl__taskq_t *q, zl_task_fn fn, void *arg, bool front)
     rc = ring_push(front ? &q->first : &q->ovf, fn, arg, front);
     if (rc == 0 && front)
         atomic_store(&q->nfirst, q->first.len);
-    else if (rc == 0)
+    else if (rc == 0 &&
+             !atomic_load_explicit(&q->ovf_used, memory_order_relaxed))
         atomic_store(&q->ovf_used, true);
+    /* Set already: the loop cannot clear it while this push is in the
+     * overflow, so its look before sleeping sees it (no store needed). */
     pthread_mutex_unlock(&q->lock);
     return rc;
 }
