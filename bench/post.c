@@ -11,7 +11,9 @@
  * producer_ns_per_post is the mean time a producer spends in one post;
  * wakeups is how many times the poller thread woke up (the "loops" counter
  * of zl_poller_get_stats(), before and after; the poller has nothing else to
- * do, so every loop turn in between was a wake-up for tasks).
+ * do, so every loop turn in between was a wake-up for tasks);
+ * eventfd_writes is the "wakeups" counter of the stats: the wake-up writes
+ * producers made (the poller is woken only when it sleeps).
  * The twin is bench/uv-post.c (impl=libuv).
  */
 #include <pthread.h>
@@ -80,10 +82,12 @@ int main(int argc, char **argv)
     wall = zl_now_ns() - t0;
     zl_poller_get_stats(p, &s1);
     printf("bench=post impl=zltk producers=%ld tasks=%ld wall_s=%.4f "
-           "tasks_per_s=%.0f producer_ns_per_post=%.1f wakeups=%llu\n",
+           "tasks_per_s=%.0f producer_ns_per_post=%.1f wakeups=%llu "
+           "eventfd_writes=%llu\n",
            np, n, (double)wall / 1e9, (double)n / ((double)wall / 1e9),
            (double)prod_ns / (double)n,
-           (unsigned long long)(s1.loops - s0.loops));
+           (unsigned long long)(s1.loops - s0.loops),
+           (unsigned long long)(s1.wakeups - s0.wakeups));
     zl_poller_free(p);
     return 0;
 }

@@ -52,38 +52,6 @@ static const zl__backend_ops_t *backend_find(const char *name)
     return NULL;
 }
 
-/* ------------------------------------------------------------ ring */
-
-static int ring_grow(zl__ring_t *r)
-{
-    size_t ncap = r->cap ? r->cap * 2 : 64;
-    zl__task_ent_t *nb = malloc(ncap * sizeof(*nb));
-
-    if (!nb)
-        return -ENOMEM;
-    for (size_t i = 0; i < r->len; i++)
-        nb[i] = r->buf[(r->head + i) % r->cap];
-    free(r->buf);
-    r->buf = nb;
-    r->cap = ncap;
-    r->head = 0;
-    return 0;
-}
-
-static int ring_push(zl__ring_t *r, zl_task_fn fn, void *arg, bool front)
-{
-    if (r->len == r->cap && ring_grow(r) < 0)
-        return -ENOMEM;
-    if (front) {
-        r->head = (r->head + r->cap - 1) % r->cap;
-        r->buf[r->head] = (zl__task_ent_t){fn, arg};
-    } else {
-        r->buf[(r->head + r->len) % r->cap] = (zl__task_ent_t){fn, arg};
-    }
-    r->len++;
-    return 0;
-}
-
 /* ------------------------------------------------------------ refs */
 
 void zl__poller_ref(zl_poller_t *p)
@@ -95,15 +63,13 @@ void zl__poller_unref(zl_poller_t *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
-    pthread_mutex_destroy(&p->qlock);
-    free(p->queue.buf);
-    free(p->batch.buf);
+    zl__taskq_free(p->tq);
     free(p);
 }
 
 /* ------------------------------------------------------------ wake-up */
 
-static void wake(zl_poller_t *p)
+void zl__poller_wake(zl_poller_t *p)
 {
     atomic_fetch_add_explicit(&p->st_wakeups, 1, memory_order_relaxed);
 #ifdef HAVE_EVENTFD
@@ -170,35 +136,14 @@ static void wake_close(zl_poller_t *p)
 
 bool zl__poller_closing(zl_poller_t *p)
 {
-    bool c;
-    pthread_mutex_lock(&p->qlock);
-    c = p->closing;
-    pthread_mutex_unlock(&p->qlock);
-    return c;
+    return zl__taskq_closing(p->tq);
 }
 
-/* Queue fn(arg).  The loop is woken only on the empty → non-empty edge; a
- * post from the loop's own thread needs no wake-up at all. */
+/* Queue fn(arg) (taskq.c): the loop is woken only if it sleeps, once per
+ * batch; a post from the loop's own thread needs no wake-up at all. */
 static int enqueue(zl_poller_t *p, zl_task_fn fn, void *arg, bool front)
 {
-    bool was_empty, own = tls_current == p;
-    int rc;
-
-    pthread_mutex_lock(&p->qlock);
-    if (ZL__UNLIKELY(p->closing)) {
-        pthread_mutex_unlock(&p->qlock);
-        return ZL_ESHUTDOWN;
-    }
-    was_empty = p->queue.len == 0;
-    rc = ring_push(&p->queue, fn, arg, front);
-    pthread_mutex_unlock(&p->qlock);
-    if (rc < 0)
-        return rc;
-    if (own)
-        p->own_pending = true;
-    else if (was_empty)
-        wake(p);
-    return 0;
+    return zl__taskq_post(p, fn, arg, front, tls_current == p);
 }
 
 enum { TASK_PENDING, TASK_DONE, TASK_CANCELLED };
@@ -334,30 +279,6 @@ int zl_poller_sync(zl_poller_t *p, zl_task_fn fn, void *arg)
     pthread_cond_destroy(&s.cond);
     pthread_mutex_destroy(&s.lock);
     return rc;
-}
-
-/* Run everything queued so far.  Tasks posted meanwhile wait for the next
- * round, so a task that keeps re-posting itself cannot starve fds. */
-static void drain_tasks(zl_poller_t *p)
-{
-    zl__ring_t tmp;
-    size_t n;
-
-    p->own_pending = false;
-    pthread_mutex_lock(&p->qlock);
-    tmp = p->queue;
-    p->queue = p->batch; /* empty, keeps its capacity */
-    pthread_mutex_unlock(&p->qlock);
-    p->batch = tmp;
-
-    n = p->batch.len;
-    for (size_t i = 0; i < n; i++) {
-        zl__task_ent_t *e = &p->batch.buf[(p->batch.head + i) % p->batch.cap];
-        e->fn(e->arg);
-    }
-    p->batch.head = 0;
-    p->batch.len = 0;
-    atomic_fetch_add_explicit(&p->st_tasks, n, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------ fds */
@@ -572,7 +493,8 @@ static void dispatch(zl_poller_t *p, int n)
 
         if (ev->fd == p->wake_rfd) {
             wake_drain(p);
-            drain_tasks(p);
+            zl__taskq_woken(p);
+            zl__taskq_drain(p);
             continue;
         }
         r = reg_get(p, ev->fd);
@@ -629,14 +551,15 @@ unsigned zl_poller_load(const zl_poller_t *p)
     uint64_t idle = atomic_load_explicit(&p->a_idle, memory_order_relaxed);
     uint64_t since = atomic_load_explicit(&p->a_since, memory_order_relaxed);
     bool sleeping = atomic_load_explicit(&p->a_sleeping, memory_order_relaxed);
+    uint64_t unrec = atomic_load_explicit(&p->a_unrec, memory_order_relaxed);
     uint64_t cur = now > since ? now - since : 0;
 
     /* The current stretch counts too: a loop stuck in a long task is busy
      * now, and one asleep for seconds is idle now. */
     if (cur >= ZL__LOAD_WINDOW_NS)
         return sleeping ? 0 : 100;
-    if (sleeping)
-        idle += cur;
+    if (sleeping) /* the busy stretch before this sleep counts already */
+        idle += cur, busy += unrec;
     else
         busy += cur;
     /* Over at least ZL__LOAD_MIN_WINDOW_NS: right after start the window is
@@ -811,6 +734,8 @@ void zl__poller_note_freed(size_t bytes)
 
 /* ------------------------------------------------------------ loop */
 
+#define ZL__DRAIN_ROUNDS 8
+
 static void *loop_main(void *arg)
 {
     zl_poller_t *p = arg;
@@ -826,16 +751,34 @@ static void *loop_main(void *arg)
 
     while (atomic_load_explicit(&p->running, memory_order_acquire)) {
         int timeout, n;
+        bool slept;
 
         p->now_ms = t_wake / 1000000u;
         zl__timers_run(p);
-        if (p->own_pending)
-            drain_tasks(p);
+        /* A few bounded rounds before polling fds again: a producer keeps
+         * the ring full while the loop sits in a poll call (each round runs
+         * only what was queued when it began, so fds wait at most
+         * ZL__DRAIN_ROUNDS rounds of a self-re-posting task). */
+        for (int r = 0; r < ZL__DRAIN_ROUNDS && zl__taskq_drain(p); r++)
+            ;
 
-        timeout = p->own_pending ? 0 : zl__timers_timeout(p);
+        timeout = zl__taskq_own_pending(p) ? 0 : zl__timers_timeout(p);
+        /* Producers wake the loop only when it announced a sleep. */
+        slept = timeout != 0 && !zl__taskq_sleep_begin(p);
+        if (!slept)
+            timeout = 0;
         t_sleep = zl_now_ns();
+        /* Tasks drained just above may have told a waiter they ran: their
+         * busy stretch is visible to zl_poller_load() before the wake-up
+         * that records it. */
+        atomic_store_explicit(&p->a_unrec,
+                              t_sleep - (p->busy_since ? p->busy_since
+                                                       : t_sleep),
+                              memory_order_relaxed);
         load_publish(p, true, t_sleep);
         n = p->ops->wait(p, p->events, ZL__MAX_EVENTS, timeout);
+        if (slept)
+            zl__taskq_sleep_end(p);
         /* Record the busy stretch and the sleep that followed it as soon as
          * both are complete, so readers never see a stale window. */
         t_wake = zl_now_ns();
@@ -857,15 +800,7 @@ static void *loop_main(void *arg)
 
     /* Stopping: posts are refused already (closing); run what was queued,
      * including what those tasks' own fds and timers no longer need. */
-    for (;;) {
-        bool empty;
-        pthread_mutex_lock(&p->qlock);
-        empty = p->queue.len == 0;
-        pthread_mutex_unlock(&p->qlock);
-        if (empty)
-            break;
-        drain_tasks(p);
-    }
+    zl__taskq_drain_final(p);
     zl__timers_shutdown(p);
     tls_current = NULL;
     return NULL;
@@ -902,10 +837,10 @@ int zl_poller_new(zl_poller_t **out, const zl_poller_options_t *opts)
     p->wake_rfd = p->wake_wfd = -1;
     p->gen_next = 1;
     g_strlcpy(p->name, opts->name ? opts->name : "zl-poller", sizeof(p->name));
-    rc = pthread_mutex_init(&p->qlock, NULL);
-    if (rc) {
+    rc = zl__taskq_new(&p->tq);
+    if (rc < 0) {
         free(p);
-        return -rc;
+        return rc;
     }
     rc = p->ops->init(p);
     if (rc < 0)
@@ -940,7 +875,7 @@ fail_wake:
 fail_backend:
     p->ops->destroy(p);
 fail_mutex:
-    pthread_mutex_destroy(&p->qlock);
+    zl__taskq_free(p->tq);
     free(p);
     return rc;
 }
@@ -955,11 +890,9 @@ void zl_poller_free(zl_poller_t *p)
                    p->name);
         return;
     }
-    pthread_mutex_lock(&p->qlock);
-    p->closing = true;
-    pthread_mutex_unlock(&p->qlock);
+    zl__taskq_close(p->tq);
     atomic_store_explicit(&p->running, false, memory_order_release);
-    wake(p);
+    zl__poller_wake(p);
     pthread_join(p->thread, NULL);
 
     wake_close(p);

@@ -130,8 +130,10 @@ enum {
  * caller (end it with zl_task_cancel() or zl_task_release()); it is set to
  * NULL when the task ran inline.  Returns 0, ZL_ESHUTDOWN when the poller
  * is stopping (fn will not run: the caller still owns arg), or -ENOMEM.
- * Posting allocates nothing unless a handle is asked for; the loop is woken
- * once per batch, when the queue goes from empty to non-empty. */
+ * Posting allocates nothing unless a handle is asked for (nor, from other
+ * threads, while fewer than 4096 posts wait); the loop is woken, with one
+ * eventfd write, only when it is about to sleep or asleep: once per batch.
+ * Order: FIFO per posting thread; ZL_TASK_FIRST tasks go before all. */
 ZL_API int zl_poller_post(zl_poller_t *poller, unsigned flags,
                           zl_task_fn fn, void *arg, zl_task_t **handle);
 
