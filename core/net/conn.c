@@ -208,13 +208,15 @@ void zl__conn_carry(zl_conn_t *c, bool sent, uint32_t hi)
         b->received_hi += hi;
 }
 
-/* The local address, asked of the kernel once per fd. */
+/* The local address, asked of the kernel once per fd, once connected (a
+ * client's attempt still connecting has no peer yet, and no local address
+ * either, as before). */
 static void fill_local(const zl_conn_t *c, zl__conn_box_t *b)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
 
-    if (b->local_known || c->fd < 0)
+    if (b->local_known || c->fd < 0 || !b->peer.len)
         return;
     b->local_known = true;
     if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0)
