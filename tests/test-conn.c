@@ -333,6 +333,8 @@ typedef struct srv {
     int npeers;
     char peers[16][ZL_ADDR_STRLEN];
     char closed_peer[ZL_ADDR_STRLEN];
+    char closed_local[ZL_ADDR_STRLEN]; /* the last on_closed's, under lock */
+    char local_at_connect[ZL_ADDR_STRLEN]; /* the last on_connect's */
     char err_msg[256]; /* the last on_err's message, under lock */
     atomic_llong t_connect;
     atomic_int tick_sends; /* on_manager sends one byte while this is > 0 */
@@ -422,6 +424,7 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     pthread_mutex_lock(&sv->lock);
     if (sv->npeers < 16)
         zl_addr_format(zl_conn_peer(c), sv->peers[sv->npeers++], ZL_ADDR_STRLEN);
+    zl_addr_format(zl_conn_local(c), sv->local_at_connect, ZL_ADDR_STRLEN);
     pthread_mutex_unlock(&sv->lock);
     atomic_store(&sv->t_connect, (long long)zl_now_ms());
     atomic_fetch_add(&sv->connects, 1);
@@ -562,6 +565,7 @@ static void srv_on_closed(zl_conn_t *c)
     atomic_fetch_add(&sv->tx, (long long)zl_conn_bytes_sent(c));
     pthread_mutex_lock(&sv->lock);
     zl_addr_format(zl_conn_peer(c), sv->closed_peer, ZL_ADDR_STRLEN);
+    zl_addr_format(zl_conn_local(c), sv->closed_local, ZL_ADDR_STRLEN);
     pthread_mutex_unlock(&sv->lock);
     s->magic = DEAD_MAGIC;
     free(s);
@@ -3277,7 +3281,13 @@ static void test_addresses_after_err(void)
     CU_ASSERT_STRING_EQUAL(p.local_at_connect, p.local_at_closed);
     CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
     pthread_mutex_lock(&sv.lock);
+    /* The accepted side: its peer is the client's local address, its
+     * local address the server's, both still there in on_closed (kept
+     * when the fd closed, asked of the kernel on demand before). */
     CU_ASSERT_STRING_EQUAL(sv.closed_peer, p.local_at_closed);
+    CU_ASSERT_STRING_EQUAL(sv.closed_local, want);
+    CU_ASSERT_STRING_EQUAL(sv.local_at_connect, want);
+    CU_ASSERT_STRING_EQUAL(sv.peers[0], p.local_at_closed);
     pthread_mutex_unlock(&sv.lock);
     srv_stop(s, &sv);
     env_down(&e);
@@ -3410,8 +3420,18 @@ static void test_ipv6_loopback(void)
     CU_ASSERT_EQUAL(atomic_load(&p.final_recv), 64 * (long long)KIB);
     snprintf(want, sizeof(want), "[::1]:%u", srv_port(s));
     CU_ASSERT_STRING_EQUAL(p.peer_at_connect, want);
+    CU_ASSERT_STRING_EQUAL(p.peer_at_closed, want);
     CU_ASSERT_EQUAL(strncmp(p.local_at_connect, "[::1]:", 6), 0);
+    CU_ASSERT_STRING_EQUAL(p.local_at_closed, p.local_at_connect);
     CU_ASSERT_TRUE(srv_has_peer(&sv, "[::1]:"));
+    /* The accepted side keeps both IPv6 addresses past on_closed. */
+    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    pthread_mutex_lock(&sv.lock);
+    CU_ASSERT_STRING_EQUAL(sv.closed_peer, p.local_at_closed);
+    CU_ASSERT_STRING_EQUAL(sv.closed_local, want);
+    CU_ASSERT_STRING_EQUAL(sv.local_at_connect, want);
+    CU_ASSERT_STRING_EQUAL(sv.peers[0], p.local_at_connect);
+    pthread_mutex_unlock(&sv.lock);
     srv_stop(s, &sv);
     env_down(&e);
     srv_fini(&sv);

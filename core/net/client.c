@@ -540,8 +540,7 @@ static void begin_attempt(zl_conn_t *c)
     c->flags &= (uint16_t)~(ZL__CF_ERRED | ZL__CF_READ_EOF | ZL__CF_BUSY |
                             ZL__CF_SHUT_WR | ZL__CF_SHUT_DONE |
                             ZL__CF_FLUSH_NOTE);
-    memset(&c->peer, 0, sizeof(c->peer));
-    memset(&c->local, 0, sizeof(c->local));
+    zl__conn_set_peer(c, NULL, 0);
     record(cl, ZL_EOTHER, 0, ZL_STAGE_CONNECT, "connect to %s failed",
            peer_text(cl, (char[300]){0}, 300));
     if (cl->timeout_ms &&

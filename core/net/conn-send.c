@@ -68,7 +68,7 @@ static void consume(zl_conn_t *c, size_t n)
     zl__sendq_t *q = c->sq;
 
     zl__poller_note_freed(n); /* a drained backlog: trim (poller.c) */
-    c->sent += n;
+    zl__conn_count(c, true, n);
     q->queued -= n;
     while (n) {
         zl__seg_t *s = q->head;
@@ -115,8 +115,7 @@ void zl__conn_flush(zl_conn_t *c)
             }
             int e = errno;
             zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
+                          zl__conn_peer_text(c, (char[ZL_ADDR_STRLEN]){0}),
                           zl_strerror(-e), zl__conn_sys_hint(e));
             return;
         }
@@ -241,14 +240,13 @@ int zl__conn_send_local(zl_conn_t *c, const uint8_t *data, size_t len,
             int e = errno;
             zl_buf_unref(buf);
             zl__conn_fail(c, -e, e, ZL_STAGE_WRITE, "write to %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
+                          zl__conn_peer_text(c, (char[ZL_ADDR_STRLEN]){0}),
                           zl_strerror(-(e)), zl__conn_sys_hint(e));
             return ZL_ESHUTDOWN;
         }
         if (w > 0) {
             done = (size_t)w;
-            c->sent += done;
+            zl__conn_count(c, true, done);
             c->progress_ms = zl__now32();
             c->flags |= ZL__CF_ACTIVE;
         }

@@ -108,6 +108,136 @@ static zl_buf_t *rbuf_get(void)
     return b;
 }
 
+/* ------------------------------------------------------------ addresses */
+
+/* What zl_conn_peer() and zl_conn_local() give without an address. */
+static const zl_addr_t no_addr;
+
+/* The box if there is one (not the packed IPv4 form). */
+static zl__conn_box_t *box_if(const zl_conn_t *c)
+{
+    return c->peer && !(c->peer & 1)
+               ? (zl__conn_box_t *)(uintptr_t)c->peer
+               : NULL;
+}
+
+static bool peer_known(const zl_conn_t *c)
+{
+    const zl__conn_box_t *b = box_if(c);
+
+    return b ? b->peer.len != 0 : c->peer != 0;
+}
+
+/* The packed IPv4 form into a sockaddr_in. */
+static void unpack_v4(uint64_t v, struct sockaddr_in *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->sin_family = AF_INET;
+    in->sin_port = (in_port_t)(v >> 16);
+    in->sin_addr.s_addr = (in_addr_t)(v >> 32);
+}
+
+zl__conn_box_t *zl__conn_box(zl_conn_t *c)
+{
+    zl__conn_box_t *b = box_if(c);
+    struct sockaddr_in in;
+
+    if (b)
+        return b;
+    if (!(b = calloc(1, sizeof(*b))))
+        return NULL;
+    if (c->peer & 1) {
+        unpack_v4(c->peer, &in);
+        zl_addr_from_sockaddr(&b->peer, (struct sockaddr *)&in, sizeof(in));
+    }
+    c->peer = (uint64_t)(uintptr_t)b;
+    return b;
+}
+
+void zl__conn_set_peer(zl_conn_t *c, const struct sockaddr *sa,
+                       socklen_t len)
+{
+    zl__conn_box_t *b = box_if(c);
+
+    if (!b && sa && sa->sa_family == AF_INET &&
+        len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        c->peer = (uint64_t)in->sin_addr.s_addr << 32 |
+                  (uint64_t)in->sin_port << 16 | 1;
+        return;
+    }
+    if (!b && !sa) {
+        c->peer = 0;
+        return;
+    }
+    if (!b && !(b = zl__conn_box(c)))
+        return; /* out of memory: the peer stays unknown */
+    memset(&b->peer, 0, sizeof(b->peer));
+    memset(&b->local, 0, sizeof(b->local));
+    b->local_known = false;
+    if (sa)
+        zl_addr_from_sockaddr(&b->peer, sa, len);
+}
+
+char *zl__conn_peer_text(const zl_conn_t *c, char *buf)
+{
+    const zl__conn_box_t *b = box_if(c);
+    zl_addr_t a;
+    struct sockaddr_in in;
+
+    if (b)
+        return zl_addr_format(&b->peer, buf, ZL_ADDR_STRLEN);
+    memset(&a, 0, sizeof(a));
+    if (c->peer & 1) {
+        unpack_v4(c->peer, &in);
+        zl_addr_from_sockaddr(&a, (struct sockaddr *)&in, sizeof(in));
+    }
+    return zl_addr_format(&a, buf, ZL_ADDR_STRLEN);
+}
+
+void zl__conn_carry(zl_conn_t *c, bool sent, uint32_t hi)
+{
+    zl__conn_box_t *b = zl__conn_box(c);
+
+    if (!b)
+        return; /* out of memory: the count loses its high word */
+    if (sent)
+        b->sent_hi += hi;
+    else
+        b->received_hi += hi;
+}
+
+/* The local address, asked of the kernel once per fd, once connected (a
+ * client's attempt still connecting has no peer yet, and no local address
+ * either, as before). */
+static void fill_local(const zl_conn_t *c, zl__conn_box_t *b)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (b->local_known || c->fd < 0 || !b->peer.len)
+        return;
+    b->local_known = true;
+    if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        zl_addr_from_sockaddr(&b->local, (struct sockaddr *)&ss, len);
+}
+
+/* Before the fd closes: box what is known, so that both addresses stay
+ * readable (from any thread once on_closed has run). */
+static void keep_addresses(zl_conn_t *c)
+{
+    zl__conn_box_t *b;
+
+    if (!c->peer)
+        return;
+    if (!(b = zl__conn_box(c))) {
+        c->peer = 0; /* out of memory: no address rather than a torn one */
+        return;
+    }
+    fill_local(c, b);
+}
+
 /* ------------------------------------------------------------ basics */
 
 zl_conn_t *zl__conn_new(zl_poller_t *p, void *owner)
@@ -138,6 +268,7 @@ void zl_conn_unref(zl_conn_t *c)
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
     zl__conn_clear_queue(c);
+    free(box_if(c));
     free(c);
 }
 
@@ -214,11 +345,11 @@ int zl__conn_attach(zl_conn_t *c, int fd)
     socklen_t len = sizeof(ss);
 
     c->fd = fd;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-        zl_addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss, len);
-    len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        zl_addr_from_sockaddr(&c->local, (struct sockaddr *)&ss, len);
+    /* A server already set the peer from accept(); the local address is
+     * asked for when needed (zl_conn_local(), or closing the fd). */
+    if (!peer_known(c) &&
+        getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        zl__conn_set_peer(c, (struct sockaddr *)&ss, len);
     c->state = ZL__CS_OPEN;
     c->progress_ms = c->active_ms = zl__now32();
     set_user_timeout(fd, zl__cfg(c));
@@ -237,6 +368,7 @@ void zl__conn_drop_fd(zl_conn_t *c, bool abortive)
         return;
     if (c->flags & ZL__CF_REGISTERED)
         zl_poller_del_fd(c->poller, c->fd, NULL, NULL);
+    keep_addresses(c); /* they outlive the fd */
     if (abortive) {
         struct linger lg = {1, 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -395,7 +527,7 @@ static void do_read(zl_conn_t *c, bool drain)
         n = recv(c->fd, b->data, b->cap, 0);
         if (n > 0) {
             b->len = (size_t)n;
-            c->received += (uint64_t)n;
+            zl__conn_count(c, false, (size_t)n);
             c->flags |= ZL__CF_ACTIVE;
             zl__cfg(c)->h.on_recv(c, b);
             /* A short read means the kernel had no more: a new arrival
@@ -409,8 +541,7 @@ static void do_read(zl_conn_t *c, bool drain)
             zl__conn_update_interest(c);
             zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
                           "%s closed the connection",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN));
+                          zl__conn_peer_text(c, (char[ZL_ADDR_STRLEN]){0}));
             return;
         }
         if (errno == EINTR) {
@@ -422,8 +553,7 @@ static void do_read(zl_conn_t *c, bool drain)
         {
             int e = errno;
             zl__conn_fail(c, -e, e, ZL_STAGE_READ, "read from %s: %s%s",
-                          zl_addr_format(&c->peer, (char[ZL_ADDR_STRLEN]){0},
-                                         ZL_ADDR_STRLEN),
+                          zl__conn_peer_text(c, (char[ZL_ADDR_STRLEN]){0}),
                           zl_strerror(-(e)), zl__conn_sys_hint(e));
         }
         return;
@@ -719,8 +849,21 @@ void zl_conn_resume(zl_conn_t *c) { op_any(c, OP_RESUME); }
 void zl_conn_set_data(zl_conn_t *c, void *data) { c->data = data; }
 void *zl_conn_get_data(const zl_conn_t *c) { return c->data; }
 zl_poller_t *zl_conn_poller(const zl_conn_t *c) { return c->poller; }
-const zl_addr_t *zl_conn_peer(const zl_conn_t *c) { return &c->peer; }
-const zl_addr_t *zl_conn_local(const zl_conn_t *c) { return &c->local; }
+const zl_addr_t *zl_conn_peer(const zl_conn_t *c)
+{
+    zl__conn_box_t *b = c->peer ? zl__conn_box((zl_conn_t *)c) : NULL;
+
+    return b ? &b->peer : &no_addr;
+}
+const zl_addr_t *zl_conn_local(const zl_conn_t *c)
+{
+    zl__conn_box_t *b = c->peer ? zl__conn_box((zl_conn_t *)c) : NULL;
+
+    if (!b)
+        return &no_addr;
+    fill_local(c, b);
+    return &b->local;
+}
 const char *zl_conn_name(const zl_conn_t *c)
 {
     static _Thread_local char buf[32];
@@ -732,8 +875,18 @@ const char *zl_conn_name(const zl_conn_t *c)
     return buf;
 }
 size_t zl_conn_queued(const zl_conn_t *c) { return zl__queued(c); }
-uint64_t zl_conn_bytes_sent(const zl_conn_t *c) { return c->sent; }
-uint64_t zl_conn_bytes_received(const zl_conn_t *c) { return c->received; }
+uint64_t zl_conn_bytes_sent(const zl_conn_t *c)
+{
+    const zl__conn_box_t *b = box_if(c);
+
+    return (uint64_t)(b ? b->sent_hi : 0) << 32 | c->sent_lo;
+}
+uint64_t zl_conn_bytes_received(const zl_conn_t *c)
+{
+    const zl__conn_box_t *b = box_if(c);
+
+    return (uint64_t)(b ? b->received_hi : 0) << 32 | c->received_lo;
+}
 bool zl_conn_is_busy(const zl_conn_t *c) { return c->flags & ZL__CF_BUSY; }
 int zl_conn_fd(const zl_conn_t *c) { return c->fd; }
 

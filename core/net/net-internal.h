@@ -147,9 +147,47 @@ struct zl_conn {
     };
     struct zl_conn *next;
     zl__sendq_t *sq;
-    uint64_t sent, received;
-    zl_addr_t peer, local;
+    /* The low 32 bits of zl_conn_bytes_sent() / _received(); the high
+     * words live in the address box (zl__conn_count()). */
+    uint32_t sent_lo, received_lo;
+    /* The peer, in one of three forms: 0 (none yet); an IPv4 peer packed
+     * inline (bit 0 set: address in bits 32..63, port in bits 16..31, both
+     * in network order); or a zl__conn_box_t * (bit 0 clear).  The box,
+     * allocated on demand (an IPv6 peer, zl_conn_peer() or zl_conn_local(),
+     * a counter's carry, closing the fd), holds both addresses as
+     * zl_addr_t, so an idle IPv4 connection stores no address of its
+     * own beyond these 8 bytes.  Owner thread; frozen once the fd is
+     * closed (any thread may read it after on_closed). */
+    uint64_t peer;
 };
+
+/* A connection's addresses and its counters' high words (see peer). */
+typedef struct zl__conn_box {
+    zl_addr_t peer, local;
+    uint32_t sent_hi, received_hi;
+    bool local_known; /* local is filled in (getsockname() done) */
+} zl__conn_box_t;
+
+/* Out of line, on the owner thread: the box, allocated (NULL on ENOMEM). */
+zl__conn_box_t *zl__conn_box(zl_conn_t *c);
+/* Set the peer (a fresh connection or an accept()), or forget both
+ * addresses (sa NULL: a client's new attempt). */
+void zl__conn_set_peer(zl_conn_t *c, const struct sockaddr *sa,
+                       socklen_t len);
+/* The peer formatted for a message, into buf (ZL_ADDR_STRLEN). */
+char *zl__conn_peer_text(const zl_conn_t *c, char *buf);
+void zl__conn_carry(zl_conn_t *c, bool sent, uint32_t hi);
+
+/* Count n bytes moved: the low word inline, a carry into the box. */
+static inline void zl__conn_count(zl_conn_t *c, bool sent, size_t n)
+{
+    uint32_t *lo = sent ? &c->sent_lo : &c->received_lo;
+    uint64_t t = (uint64_t)*lo + n;
+
+    *lo = (uint32_t)t;
+    if (G_UNLIKELY(t >> 32))
+        zl__conn_carry(c, sent, (uint32_t)(t >> 32));
+}
 
 static inline const zl__conn_cfg_t *zl__cfg(const zl_conn_t *c)
 {
@@ -167,9 +205,10 @@ static inline uint32_t zl__now32(void)
     return (uint32_t)zl_now_ms();
 }
 
-/* An idle connection should stay this small (LP64): the ops table lives in
- * the owner's configuration, not in each connection. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_conn) <= 152,
+/* An idle connection should stay this small (LP64): 88 bytes are a 96-byte
+ * malloc chunk.  The ops table lives in the owner's configuration, the
+ * addresses in the box (on demand), not in each connection. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_conn) <= 88,
                "struct zl_conn grew");
 
 /* conn.c */

@@ -240,6 +240,7 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
             continue;
         }
         c->fd = fd;
+        zl__conn_set_peer(c, (struct sockaddr *)&ss, len);
         atomic_fetch_add(&s->active, 1);
         atomic_fetch_add(&s->accepted, 1);
         if (zl_poller_post(target, ZL_TASK_INLINE, adopt, c, NULL) < 0) {
