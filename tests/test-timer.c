@@ -1045,6 +1045,8 @@ static void test_million_timers(void)
     free(mil.allowed);
 }
 
+int zl_test_register_timer_node(void); /* test-timer-node.c */
+
 int zl_test_register_timer(void)
 {
     static const zl_test_case_t cases[] = {
@@ -1068,5 +1070,6 @@ int zl_test_register_timer(void)
         {"million_timers", test_million_timers},
         {NULL, NULL},
     };
-    return zl_test_add_suite("timer", NULL, NULL, cases);
+    int rc = zl_test_add_suite("timer", NULL, NULL, cases);
+    return rc ? rc : zl_test_register_timer_node();
 }

@@ -92,11 +92,15 @@ struct zl_poller {
     size_t trim_freed; /* send-queue bytes freed since the last trim call */
     zl__bev_t events[ZL__MAX_EVENTS];
 
-    /* Timers: binary min-heap by (deadline, seq), loop thread only. */
-    struct zl_timer **heap;
+    /* Timers (timer.c): a 4-ary min-heap of {deadline, node} by
+     * (deadline, node's seq), loop thread only.  heap is the allocation
+     * (freed with free()); the entries start a few slots in, so that each
+     * group of siblings fills one 64-byte line. */
+    struct zl__tentry *heap;
     size_t heap_len, heap_cap;
     atomic_size_t ntimers;
     uint64_t timer_seq;
+    uint64_t timer_runs; /* callbacks run in this pass, for st_timers */
     uint64_t now_ms; /* cached per loop iteration */
 
     /* Load accounting: written by the loop, read anywhere. */
@@ -133,6 +137,10 @@ void zl__taskq_woken(zl_poller_t *p);
 void zl__poller_wake(zl_poller_t *p); /* poller.c: write the eventfd */
 
 /* Timers (timer.c) */
+typedef struct zl__tentry {
+    uint64_t key; /* deadline, ms (zl_now_ms() clock) */
+    zl_timer_node_t *node;
+} zl__tentry_t;
 void zl__timers_run(zl_poller_t *p);
 int zl__timers_timeout(zl_poller_t *p); /* ms until next deadline, -1 none */
 void zl__timers_shutdown(zl_poller_t *p);

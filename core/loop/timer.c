@@ -1,37 +1,246 @@
-/* zltk — timers: a binary min-heap per poller, indexed for O(log n) removal.
+/* zltk — timers: a 4-ary min-heap per poller of intrusive nodes, and the
+ * refcounted, any-thread handle API built on it.
  *
- * Ownership.  A timer carries references: one "system" reference from
- * creation until it is finalised (destroy called, out of the heap), one for
- * the caller's handle, and one for each task posted about it.  Finalising
- * happens only on the poller thread and is idempotent, so every place on
- * that thread that sees a timer ENDED may simply finalise it.
+ * The heap.  Entries are {deadline, node*}, 16 bytes, so comparing and
+ * moving them touches the heap array only; the node keeps its position
+ * (for O(log n) stop) and its arming sequence number, read only when two
+ * deadlines are equal (FIFO among equal deadlines).  Four children per
+ * node, laid out so that each group of siblings is one 64-byte line: half
+ * the depth of a binary heap at the same cache misses per level.  bench/
+ * bench-timers measured it against the binary layout (doc/bench.md).
  *
- * State (atomic, any thread): LIVE → RUNNING → LIVE (re-armed) or ENDED.
- * Whoever moves a timer to ENDED from another thread posts a finalise task;
- * on the poller thread it finalises at once (or, from inside the timer's own
- * callback, the loop does so when the callback returns).
+ * Handles (zl_poller_add_timer).  A struct zl_timer embeds a node and
+ * carries references: one "system" reference from creation until it is
+ * finalised (destroy called, not armed), one for the caller's handle, and
+ * one for each task posted about it.  Finalising happens only on the
+ * poller thread and is idempotent, so every place on that thread that sees
+ * a timer ENDED may simply finalise it.
+ *
+ * Handle state (atomic, any thread): LIVE → RUNNING → LIVE (re-armed) or
+ * ENDED.  Whoever moves a timer to ENDED from another thread posts a
+ * finalise task; on the poller thread it finalises at once (or, from inside
+ * the timer's own callback, the callback's wrapper does when it returns).
  */
 #define G_LOG_DOMAIN "zltk-timer"
 #include "poller-internal.h"
 
+#ifndef ZL__TIMER_ARITY
+#define ZL__TIMER_ARITY 4 /* 2 builds the binary heap, for comparison */
+#endif
+#define D ZL__TIMER_ARITY
+/* Entries start SKEW slots into the 64-byte aligned allocation so that the
+ * children of i, D * i + 1 ... D * i + D, share one line (D * 16 <= 64). */
+#define SKEW (D - 1)
+#define LINE 64
+#define HEAP_MIN 64
+#define SHRINK_MIN 4096
+/* Longer delays are "never" (about 140 years): no overflow. */
+#define DELAY_MAX (UINT64_C(1) << 42)
+
+typedef zl__tentry_t ent_t;
+
+/* ------------------------------------------------------------ heap */
+
+static inline ent_t *entries(const zl_poller_t *p)
+{
+    return p->heap + SKEW;
+}
+
+static inline bool before(const ent_t *a, const ent_t *b)
+{
+    return a->key < b->key ||
+           (a->key == b->key && a->node->zl_seq < b->node->zl_seq);
+}
+
+static inline void place(ent_t *h, size_t i, ent_t e)
+{
+    h[i] = e;
+    e.node->zl_pos = (uint32_t)(i + 1);
+}
+
+/* Put e at hole i, moving it up as far as it belongs. */
+static void sift_up(ent_t *h, size_t i, ent_t e)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / D;
+        if (!before(&e, &h[parent]))
+            break;
+        place(h, i, h[parent]);
+        i = parent;
+    }
+    place(h, i, e);
+}
+
+/* Put e at hole i of a heap of n entries, moving it down as it belongs. */
+static void sift_down(ent_t *h, size_t n, size_t i, ent_t e)
+{
+    for (;;) {
+        size_t c = D * i + 1, m = c, end;
+
+        if (c >= n)
+            break;
+        end = c + D < n ? c + D : n;
+        for (size_t k = c + 1; k < end; k++)
+            if (before(&h[k], &h[m]))
+                m = k;
+        if (!before(&h[m], &e))
+            break;
+        place(h, i, h[m]);
+        i = m;
+    }
+    place(h, i, e);
+}
+
+/* Put e at hole i, up or down. */
+static void sift(ent_t *h, size_t n, size_t i, ent_t e)
+{
+    if (i > 0 && before(&e, &h[(i - 1) / D]))
+        sift_up(h, i, e);
+    else
+        sift_down(h, n, i, e);
+}
+
+/* Reallocate to ncap entries (>= heap_len).  Doubling on growth, halving
+ * on shrink: no step copies more than twice what is armed. */
+static int heap_resize(zl_poller_t *p, size_t ncap)
+{
+    size_t bytes = (ncap + SKEW) * sizeof(ent_t);
+    ent_t *nh;
+
+    if (ncap > UINT32_MAX - 1)
+        return -ENOMEM; /* positions are 32-bit */
+    bytes = (bytes + LINE - 1) / LINE * LINE;
+    nh = aligned_alloc(LINE, bytes);
+    if (!nh)
+        return -ENOMEM;
+    if (p->heap_len)
+        memcpy(nh + SKEW, entries(p), p->heap_len * sizeof(ent_t));
+    free(p->heap);
+    p->heap = nh;
+    p->heap_cap = ncap;
+    return 0;
+}
+
+static void count_changed(zl_poller_t *p)
+{
+    atomic_store_explicit(&p->ntimers, p->heap_len, memory_order_relaxed);
+}
+
+/* Arm a node that is not armed, at deadline key (ms). */
+static int heap_push(zl_poller_t *p, zl_timer_node_t *node, uint64_t key)
+{
+    if (p->heap_len == p->heap_cap &&
+        heap_resize(p, p->heap_cap ? p->heap_cap * 2 : HEAP_MIN) < 0)
+        return -ENOMEM;
+    node->zl_seq = p->timer_seq++;
+    sift_up(entries(p), p->heap_len++, (ent_t){key, node});
+    count_changed(p);
+    return 0;
+}
+
+/* Disarm the entry at position i. */
+static void heap_remove_at(zl_poller_t *p, size_t i)
+{
+    ent_t *h = entries(p);
+    size_t n = --p->heap_len;
+
+    h[i].node->zl_pos = 0;
+    if (i != n)
+        sift(h, n, i, h[n]);
+    count_changed(p);
+    if (p->heap_cap >= SHRINK_MIN && n < p->heap_cap / 4)
+        (void)heap_resize(p, p->heap_cap / 2); /* kept if it fails */
+}
+
+/* The node's position, or SIZE_MAX if it is not armed here. */
+static size_t node_pos(const zl_poller_t *p, const zl_timer_node_t *node)
+{
+    size_t i = (size_t)node->zl_pos - 1;
+
+    if (!node->zl_pos)
+        return SIZE_MAX;
+    if (i >= p->heap_len || entries(p)[i].node != node) {
+        g_critical("%s: timer node %p is armed on another poller",
+                   p->name, (const void *)node);
+        return SIZE_MAX;
+    }
+    return i;
+}
+
+/* ------------------------------------------------------------ nodes */
+
+static uint64_t deadline_after(uint64_t delay_ms)
+{
+    if (delay_ms >= DELAY_MAX)
+        return UINT64_MAX;
+    /* Round up so that a timer never fires before delay_ms has elapsed. */
+    return (zl_now_ns() + delay_ms * 1000000u + 999999u) / 1000000u;
+}
+
+/* Arm or re-arm node at deadline key. */
+static int node_arm(zl_poller_t *p, zl_timer_node_t *node, uint64_t key)
+{
+    size_t i;
+
+    if (!node->zl_pos)
+        return heap_push(p, node, key);
+    i = node_pos(p, node);
+    if (i == SIZE_MAX)
+        return -EINVAL;
+    node->zl_seq = p->timer_seq++;
+    sift(entries(p), p->heap_len, i, (ent_t){key, node});
+    return 0;
+}
+
+void zl_timer_node_init(zl_timer_node_t *node, zl_timer_node_fn fn)
+{
+    *node = (zl_timer_node_t)ZL_TIMER_NODE_INIT(fn);
+}
+
+int zl_timer_node_start(zl_poller_t *p, zl_timer_node_t *node,
+                        uint64_t delay_ms)
+{
+    if (!atomic_load_explicit(&p->running, memory_order_acquire)) {
+        zl_timer_node_stop(p, node);
+        return ZL_ESHUTDOWN;
+    }
+    return node_arm(p, node, deadline_after(delay_ms));
+}
+
+bool zl_timer_node_stop(zl_poller_t *p, zl_timer_node_t *node)
+{
+    size_t i = node_pos(p, node);
+
+    if (i == SIZE_MAX)
+        return false;
+    heap_remove_at(p, i);
+    return true;
+}
+
+bool zl_timer_node_is_armed(const zl_timer_node_t *node)
+{
+    return node->zl_pos != 0;
+}
+
+/* ------------------------------------------------------------ handles */
+
 enum { TM_LIVE, TM_RUNNING, TM_ENDED };
 
-#define NOT_IN_HEAP SIZE_MAX
-
 struct zl_timer {
+    zl_timer_node_t node;
     atomic_int refs;
-    atomic_int state;
-    zl_poller_t *p;
+    _Atomic unsigned char state;
     bool holds_poller; /* a handle may outlive the poller */
     bool finalized;    /* poller thread only */
-    size_t idx;        /* heap position, poller thread only */
-    uint64_t deadline; /* ms, monotonic */
-    uint64_t seq;      /* FIFO among equal deadlines */
-    zl_timer_fn fn;
-    zl_repeat_fn rfn;
-    uint64_t interval;
+    bool repeat;       /* cb.rfn every interval, else cb.fn */
+    zl_poller_t *p;
+    union {
+        zl_timer_fn fn;
+        zl_repeat_fn rfn;
+    } cb;
     void *arg;
     zl_destroy_fn destroy;
+    uint64_t interval;
 };
 
 static void timer_unref(zl_timer_t *t)
@@ -43,95 +252,10 @@ static void timer_unref(zl_timer_t *t)
     free(t);
 }
 
-/* ------------------------------------------------------------ heap */
-
-static bool before(const zl_timer_t *a, const zl_timer_t *b)
-{
-    return a->deadline < b->deadline ||
-           (a->deadline == b->deadline && a->seq < b->seq);
-}
-
-static void heap_set(zl_poller_t *p, size_t i, zl_timer_t *t)
-{
-    p->heap[i] = t;
-    t->idx = i;
-}
-
-static void sift_up(zl_poller_t *p, size_t i)
-{
-    zl_timer_t *t = p->heap[i];
-
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(t, p->heap[parent]))
-            break;
-        heap_set(p, i, p->heap[parent]);
-        i = parent;
-    }
-    heap_set(p, i, t);
-}
-
-static void sift_down(zl_poller_t *p, size_t i)
-{
-    zl_timer_t *t = p->heap[i];
-    size_t n = p->heap_len;
-
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && before(p->heap[c + 1], p->heap[c]))
-            c++;
-        if (!before(p->heap[c], t))
-            break;
-        heap_set(p, i, p->heap[c]);
-        i = c;
-    }
-    heap_set(p, i, t);
-}
-
-static int heap_push(zl_poller_t *p, zl_timer_t *t)
-{
-    if (p->heap_len == p->heap_cap) {
-        size_t ncap = p->heap_cap ? p->heap_cap * 2 : 64;
-        zl_timer_t **nh = realloc(p->heap, ncap * sizeof(*nh));
-        if (!nh)
-            return -ENOMEM;
-        p->heap = nh;
-        p->heap_cap = ncap;
-    }
-    t->seq = p->timer_seq++;
-    heap_set(p, p->heap_len++, t);
-    sift_up(p, t->idx);
-    atomic_store_explicit(&p->ntimers, p->heap_len, memory_order_relaxed);
-    return 0;
-}
-
-static void heap_remove(zl_poller_t *p, zl_timer_t *t)
-{
-    size_t i = t->idx;
-    zl_timer_t *last;
-
-    if (i == NOT_IN_HEAP)
-        return;
-    last = p->heap[--p->heap_len];
-    t->idx = NOT_IN_HEAP;
-    if (last != t) {
-        heap_set(p, i, last);
-        if (i > 0 && before(last, p->heap[(i - 1) / 2]))
-            sift_up(p, i);
-        else
-            sift_down(p, i);
-    }
-    atomic_store_explicit(&p->ntimers, p->heap_len, memory_order_relaxed);
-}
-
-/* ------------------------------------------------------------ life */
-
 /* Poller thread only.  Idempotent. */
 static void finalize(zl_poller_t *p, zl_timer_t *t)
 {
-    heap_remove(p, t);
+    zl_timer_node_stop(p, &t->node);
     if (t->finalized)
         return;
     t->finalized = true;
@@ -141,14 +265,40 @@ static void finalize(zl_poller_t *p, zl_timer_t *t)
     timer_unref(t); /* the system reference */
 }
 
+/* The node callback of every handle timer. */
+static void handle_fire(zl_poller_t *p, zl_timer_node_t *node)
+{
+    zl_timer_t *t = (zl_timer_t *)node; /* node is the first member */
+    unsigned char s = TM_LIVE;
+    uint64_t next;
+
+    if (!atomic_compare_exchange_strong(&t->state, &s, TM_RUNNING)) {
+        finalize(p, t); /* cancelled from another thread */
+        return;
+    }
+    p->timer_runs++;
+    if (t->repeat)
+        next = t->cb.rfn(t->arg) ? t->interval : 0;
+    else
+        next = t->cb.fn(t->arg);
+    s = TM_RUNNING;
+    if (next && atomic_compare_exchange_strong(&t->state, &s, TM_LIVE)) {
+        if (heap_push(p, node, deadline_after(next)) == 0)
+            return;
+        g_critical("%s: out of memory re-arming a timer; it stops", p->name);
+    }
+    finalize(p, t);
+}
+
 static void insert_task(void *arg)
 {
     zl_timer_t *t = arg;
 
     /* A timer cancelled before this ran is inserted anyway unless already
      * finalised: its finalise task (or the shutdown sweep, if that task
-     * could not be posted) will take it out. */
-    if (!t->finalized && heap_push(t->p, t) < 0) {
+     * could not be posted) will take it out.  The deadline, computed at
+     * the add, waits in zl_seq until heap_push() numbers the node. */
+    if (!t->finalized && heap_push(t->p, &t->node, t->node.zl_seq) < 0) {
         g_critical("%s: out of memory arming a timer; it is dropped",
                    t->p->name);
         finalize(t->p, t);
@@ -164,47 +314,56 @@ static void finalize_task(void *arg)
     timer_unref(t);
 }
 
-static uint64_t deadline_after(uint64_t delay_ms)
+static zl_timer_t *timer_new(zl_poller_t *p, bool repeat, void *cb,
+                             uint64_t interval, void *arg,
+                             zl_destroy_fn destroy, bool handle)
 {
-    /* Round up so that a timer never fires before delay_ms has elapsed. */
-    return (zl_now_ns() + delay_ms * 1000000u + 999999u) / 1000000u;
+    zl_timer_t *t = malloc(sizeof(*t));
+
+    if (!t)
+        return NULL;
+    zl_timer_node_init(&t->node, handle_fire);
+    atomic_init(&t->refs, 1 + handle);
+    atomic_init(&t->state, TM_LIVE);
+    t->holds_poller = handle;
+    t->finalized = false;
+    t->repeat = repeat;
+    t->p = p;
+    if (repeat)
+        t->cb.rfn = (zl_repeat_fn)cb;
+    else
+        t->cb.fn = (zl_timer_fn)cb;
+    t->arg = arg;
+    t->destroy = destroy;
+    t->interval = interval;
+    if (handle)
+        zl__poller_ref(p);
+    return t;
 }
 
-static int timer_add(zl_poller_t *p, uint64_t delay_ms, zl_timer_fn fn,
-                     zl_repeat_fn rfn, uint64_t interval, void *arg,
+static int timer_add(zl_poller_t *p, uint64_t delay_ms, bool repeat,
+                     void *cb, uint64_t interval, void *arg,
                      zl_destroy_fn destroy, zl_timer_t **handle)
 {
+    uint64_t key;
     zl_timer_t *t;
     int rc;
 
     if (handle)
         *handle = NULL;
-    if (!p || (!fn && !rfn))
+    if (!p || !cb)
         return -EINVAL;
-    t = calloc(1, sizeof(*t));
+    t = timer_new(p, repeat, cb, interval, arg, destroy, handle != NULL);
     if (!t)
         return -ENOMEM;
-    atomic_init(&t->refs, 1 + (handle != NULL));
-    atomic_init(&t->state, TM_LIVE);
-    t->p = p;
-    t->idx = NOT_IN_HEAP;
-    t->fn = fn;
-    t->rfn = rfn;
-    t->interval = interval;
-    t->arg = arg;
-    t->destroy = destroy;
-    t->deadline = deadline_after(delay_ms);
-    if (handle) {
-        zl__poller_ref(p);
-        t->holds_poller = true;
-    }
-
+    key = deadline_after(delay_ms);
     if (zl_poller_is_current(p)) {
         if (!atomic_load_explicit(&p->running, memory_order_acquire))
             rc = ZL_ESHUTDOWN; /* draining for shutdown */
         else
-            rc = heap_push(p, t);
+            rc = heap_push(p, &t->node, key);
     } else {
+        t->node.zl_seq = key;
         atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
         rc = zl_poller_post(p, 0, insert_task, t, NULL);
     }
@@ -222,24 +381,26 @@ static int timer_add(zl_poller_t *p, uint64_t delay_ms, zl_timer_fn fn,
 int zl_poller_add_timer(zl_poller_t *p, uint64_t delay_ms, zl_timer_fn fn,
                         void *arg, zl_destroy_fn destroy, zl_timer_t **handle)
 {
-    if (!fn)
-        return -EINVAL;
-    return timer_add(p, delay_ms, fn, NULL, 0, arg, destroy, handle);
+    return timer_add(p, delay_ms, false, (void *)fn, 0, arg, destroy,
+                     handle);
 }
 
 int zl_poller_add_repeat(zl_poller_t *p, uint64_t interval_ms, zl_repeat_fn fn,
                          void *arg, zl_destroy_fn destroy, zl_timer_t **handle)
 {
-    if (!fn || !interval_ms)
+    if (!interval_ms) {
+        if (handle)
+            *handle = NULL;
         return -EINVAL;
-    return timer_add(p, interval_ms, NULL, fn, interval_ms, arg, destroy,
-                     handle);
+    }
+    return timer_add(p, interval_ms, true, (void *)fn, interval_ms, arg,
+                     destroy, handle);
 }
 
 bool zl_timer_cancel(zl_timer_t *t)
 {
     zl_poller_t *p;
-    int s;
+    unsigned char s;
 
     if (!t)
         return false;
@@ -253,8 +414,8 @@ bool zl_timer_cancel(zl_timer_t *t)
     } while (!atomic_compare_exchange_weak(&t->state, &s, TM_ENDED));
 
     if (zl_poller_is_current(p)) {
-        /* From inside its own callback (RUNNING) the loop finalises it when
-         * the callback returns; otherwise it is gone now. */
+        /* From inside its own callback (RUNNING) handle_fire() finalises
+         * it when the callback returns; otherwise it is gone now. */
         if (s == TM_LIVE)
             finalize(p, t);
     } else {
@@ -286,34 +447,21 @@ void zl__timers_run(zl_poller_t *p)
     if (!p->heap_len)
         return;
     now = zl_now_ms();
+    p->timer_runs = 0;
     /* Compare against a fixed now: a timer re-armed during this pass lands
-     * in the future, so the pass always ends. */
-    while (p->heap_len && p->heap[0]->deadline <= now) {
-        zl_timer_t *t = p->heap[0];
-        int s = TM_LIVE;
-        uint64_t next;
+     * in the future, so the pass always ends.  Callbacks may grow or
+     * shrink the heap: re-read it every time. */
+    while (p->heap_len && entries(p)[0].key <= now) {
+        zl_timer_node_t *node = entries(p)[0].node;
 
-        heap_remove(p, t);
-        if (!atomic_compare_exchange_strong(&t->state, &s, TM_RUNNING)) {
-            finalize(p, t); /* cancelled from another thread */
-            continue;
-        }
-        if (t->rfn)
-            next = t->rfn(t->arg) ? t->interval : 0;
-        else
-            next = t->fn(t->arg);
-        atomic_fetch_add_explicit(&p->st_timers, 1, memory_order_relaxed);
-
-        s = TM_RUNNING;
-        if (next && atomic_compare_exchange_strong(&t->state, &s, TM_LIVE)) {
-            t->deadline = deadline_after(next);
-            if (heap_push(p, t) == 0)
-                continue;
-            g_critical("%s: out of memory re-arming a timer; it stops",
-                       p->name);
-        }
-        finalize(p, t);
+        heap_remove_at(p, 0);
+        if (node->zl_fn != handle_fire)
+            p->timer_runs++;
+        node->zl_fn(p, node);
     }
+    if (p->timer_runs)
+        atomic_fetch_add_explicit(&p->st_timers, p->timer_runs,
+                                  memory_order_relaxed);
 }
 
 int zl__timers_timeout(zl_poller_t *p)
@@ -322,16 +470,23 @@ int zl__timers_timeout(zl_poller_t *p)
 
     if (!p->heap_len)
         return -1;
-    d = p->heap[0]->deadline;
+    d = entries(p)[0].key;
     now = zl_now_ms();
     if (d <= now)
         return 0;
     return d - now > INT32_MAX ? INT32_MAX : (int)(d - now);
 }
 
+/* Drop every armed node: nodes are left not armed without a call, handle
+ * timers are finalised (their destroy runs). */
 void zl__timers_shutdown(zl_poller_t *p)
 {
-    while (p->heap_len)
-        finalize(p, p->heap[p->heap_len - 1]);
-    atomic_store_explicit(&p->ntimers, 0, memory_order_relaxed);
+    while (p->heap_len) {
+        zl_timer_node_t *node = entries(p)[p->heap_len - 1].node;
+
+        heap_remove_at(p, p->heap_len - 1);
+        if (node->zl_fn == handle_fire)
+            finalize(p, (zl_timer_t *)node);
+    }
+    count_changed(p);
 }

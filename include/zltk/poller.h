@@ -194,6 +194,59 @@ ZL_API void zl_timer_release(zl_timer_t *timer);
 /* Number of armed timers.  Poller thread only (approximate elsewhere). */
 ZL_API size_t zl_poller_timer_count(const zl_poller_t *poller);
 
+/* Intrusive timers: a node the caller embeds in its own struct.  No
+ * allocation, no atomics, O(log n) start and stop; the cheap way to keep
+ * many timers (a million armed is a normal case).  Every zl_timer_node_*
+ * function is for the poller's own thread only (inside its callbacks and
+ * tasks), and a node belongs to one poller while it is armed.  The caller
+ * owns the node's memory; it must stay valid while the node is armed, and
+ * may be freed or reused once the node is not armed (after stop, inside or
+ * after its callback, or once the poller stopped).
+ *
+ * Guarantees, as for zl_poller_add_timer(): a node never fires before its
+ * delay has elapsed (counted from the start call); nodes with equal
+ * deadlines (in milliseconds) fire in the order they were started; a node
+ * may be stopped or started again from inside its own callback or any
+ * other.  When the poller stops, armed nodes are dropped: each is left not
+ * armed and its callback never runs (the owner frees it as it likes). */
+typedef struct zl_timer_node zl_timer_node_t;
+
+/* Runs on the poller thread when the node's deadline has passed.  The node
+ * is no longer armed when this is called: start it again to repeat.  Use
+ * the node's address to find the caller's struct (offsetof). */
+typedef void (*zl_timer_node_fn)(zl_poller_t *poller, zl_timer_node_t *node);
+
+struct zl_timer_node {
+    /* Private: set by zl_timer_node_init(), then owned by the poller. */
+    zl_timer_node_fn zl_fn;
+    uint64_t zl_seq;  /* arming order, for equal deadlines */
+    uint32_t zl_pos;  /* heap position + 1; 0: not armed */
+    uint32_t zl_spare;
+};
+
+/* Static initialiser, same as zl_timer_node_init(). */
+#define ZL_TIMER_NODE_INIT(fn) { (fn), 0, 0, 0 }
+
+/* Prepare a node (not armed) to call fn.  Any thread, before the node is
+ * handed to a poller; also allowed on a node that is not armed. */
+ZL_API void zl_timer_node_init(zl_timer_node_t *node, zl_timer_node_fn fn);
+
+/* Arm the node to fire delay_ms from now; an armed node is re-armed (its
+ * old deadline forgotten, its place among equal deadlines taken anew).
+ * Poller thread only (node not armed on another poller).  Returns 0,
+ * ZL_ESHUTDOWN (the poller is stopping: the node is left not armed) or
+ * -ENOMEM (the heap could not grow: the node is left not armed). */
+ZL_API int zl_timer_node_start(zl_poller_t *poller, zl_timer_node_t *node,
+                               uint64_t delay_ms);
+
+/* Disarm the node.  Returns true if it was armed, false if it was not
+ * (stopping twice is fine).  Poller thread only; also from inside any
+ * timer callback, including the node's own. */
+ZL_API bool zl_timer_node_stop(zl_poller_t *poller, zl_timer_node_t *node);
+
+/* True while the node is armed.  Poller thread only. */
+ZL_API bool zl_timer_node_is_armed(const zl_timer_node_t *node);
+
 /* ------------------------------------------------------------------ */
 /* Load and statistics                                                  */
 
