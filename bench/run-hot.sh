@@ -32,19 +32,22 @@ done
 # run CASE ZLTK-CMD UV-CMD: RUNS alternating runs of each into $tmp/CASE.*
 run() {
     c=$1 z=$2 u=$3
-    : >"$tmp/$c.zltk"; : >"$tmp/$c.libuv"
+    : >"$tmp/$c.all"; : >"$tmp/$c.libuv"
     i=0
     while [ $i -lt "$runs" ]; do
         if [ $((i % 2)) -eq 0 ]; then order="z u"; else order="u z"; fi
         for w in $order; do
             if [ $w = z ]; then
-                $z | tee -a "$tmp/$c.zltk"
+                $z | tee -a "$tmp/$c.all"
             elif [ $have_uv = yes ]; then
                 $u | tee -a "$tmp/$c.libuv"
             fi
         done
         i=$((i + 1))
     done
+    # bench-timers prints impl=zltk (nodes) and impl=zltk-handle lines.
+    grep ' impl=zltk ' "$tmp/$c.all" >"$tmp/$c.zltk" || :
+    grep ' impl=zltk-handle ' "$tmp/$c.all" >"$tmp/$c.handle" || :
 }
 
 # median FILE KEY: the median of KEY=value over the lines of FILE
@@ -64,7 +67,7 @@ report() {
         um=$(median "$tmp/$c.libuv" "$k")
         r=$(awk -v a="$zm" -v b="$um" 'BEGIN {
             if (b == "na" || b + 0 == 0) print "na"; else printf "%.2f", a / b }')
-        printf '%-7s %-24s zltk %-10s libuv %-10s zltk/libuv %s\n' \
+        printf '%-13s %-24s zltk %-10s libuv %-10s zltk/libuv %s\n' \
             "$c" "$k" "$zm" "$um" "$r"
     done
 }
@@ -78,3 +81,7 @@ echo "medians of $runs runs each (alternating):"
 report post1 tasks_per_s producer_ns_per_post wakeups
 report post4 tasks_per_s producer_ns_per_post wakeups
 report timers add_ns cancel_ns ns_per_timer_add+cancel bytes_per_timer
+# The handle API (zl_poller_add_timer) against the same libuv runs.
+mv "$tmp/timers.handle" "$tmp/timers-handle.zltk"
+cp "$tmp/timers.libuv" "$tmp/timers-handle.libuv"
+report timers-handle ns_per_timer_add+cancel bytes_per_timer
