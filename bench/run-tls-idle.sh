@@ -1,0 +1,85 @@
+#!/bin/sh
+# bench/run-tls-idle.sh [ROUNDS] [CONNS] — server memory per idle TLS
+# session (bench/tls-idle: CONNS TLS 1.3 connections, one 64-byte echo
+# each, then held idle; the server's VmRSS growth per session) of
+# zltk-host (echo plugin over tls, one poller) against the libevent
+# bufferevent_openssl baseline (bench/tls-baseline), in one run, the order
+# flipping every round; medians at the end.  With ZLTK_BEFORE=DIR (the
+# build directory of another checkout) its zltk-host runs too, as
+# "before".  Build first with "make bench"; run from the build directory.
+# Defaults: 5 rounds of 4000 connections (about 15 s per server and round).
+set -eu
+rounds=${1:-5}
+conns=${2:-4000}
+dir=${ZLTK_BENCH_DIR:-./bench}
+before=${ZLTK_BEFORE:-}
+for p in "$dir/tls-idle" "$dir/tls-baseline" "$dir/../zltk-host"; do
+    [ -x "$p" ] || { echo "run-tls-idle.sh: $p is missing: make bench" >&2
+                     exit 1; }
+done
+out=$(mktemp -d)
+spid=
+stop_server() {
+    if [ -n "$spid" ]; then
+        kill "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        spid=
+    fi
+}
+trap 'stop_server; rm -rf "$out"' EXIT
+trap 'exit 1' INT TERM
+port=$((10000 + $$ % 20000))
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$out/key.pem" -out "$out/cert.pem" -days 1 -subj /CN=localhost \
+    >/dev/null 2>&1 || { echo "run-tls-idle.sh: openssl req failed" >&2; exit 1; }
+
+try_server() { # name
+    case $1 in
+    baseline) exec "$dir/tls-baseline" --port "$port" --cert "$out/cert.pem" \
+                  --key "$out/key.pem" ;;
+    zltk) exec "$dir/../zltk-host" --listen "tls://127.0.0.1:$port" \
+              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+              --pollers 1 --workers 1 -P "$dir/../plugins/.libs" ;;
+    before) exec "$before/zltk-host" --listen "tls://127.0.0.1:$port" \
+              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
+              --pollers 1 --workers 1 -P "$before/plugins/.libs" ;;
+    esac </dev/null >"$out/$1.srv" 2>&1 &
+    spid=$!
+    for _ in $(seq 1 50); do
+        grep -qE 'listening' "$out/$1.srv" 2>/dev/null && return 0
+        kill -0 "$spid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_server
+    return 1
+}
+
+one() { # name round
+    for _ in 1 2 3 4 5; do
+        try_server "$1" && break
+        port=$((port + 1))
+    done
+    [ -n "$spid" ] || { echo "run-tls-idle.sh: $1 did not start" >&2
+                        cat "$out/$1.srv" >&2; exit 1; }
+    "$dir/tls-idle" --port "$port" --server-pid "$spid" --conns "$conns" \
+        --name "$1" >"$out/$1.$2" || { cat "$out/$1.srv" >&2; exit 1; }
+    stop_server
+    port=$((port + 1))
+    sed "s/^/round $2: /" "$out/$1.$2"
+}
+
+names="baseline zltk"
+[ -n "$before" ] && names="baseline before zltk"
+for r in $(seq 1 "$rounds"); do
+    if [ $((r % 2)) = 1 ]; then list=$names
+    else list=$(echo "$names" | tr ' ' '\n' | tac | tr '\n' ' '); fi
+    for n in $list; do one "$n" "$r"; done
+done
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+for n in $names; do
+    m=$(cat "$out/$n".* | awk '{ for (i = 1; i <= NF; i++)
+        if ($i == "bytes/session") print $(i-1) }' | median)
+    printf '%-10s %8s bytes/idle TLS session (median of %s rounds, %s held)\n' \
+        "$n" "$m" "$rounds" "$conns"
+done
