@@ -282,6 +282,17 @@ static zl_buf_t *plain_buf(tls_sess_t *ls)
     return ls->pbuf;
 }
 
+/* All read for now: give the plaintext buffer back rather than hold 16 KiB
+ * per idle session (a new one is cheap next time).  One the handler still
+ * holds is theirs already. */
+static void release_plain_buf(tls_sess_t *ls)
+{
+    if (ls->pbuf && zl_buf_refcount(ls->pbuf) == 1) {
+        zl_buf_unref(ls->pbuf);
+        ls->pbuf = NULL;
+    }
+}
+
 /* Deliver every byte of plaintext OpenSSL can produce now. */
 void tls__read_plain(tls_sess_t *ls)
 {
@@ -301,6 +312,14 @@ void tls__read_plain(tls_sess_t *ls)
         while (got < b->cap) {
             size_t n = 0;
 
+            if (!ls->in_len && !ls->keep_len && !SSL_has_pending(ls->ssl)) {
+                /* Nothing to decrypt.  Asking OpenSSL anyway would make it
+                 * set up its 16 KiB record buffer only to answer "want
+                 * read", and an idle session would keep it. */
+                r = 0;
+                e = SSL_ERROR_WANT_READ;
+                break;
+            }
             ERR_clear_error();
             r = SSL_read_ex(ls->ssl, b->data + got, b->cap - got, &n);
             if (!r) {
@@ -325,6 +344,7 @@ void tls__read_plain(tls_sess_t *ls)
         case SSL_ERROR_WANT_READ:
         case SSL_ERROR_WANT_WRITE:
             ERR_clear_error();
+            release_plain_buf(ls);
             return;
         case SSL_ERROR_ZERO_RETURN:
             /* close_notify.  Answer with ours and half-close: a peer doing
