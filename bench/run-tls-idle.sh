@@ -17,21 +17,8 @@ for p in "$dir/tls-idle" "$dir/tls-baseline" "$dir/../zltk-host"; do
     [ -x "$p" ] || { echo "run-tls-idle.sh: $p is missing: make bench" >&2
                      exit 1; }
 done
-out=$(mktemp -d)
-spid=
-stop_server() {
-    if [ -n "$spid" ]; then
-        kill "$spid" 2>/dev/null || true
-        wait "$spid" 2>/dev/null || true
-        spid=
-    fi
-}
-trap 'stop_server; rm -rf "$out"' EXIT
-trap 'exit 1' INT TERM
-port=$((10000 + $$ % 20000))
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$out/key.pem" -out "$out/cert.pem" -days 1 -subj /CN=localhost \
-    >/dev/null 2>&1 || { echo "run-tls-idle.sh: openssl req failed" >&2; exit 1; }
+name=run-tls-idle.sh
+. "$(dirname "$0")/tls-common.sh"
 
 try_server() { # name
     case $1 in

@@ -36,26 +36,9 @@ for p in "$dir/tls-loadgen" "$dir/tls-baseline" "$dir/../zltk-host"; do
 done
 command -v openssl >/dev/null || { echo "run-tls.sh: no openssl" >&2; exit 1; }
 
-out=$(mktemp -d)
-spid=
-stop_server() {
-    if [ -n "$spid" ]; then
-        kill "$spid" 2>/dev/null || true
-        wait "$spid" 2>/dev/null || true
-        spid=
-    fi
-}
-trap 'stop_server; rm -rf "$out"' EXIT
-trap 'exit 1' INT TERM
-# Listening ports below the ephemeral range (the clients' thousands of
-# connections take ports from that range), moved on if one is taken.
-port=$((10000 + $$ % 20000))
+name=run-tls.sh
+. "$(dirname "$0")/tls-common.sh"
 tck=$(getconf CLK_TCK)
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$out/key.pem" -out "$out/cert.pem" -days 1 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
-    { echo "run-tls.sh: openssl req failed" >&2; exit 1; }
 
 start_server() { # name: starts it on $port (or the next free one), sets spid
     for _ in 1 2 3 4 5; do
