@@ -289,7 +289,7 @@ static void close_live_sessions(zl_instance_t *inst)
     struct timespec until;
 
     pthread_mutex_lock(&inst->mu);
-    for (zl_session_t *s = inst->live; s; s = s->lnext)
+    for (zl_session_t *s = inst->live; s; s = zl__lnode_of(s)->next)
         g_ptr_array_add(all, zl_session_ref(s));
     pthread_mutex_unlock(&inst->mu);
     for (guint i = 0; i < all->len; i++) {

@@ -166,7 +166,9 @@ int zl__session_layer_queued(zl_session_t *s, size_t bytes)
 {
     size_t high, low;
 
-    s->lqueued = bytes;
+    if (!s->inst->l)
+        return 0; /* not a layered session: it has no backlog to report */
+    zl__lnode_of(s)->queued = bytes;
     if (!s->conn)
         return 0;
     zl__conn_marks(s->conn, &high, &low);

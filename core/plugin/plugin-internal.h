@@ -45,25 +45,33 @@ struct zl_session {
     zl_instance_t *inst;
     zl_conn_t *conn; /* one reference, dropped when the session is freed */
     zl_poller_t *poller;
-    zl_session_t *lnext, **lpprev;
     stimer_t *timers; /* armed session timers (owner thread) */
-    /* Backpressure seen by the handler: busy while the connection's queue
-     * (cbusy) or the layer's own backlog (lbusy, lqueued bytes) is above
-     * the high mark; ubusy is what the handler was last told.  Poller
-     * thread. */
-    size_t lqueued;
-    uint32_t serial; /* the connection's, for names; set once at open */
-    bool opened, refused, closed;
-    bool in_layer_err; /* inside the layer's on_err */
-    bool swallow_err;  /* the connection reports what the handler knows */
-    bool live;         /* linked in the instance's live list (under mu) */
-    bool cbusy, lbusy, ubusy;
-    bool failed; /* the handler's fail(): keep its error as the last one */
+    uint32_t serial;  /* the connection's, for names; set once at open */
+    bool live;        /* linked in the instance's live list (under mu) */
+    /* Poller thread only (one byte-pair of bits: never written by another
+     * thread, unlike live).  Backpressure seen by the handler: busy while
+     * the connection's queue (cbusy) or the layer's own backlog (lbusy,
+     * zl__lnode_t.queued bytes) is above the high mark; ubusy is what the
+     * handler was last told. */
+    bool opened : 1, refused : 1, closed : 1;
+    bool in_layer_err : 1; /* inside the layer's on_err */
+    bool swallow_err : 1;  /* the connection reports what the handler knows */
+    bool cbusy : 1, lbusy : 1, ubusy : 1;
+    bool failed : 1; /* the handler's fail(): keep its error as the last one */
 };
-/* Every idle connection of a host carries one: keep it to 80 bytes (the
- * handler's state follows at the next 16-byte boundary). */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_session) <= 80,
-               "struct zl_session grew past 80 bytes");
+/* Every idle connection of a host carries one: keep it to 48 bytes, so
+ * that the handler's state follows at 48 (the next 16-byte boundary) and
+ * an echo session fits an 80-byte malloc chunk. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct zl_session) <= 48,
+               "struct zl_session grew past 48 bytes");
+
+/* What only a layered session needs, after the layer's state in the same
+ * allocation: the instance's list of live layered sessions (under the
+ * instance's mu) and the layer's own backlog (poller thread). */
+typedef struct zl__lnode {
+    zl_session_t *next, **pprev;
+    size_t queued;
+} zl__lnode_t;
 
 #define ZL__ALIGN_UP(n)                                                     \
     (((n) + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1))
@@ -117,6 +125,13 @@ static inline void *zl__state_of(zl_session_t *s)
 static inline void *zl__lstate_of(zl_session_t *s)
 {
     return (char *)s + ZL__STATE_OFFSET + s->inst->loff;
+}
+
+/* Layered sessions only (s->inst->l set). */
+static inline zl__lnode_t *zl__lnode_of(zl_session_t *s)
+{
+    return (zl__lnode_t *)((char *)s + ZL__STATE_OFFSET + s->inst->loff +
+                           ZL__ALIGN_UP(s->inst->l->state_size));
 }
 
 /* The session of an open-or-closing connection; NULL while a server

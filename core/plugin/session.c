@@ -35,7 +35,9 @@ void zl_session_unref(zl_session_t *s)
 zl_session_t *zl__session_new(zl_instance_t *inst)
 {
     zl_session_t *s = calloc(1, ZL__STATE_OFFSET + inst->loff +
-                                    (inst->l ? inst->l->state_size : 0));
+                                    (inst->l ? ZL__ALIGN_UP(inst->l->state_size) +
+                                                   sizeof(zl__lnode_t)
+                                             : 0));
 
     if (!s)
         return NULL;
@@ -65,9 +67,10 @@ void zl__session_done(zl_instance_t *inst, bool finished, zl_session_t *s)
 {
     pthread_mutex_lock(&inst->mu);
     if (s && s->live) {
-        *s->lpprev = s->lnext;
-        if (s->lnext)
-            s->lnext->lpprev = s->lpprev;
+        zl__lnode_t *n = zl__lnode_of(s);
+        *n->pprev = n->next;
+        if (n->next)
+            zl__lnode_of(n->next)->pprev = n->pprev;
         s->live = false;
     }
     atomic_fetch_sub(&inst->active, 1);
@@ -164,12 +167,13 @@ static void srv_on_connect(zl_conn_t *c, const zl_error_t *err)
     s->conn = zl_conn_ref(c);
     s->poller = zl_conn_poller(c);
     if (inst->l) {
+        zl__lnode_t *n = zl__lnode_of(s);
         pthread_mutex_lock(&inst->mu);
-        s->lnext = inst->live;
-        if (s->lnext)
-            s->lnext->lpprev = &s->lnext;
+        n->next = inst->live;
+        if (n->next)
+            zl__lnode_of(n->next)->pprev = &n->next;
         inst->live = s;
-        s->lpprev = &inst->live;
+        n->pprev = &inst->live;
         s->live = true;
         pthread_mutex_unlock(&inst->mu);
     }
@@ -411,7 +415,8 @@ zl_poller_t *zl_session_poller(const zl_session_t *s)
 
 size_t zl_session_queued(const zl_session_t *s)
 {
-    return (s->conn ? zl_conn_queued(s->conn) : 0) + s->lqueued;
+    return (s->conn ? zl_conn_queued(s->conn) : 0) +
+           (s->inst->l ? zl__lnode_of((zl_session_t *)s)->queued : 0);
 }
 
 
