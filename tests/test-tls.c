@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1881,6 +1882,7 @@ static void test_pin_by_fingerprint(void);
 static void test_pin_mismatch(void);
 static void test_pin_config_errors(void);
 static void test_ephemeral_certificate(void);
+static void test_idle_releases_buffers(void);
 
 int zl_test_register_tls(void)
 {
@@ -1918,6 +1920,7 @@ int zl_test_register_tls(void)
         {"tls-pin mismatch", test_pin_mismatch},
         {"tls-pin / ephemeral config errors", test_pin_config_errors},
         {"the ephemeral certificate", test_ephemeral_certificate},
+        {"idle sessions hold no record buffers", test_idle_releases_buffers},
         {NULL, NULL},
     };
 
@@ -2428,4 +2431,87 @@ static void test_ephemeral_certificate(void)
     trec_done();
     free(sc);
     zl_log_set_level(level);
+}
+
+/* ------------------------------------------------------------ idle memory */
+
+#define IDLE_CONNS 32
+
+/* Heap in use, all arenas. */
+static size_t heap_used(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* One OpenSSL client connection to 127.0.0.1:port that echoed 64 bytes
+ * through the server, left open; false on any failure. */
+static bool idle_client(SSL_CTX *ctx, uint16_t port, SSL **ssl, int *fd)
+{
+    char out[64], in[64];
+    size_t got = 0, n;
+
+    memset(out, 'i', sizeof(out));
+    *fd = connect_to(port);
+    *ssl = *fd >= 0 ? SSL_new(ctx) : NULL;
+    if (!*ssl || SSL_set_fd(*ssl, *fd) != 1 || SSL_connect(*ssl) != 1 ||
+        SSL_write(*ssl, out, sizeof(out)) != (int)sizeof(out))
+        return false;
+    while (got < sizeof(in) && SSL_read_ex(*ssl, in + got, sizeof(in) - got, &n))
+        got += n;
+    return got == sizeof(in) && !memcmp(in, out, sizeof(in));
+}
+
+/* An idle session holds neither the layer's 16 KiB plaintext buffer nor
+ * OpenSSL's 16 KiB record buffer (issue 13): 32 connections to the echo
+ * plugin over tls, one echo each, then idle for less than a manager tick.
+ * Measured on Debian 12 (OpenSSL 3.0), both ends of a connection counted:
+ * 67 KB of heap each while the layer held its buffers, 51 KB since; the
+ * bound sits between.  Not under a sanitizer, whose allocator mallinfo2()
+ * does not see. */
+static void test_idle_releases_buffers(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    fprintf(stderr, "(skipped under a sanitizer: mallinfo2 does not see "
+                    "its allocator) ");
+#else
+    icfg_t *sc = srv_icfg();
+    SSL *ssl[IDLE_CONNS + 1] = {0};
+    int fd[IDLE_CONNS + 1];
+    zl_instance_t *srv;
+    SSL_CTX *ctx;
+    uint16_t port;
+    size_t m0, m1, per;
+    bool ok = true;
+
+    trec_new();
+    srv = start_server(sc, echo_handler, echo_plugin, &port);
+    ctx = SSL_CTX_new(TLS_client_method());
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* The first connection pays for what is allocated once. */
+    ok = idle_client(ctx, port, &ssl[IDLE_CONNS], &fd[IDLE_CONNS]);
+    usleep(100 * 1000);
+    m0 = heap_used();
+    for (int i = 0; ok && i < IDLE_CONNS; i++)
+        ok = idle_client(ctx, port, &ssl[i], &fd[i]);
+    usleep(300 * 1000); /* the server's last reads end; < one 2 s tick */
+    m1 = heap_used();
+    CHECK(ok, "a TLS echo through the server failed");
+    per = m1 > m0 ? (m1 - m0) / IDLE_CONNS : 0;
+    CHECK(per < 58 * 1024,
+          "%zu bytes of heap per idle TLS connection (both ends): the "
+          "sessions keep their 16 KiB buffers", per);
+    for (int i = 0; i <= IDLE_CONNS; i++) {
+        SSL_free(ssl[i]);
+        if (ssl[i] || fd[i] >= 0)
+            close(fd[i]);
+    }
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    zl_instance_free(srv);
+    free(sc);
+    trec_done();
+#endif
 }
