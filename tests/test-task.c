@@ -129,6 +129,17 @@ static void mpsc_task(void *arg)
     mpsc.total++;
 }
 
+/* After the last sync: every producer's PER tasks ran once, in its order,
+ * on the poller thread. */
+static void mpsc_assert_all_ran(long per)
+{
+    CU_ASSERT_EQUAL(mpsc.total, PRODUCERS * per);
+    CU_ASSERT_EQUAL(mpsc.out_of_order, 0);
+    CU_ASSERT_EQUAL(mpsc.wrong_thread, 0);
+    for (int i = 0; i < PRODUCERS; i++)
+        CU_ASSERT_EQUAL(mpsc.next[i], per);
+}
+
 static void *producer_main(void *arg)
 {
     producer_t *pr = arg;
@@ -166,11 +177,7 @@ static void test_mpsc_fifo(void)
     CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
 
     CU_ASSERT_EQUAL(atomic_load(&failed), 0);
-    CU_ASSERT_EQUAL(mpsc.total, PRODUCERS * PER_PRODUCER);
-    CU_ASSERT_EQUAL(mpsc.out_of_order, 0);
-    CU_ASSERT_EQUAL(mpsc.wrong_thread, 0);
-    for (int i = 0; i < PRODUCERS; i++)
-        CU_ASSERT_EQUAL(mpsc.next[i], PER_PRODUCER);
+    mpsc_assert_all_ran(PER_PRODUCER);
     /* Exactly the producers' tasks and the sync ran on this fresh poller. */
     st = stats_when_tasks(p, PRODUCERS * PER_PRODUCER + 1);
     CU_ASSERT_EQUAL(st.tasks, (uint64_t)(PRODUCERS * PER_PRODUCER + 1));
@@ -231,13 +238,9 @@ static void test_overflow_fifo(void)
     for (int i = 0; i < PRODUCERS; i++)
         pthread_join(th[i], NULL);
     CU_ASSERT_EQUAL(zl_poller_sync(p, zl_test_noop, NULL), 0);
-    CU_ASSERT_EQUAL(mpsc.total, PRODUCERS * OVF_PER);
-    CU_ASSERT_EQUAL(mpsc.out_of_order, 0);
-    CU_ASSERT_EQUAL(mpsc.wrong_thread, 0);
-    for (int i = 0; i < PRODUCERS; i++) {
+    mpsc_assert_all_ran(OVF_PER);
+    for (int i = 0; i < PRODUCERS; i++)
         CU_ASSERT_EQUAL(atomic_load(&pr[i].failed), 0);
-        CU_ASSERT_EQUAL(mpsc.next[i], OVF_PER);
-    }
     zl_poller_free(p);
 }
 
