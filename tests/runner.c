@@ -46,6 +46,7 @@ static const struct {
     {"tls", zl_test_register_tls},
     {"tls-interop", zl_test_register_tls_interop},
     {"embed", zl_test_register_embed},
+    {"proxy-units", zl_test_register_proxy_units},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 
