@@ -47,6 +47,7 @@ static const struct {
     {"tls-interop", zl_test_register_tls_interop},
     {"embed", zl_test_register_embed},
     {"proxy-units", zl_test_register_proxy_units},
+    {"proxy-peers", zl_test_register_proxy_peers},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 DEPS="build-essential autoconf automake libtool pkg-config libglib2.0-dev \
-libcunit1-dev libssl-dev openssl socat iproute2"
+libcunit1-dev libssl-dev openssl socat iproute2 haproxy"
 
 deps() {
     missing=""
