@@ -1,9 +1,10 @@
 /* zltk tests — suite "proxy-units": the proxy plugin's pieces that touch
  * no socket, compiled in from plugins/proxy/: the PROXY protocol reader and
- * writer (haproxy's specification, versions 1 and 2) and the CIDR allow /
- * deny lists.  Headers from real senders (haproxy's send-proxy) are read in
+ * writer (haproxy's specification, versions 1 and 2), the CIDR allow /
+ * deny lists, the option values and the per-source connection counts.  Headers from real senders (haproxy's send-proxy) are read in
  * tests/check-proxy-pp.sh. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,6 +457,169 @@ static void test_acl_errors(void)
     expect_acl_error("300.1.1.1/8", "\"300.1.1.1/8\"");
 }
 
+/* ------------------------------------------------------ option values */
+
+static void expect_up_error(const char *text, const char *part)
+{
+    proxy_upstreams_t u = {(proxy_upstream_t *)&u, 5};
+    char err[256] = "";
+
+    CU_ASSERT_EQUAL(proxy__upstreams_parse(text, &u, err, sizeof(err)), -1);
+    ZL_TEST_CHECK(strstr(err, part) != NULL, "\"%s\": error \"%s\" lacks "
+                  "\"%s\"", text ? text : "(null)", err, part);
+    CU_ASSERT_PTR_EQUAL(u.v, (proxy_upstream_t *)&u);
+    CU_ASSERT_EQUAL(u.n, 5);
+}
+
+static void test_upstreams(void)
+{
+    proxy_upstreams_t u;
+    char err[256];
+
+    CU_ASSERT_EQUAL_FATAL(proxy__upstreams_parse(
+        " 127.0.0.1:8080, [::1]:80 db.example.org:5432,", &u, err,
+        sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(u.n, 3);
+    CU_ASSERT_STRING_EQUAL(u.v[0].host, "127.0.0.1");
+    CU_ASSERT_EQUAL(u.v[0].port, 8080);
+    CU_ASSERT_STRING_EQUAL(u.v[1].host, "::1");
+    CU_ASSERT_STRING_EQUAL(u.v[1].text, "[::1]:80");
+    CU_ASSERT_STRING_EQUAL(u.v[2].host, "db.example.org");
+    CU_ASSERT_EQUAL(u.v[2].port, 5432);
+    proxy__upstreams_clear(&u);
+    CU_ASSERT_EQUAL(u.n, 0);
+
+    expect_up_error(NULL, "no upstream");
+    expect_up_error(" , ", "no upstream");
+    expect_up_error("127.0.0.1", "\"127.0.0.1\": not HOST:PORT");
+    expect_up_error("a:1, b:0", "\"b:0\": not HOST:PORT with a port from 1");
+    expect_up_error("a:65536", "\"a:65536\"");
+    expect_up_error("2001:db8::1:443", "needs brackets");
+    expect_up_error("a:1, A:1", "\"A:1\" is listed twice");
+}
+
+static void test_balance_and_version(void)
+{
+    proxy_balance_t b = PROXY_BALANCE_FIRST;
+    char err[256];
+    int v = -1;
+
+    CU_ASSERT_EQUAL(proxy__balance_parse(" Round-Robin ", &b, err,
+                                         sizeof(err)), 0);
+    CU_ASSERT_EQUAL(b, PROXY_BALANCE_ROUND_ROBIN);
+    CU_ASSERT_EQUAL(proxy__balance_parse("least-connections", &b, err,
+                                         sizeof(err)), 0);
+    CU_ASSERT_EQUAL(b, PROXY_BALANCE_LEAST_CONNECTIONS);
+    CU_ASSERT_EQUAL(proxy__balance_parse("first", &b, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(b, PROXY_BALANCE_FIRST);
+    CU_ASSERT_EQUAL(proxy__balance_parse("random", &b, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "\"random\" is not first, "
+                                       "round-robin or least-connections"));
+    CU_ASSERT_EQUAL(b, PROXY_BALANCE_FIRST);
+
+    CU_ASSERT_EQUAL(proxy__pp_version_parse("v1", &v, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(v, 1);
+    CU_ASSERT_EQUAL(proxy__pp_version_parse(" 2 ", &v, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(v, 2);
+    CU_ASSERT_EQUAL(proxy__pp_version_parse("off", &v, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(proxy__pp_version_parse("v3", &v, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "\"v3\" is not a PROXY protocol "
+                                       "version: v1, v2 or off"));
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(proxy__pp_version_parse("yes", &v, err, sizeof(err)),
+                    -1);
+}
+
+/* ---------------------------------------------- connections per source */
+
+static void test_limit(void)
+{
+    proxy_limit_t l;
+    zl_addr_t a = ip("192.0.2.1", 1000), a2 = ip("192.0.2.1", 2000);
+    zl_addr_t b = ip("2001:db8::1", 1), m = {.len = sizeof(m.u.in6)};
+
+    m.u.in6.sin6_family = AF_INET6;
+    CU_ASSERT_EQUAL(inet_pton(AF_INET6, "::ffff:192.0.2.1",
+                              &m.u.in6.sin6_addr), 1);
+    proxy__limit_init(&l, 2);
+    CU_ASSERT_TRUE(proxy__limit_acquire(&l, &a));
+    /* Another port and the v4-mapped form are the same source. */
+    CU_ASSERT_TRUE(proxy__limit_acquire(&l, &a2));
+    CU_ASSERT_FALSE(proxy__limit_acquire(&l, &m));
+    CU_ASSERT_TRUE(proxy__limit_acquire(&l, &b));
+    CU_ASSERT_EQUAL(proxy__limit_sources(&l), 2);
+    proxy__limit_release(&l, &m);
+    CU_ASSERT_TRUE(proxy__limit_acquire(&l, &a));
+    CU_ASSERT_FALSE(proxy__limit_acquire(&l, &a));
+    proxy__limit_release(&l, &a);
+    proxy__limit_release(&l, &a);
+    proxy__limit_release(&l, &b);
+    CU_ASSERT_EQUAL(proxy__limit_sources(&l), 0);
+    proxy__limit_fini(&l);
+
+    /* 0: no limit, nothing counted. */
+    proxy__limit_init(&l, 0);
+    for (int i = 0; i < 100; i++)
+        CU_ASSERT_TRUE(proxy__limit_acquire(&l, &a));
+    CU_ASSERT_EQUAL(proxy__limit_sources(&l), 0);
+    proxy__limit_fini(&l);
+}
+
+/* Threads of several pollers acquire and release at once: the count per
+ * source never passes the limit and ends at zero. */
+#define LIM_THREADS 4
+#define LIM_ROUNDS 20000
+#define LIM_MAX 3
+
+typedef struct {
+    proxy_limit_t *l;
+    atomic_int *held;   /* per source, as the threads see it */
+    atomic_int *over;
+    int id;
+} lim_arg_t;
+
+static void *lim_main(void *arg)
+{
+    lim_arg_t *la = arg;
+    char host[32];
+
+    for (int i = 0; i < LIM_ROUNDS; i++) {
+        int src = (i + la->id) % 5;
+        zl_addr_t a;
+
+        snprintf(host, sizeof(host), "198.51.100.%d", src);
+        zl_addr_from_ip(&a, host, (uint16_t)(1000 + la->id));
+        if (!proxy__limit_acquire(la->l, &a))
+            continue;
+        if (atomic_fetch_add(&la->held[src], 1) + 1 > LIM_MAX)
+            atomic_fetch_add(la->over, 1);
+        atomic_fetch_sub(&la->held[src], 1);
+        proxy__limit_release(la->l, &a);
+    }
+    return NULL;
+}
+
+static void test_limit_threads(void)
+{
+    proxy_limit_t l;
+    pthread_t th[LIM_THREADS];
+    lim_arg_t la[LIM_THREADS];
+    atomic_int held[5] = {0}, over = 0;
+
+    proxy__limit_init(&l, LIM_MAX);
+    for (int i = 0; i < LIM_THREADS; i++) {
+        la[i] = (lim_arg_t){&l, held, &over, i};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, lim_main, &la[i]),
+                              0);
+    }
+    for (int i = 0; i < LIM_THREADS; i++)
+        pthread_join(th[i], NULL);
+    CU_ASSERT_EQUAL(atomic_load(&over), 0);
+    CU_ASSERT_EQUAL(proxy__limit_sources(&l), 0);
+    proxy__limit_fini(&l);
+}
+
 int zl_test_register_proxy_units(void)
 {
     static const zl_test_case_t cases[] = {
@@ -470,6 +634,10 @@ int zl_test_register_proxy_units(void)
         {"ACL allow and deny", test_acl_match},
         {"ACL v4-mapped peer", test_acl_v4_mapped},
         {"ACL errors name the entry", test_acl_errors},
+        {"upstream lists", test_upstreams},
+        {"balance and PROXY version values", test_balance_and_version},
+        {"connections per source", test_limit},
+        {"connections per source, four threads", test_limit_threads},
         {NULL, NULL},
     };
 

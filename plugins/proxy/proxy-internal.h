@@ -2,12 +2,16 @@
  * files share.  Every function here has the proxy__ prefix and hidden
  * visibility; the plugin will export only zltk_plugin_entry.
  *
- * This first part holds the two pieces that touch no connection and no
+ * This first part holds the pieces that touch no connection and no
  * poller, so any thread may call them on data it owns:
- *   proxy-pp.c   the PROXY protocol (haproxy's specification, versions 1
- *                and 2): building a header to send upstream and reading one
- *                that arrives, incrementally, with a hard bound;
- *   proxy-acl.c  allow / deny lists of CIDR blocks, IPv4 and IPv6. */
+ *   proxy-pp.c    the PROXY protocol (haproxy's specification, versions 1
+ *                 and 2): building a header to send upstream and reading
+ *                 one that arrives, incrementally, with a hard bound;
+ *   proxy-acl.c   allow / deny lists of CIDR blocks, IPv4 and IPv6;
+ *   proxy-opts.c  the values of the proxy's own keys (upstream, balance,
+ *                 proxy-protocol), parsed from their text;
+ *   proxy-limit.c connections per source address, shared by the sessions
+ *                 of an instance on every poller. */
 #ifndef ZLTK_PLUGIN_PROXY_INTERNAL_H
 #define ZLTK_PLUGIN_PROXY_INTERNAL_H
 
@@ -15,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
+#include <glib.h>
 #include <zltk/net.h>
 
 #if defined(__GNUC__)
@@ -97,7 +104,7 @@ typedef struct proxy_acl {
  * space-separated; an address without a prefix is one host; host bits
  * after the prefix are cleared, so 192.168.1.5/24 means 192.168.1.0/24).
  * Returns 0, or -1 with *acl untouched and a message naming the entry
- * ("\"10.0.0.0/33\": prefix length 33 is over 32 for IPv4") in err.
+ * ("\"10.0.0.0/33\": prefix length \"33\" is not 0 to 32 for IPv4") in err.
  * An empty text gives an empty list.  Free with proxy__acl_clear(). */
 PROXY_HIDDEN int proxy__acl_parse(const char *text, proxy_acl_t *acl,
                                   char *err, size_t err_len);
@@ -116,5 +123,73 @@ PROXY_HIDDEN bool proxy__acl_admits(const proxy_acl_t *allow,
 
 /* Free acl's blocks; it is then an empty list. */
 PROXY_HIDDEN void proxy__acl_clear(proxy_acl_t *acl);
+
+/* ------------------------------------------------------ option values */
+
+typedef enum {
+    PROXY_BALANCE_FIRST = 0,  /* the first that answers, in order */
+    PROXY_BALANCE_ROUND_ROBIN,
+    PROXY_BALANCE_LEAST_CONNECTIONS,
+} proxy_balance_t;
+
+typedef struct proxy_upstream {
+    char *host; /* a name or an IP literal, without brackets */
+    uint16_t port;
+    char *text; /* as configured, for logs: "[::1]:80", "db.example:5432" */
+} proxy_upstream_t;
+
+typedef struct proxy_upstreams {
+    proxy_upstream_t *v;
+    size_t n;
+} proxy_upstreams_t;
+
+/* "HOST:PORT[, HOST:PORT ...]" (HOST a name, an IPv4 literal or a
+ * bracketed IPv6 literal; entries separated by commas and/or spaces) into
+ * *out.  Returns 0, or -1 with *out untouched and a message naming the
+ * entry in err: no entry at all, a missing or out-of-range port, a bare
+ * IPv6 literal without brackets, a duplicate.  Free with
+ * proxy__upstreams_clear().  Any thread. */
+PROXY_HIDDEN int proxy__upstreams_parse(const char *text,
+                                        proxy_upstreams_t *out, char *err,
+                                        size_t err_len);
+PROXY_HIDDEN void proxy__upstreams_clear(proxy_upstreams_t *u);
+
+/* "first", "round-robin" or "least-connections" (any case, blanks around
+ * allowed).  Returns 0, or -1 with a message listing the choices. */
+PROXY_HIDDEN int proxy__balance_parse(const char *text,
+                                      proxy_balance_t *out, char *err,
+                                      size_t err_len);
+
+/* A PROXY protocol version to send: "v1" or "1", "v2" or "2", or "off" /
+ * "none" / "false" for none (0).  Returns 0, or -1 with a message. */
+PROXY_HIDDEN int proxy__pp_version_parse(const char *text, int *version,
+                                         char *err, size_t err_len);
+
+/* ---------------------------------------------- connections per source */
+
+/* How many connections each source address holds, for
+ * max-connections-per-source.  One table per instance, shared by its
+ * sessions on every poller: acquire and release take its lock (held for a
+ * hash lookup).  IPv4 peers count the same in plain and v4-mapped form;
+ * IPv6 addresses count whole (a /128). */
+typedef struct proxy_limit {
+    pthread_mutex_t lock;
+    GHashTable *count; /* sources holding connections, with counts */
+    uint32_t max;      /* 0: no limit (nothing is counted) */
+} proxy_limit_t;
+
+/* Main thread, before any session. */
+PROXY_HIDDEN void proxy__limit_init(proxy_limit_t *l, uint32_t max);
+/* After the last session released. */
+PROXY_HIDDEN void proxy__limit_fini(proxy_limit_t *l);
+/* Count one more connection from addr: true, or false (nothing counted)
+ * if addr already holds max.  Any thread. */
+PROXY_HIDDEN bool proxy__limit_acquire(proxy_limit_t *l,
+                                       const zl_addr_t *addr);
+/* Undo one successful acquire for addr.  Any thread. */
+PROXY_HIDDEN void proxy__limit_release(proxy_limit_t *l,
+                                       const zl_addr_t *addr);
+/* Sources that hold at least one connection (for tests and counters). */
+PROXY_HIDDEN size_t proxy__limit_sources(proxy_limit_t *l);
 
 #endif
