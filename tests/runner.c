@@ -46,6 +46,7 @@ static const struct {
     {"tls", zl_test_register_tls},
     {"tls-interop", zl_test_register_tls_interop},
     {"embed", zl_test_register_embed},
+    {"unix", zl_test_register_unix},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 
