@@ -425,6 +425,40 @@ static void test_client_errors(void)
     env_down(&e);
 }
 
+/* Linux's abstract namespace: no file; TCP-only options set in conn are
+ * skipped, not errors. */
+static void test_abstract(void)
+{
+    env_t e;
+    zl_server_t *s = NULL;
+    zl_server_options_t o = ZL_SERVER_OPTIONS_INIT;
+    zl_conn_t *c;
+    cli_t t;
+    char addr[64], buf[ZL_ADDR_STRLEN];
+
+    env_up(&e);
+    snprintf(addr, sizeof(addr), "unix:@zltk-test-%ld", (long)getpid());
+    o.host = addr;
+    o.pool = e.pool;
+    o.conn.keepalive_ms = 1000;
+    o.conn.sndbuf = o.conn.rcvbuf = 65536;
+    CU_ASSERT_EQUAL_FATAL(zl_server_new(&s, &o, &echo_handler, NULL), 0);
+    CU_ASSERT_STRING_EQUAL(zl_addr_format(zl_server_addr(s), buf, sizeof(buf)),
+                           addr);
+    c = client_to(&e, addr, &t);
+    CU_ASSERT_EQUAL(atomic_load(&t.connected), 1);
+    for (int i = 0; i < 2000 && t.n < 14; i++)
+        zl_test_sleep_ms(1);
+    pthread_mutex_lock(&t.lock);
+    CU_ASSERT_EQUAL(t.n, 14);
+    pthread_mutex_unlock(&t.lock);
+    client_done(c, &t);
+    zl_server_free(s);
+    /* Gone with the listener: a connect is refused. */
+    expect_fail(&e, addr, ECONNREFUSED, ZL_EREFUSED);
+    env_down(&e);
+}
+
 int zl_test_register_unix(void)
 {
     static const zl_test_case_t cases[] = {
@@ -439,6 +473,7 @@ int zl_test_register_unix(void)
          test_mode},
         {"a path longer than sun_path is refused", test_too_long},
         {"client: missing file and refused, with the path", test_client_errors},
+        {"abstract unix:@name; TCP options skipped", test_abstract},
         {NULL, NULL},
     };
     return zl_test_add_suite("unix", NULL, NULL, cases);

@@ -365,7 +365,10 @@ static void try_next(zl_conn_t *c)
                    "socket for %s: %s", at, zl_strerror(-errno));
             continue;
         }
-        zl__sock_setup(fd, &cl->cfg);
+        if (a->u.sa.sa_family == AF_UNIX)
+            zl__sock_setup_unix(fd, &cl->cfg);
+        else
+            zl__sock_setup(fd, &cl->cfg);
         if (cl->has_local) {
             int one = 1;
             char lt[ZL_ADDR_STRLEN];

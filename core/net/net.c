@@ -219,6 +219,20 @@ socklen_t zl__addr_sockaddr(const zl_addr_t *a, struct sockaddr_storage *ss)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 }
 
+void zl__sock_setup_unix(int fd, const zl__conn_cfg_t *cfg)
+{
+    if (cfg->sndbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cfg->sndbuf, sizeof(int));
+    if (cfg->rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg->rcvbuf, sizeof(int));
+#ifdef SO_NOSIGPIPE
+    {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+    }
+#endif
+}
+
 int zl_addr_from_sockaddr(zl_addr_t *out, const struct sockaddr *sa,
                           socklen_t len)
 {

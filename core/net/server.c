@@ -108,7 +108,10 @@ static void adopt(void *arg)
         conn_release(s);
         return;
     }
-    zl__sock_setup(fd, &s->cfg);
+    if (s->addr.u.sa.sa_family == AF_UNIX)
+        zl__sock_setup_unix(fd, &s->cfg);
+    else
+        zl__sock_setup(fd, &s->cfg);
     zl__group_add(&s->groups[group_index(s, c->poller)], c);
     if (zl__conn_attach(c, fd) < 0) {
         c->fd = fd;
