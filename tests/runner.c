@@ -48,6 +48,7 @@ static const struct {
     {"embed", zl_test_register_embed},
     {"proxy-units", zl_test_register_proxy_units},
     {"proxy-peers", zl_test_register_proxy_peers},
+    {"unix", zl_test_register_unix},
 };
 #define N_SUITES (sizeof(suites) / sizeof(suites[0]))
 

@@ -31,6 +31,7 @@ int zl_test_register_tls_interop(void);
 int zl_test_register_embed(void);
 int zl_test_register_proxy_units(void);
 int zl_test_register_proxy_peers(void);
+int zl_test_register_unix(void);
 
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "host-config.h"
@@ -288,6 +289,68 @@ static void parse_host(zl_host_cfg_t *cfg)
     }
 }
 
+/* "unix:PATH": its length, and for a server its directory and what is at
+ * the path already, checked here so that --check-config finds them (a
+ * client's missing directory is only a warning: it may appear later). */
+static bool parse_unix_address(zl_host_cfg_t *cfg, const char *g,
+                               const char *text, zl_host_instance_t *in)
+{
+    zl_addr_t a;
+    const char *path;
+    struct stat st;
+    char *dir;
+    int rc = zl_addr_from_unix(&a, text);
+
+    if (rc == -ENAMETOOLONG) {
+        ERR(cfg, g, "address", "'%s' is too long: a Unix socket path holds "
+            "at most %d bytes, this one has %zu", text, ZL_ADDR_UNIX_PATH_MAX,
+            strlen(text) - 5);
+        return false;
+    }
+    if (rc < 0) {
+        ERR(cfg, g, "address", "'%s' has no path: unix:/PATH, unix:RELATIVE "
+            "or unix:@ABSTRACT", text);
+        return false;
+    }
+    path = zl_addr_unix_path(&a);
+    if (path[0] != '@') {
+        dir = g_path_get_dirname(path);
+        if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+            zl_host_cfg_report(cfg, in->server, g, "address",
+                               "the directory %s of the socket file %s does "
+                               "not exist", dir, path);
+        else if (in->server && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+            ERR(cfg, g, "address", "%s exists and is not a socket: a server "
+                "never removes it (remove it or choose another path)", path);
+        g_free(dir);
+    }
+    in->host = g_strdup(text);
+    in->client.port = in->srv.port = 0;
+    return true;
+}
+
+/* unix-mode = 0660: a server's socket file permission bits, octal. */
+static void parse_unix_mode(zl_host_cfg_t *cfg, const char *g,
+                            zl_host_instance_t *in)
+{
+    char *v = get_str(cfg, g, "unix-mode"), *end;
+    unsigned long m;
+
+    if (!v)
+        return;
+    m = strtoul(v, &end, 8);
+    if (!g_ascii_isdigit(*v) || *end || m > 07777)
+        ERR(cfg, g, "unix-mode", "'%s' is not a file mode: octal, such as "
+            "0660 (at most 07777; 0: as the umask leaves it)", v);
+    else if (!in->server || !zl_addr_is_unix_text(in->host) ||
+             in->host[5] == '@')
+        ERR(cfg, g, "unix-mode", "goes with a server's address = unix:/PATH "
+            "(a socket file)");
+    else
+        in->srv.unix_mode = (unsigned)m;
+    g_free(v);
+}
+
 /* "HOST:PORT" or "[V6]:PORT", with a message that says which part is wrong. */
 static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
                           zl_host_instance_t *in)
@@ -301,6 +364,8 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
         in->peer_server = g_strdup(text + 1);
         return true;
     }
+    if (zl_addr_is_unix_text(text))
+        return parse_unix_address(cfg, g, text, in);
     if (zl_addr_split(text, host, sizeof(host), &port, in->server) == 0) {
         zl_addr_t tmp;
         if (in->server && zl_addr_from_ip(&tmp, host, port) < 0) {
@@ -321,7 +386,8 @@ static bool parse_address(zl_host_cfg_t *cfg, const char *g, const char *text,
             return false;
         }
     }
-    ERR(cfg, g, "address", "'%s' is not HOST:PORT or [IPv6]:PORT%s", text,
+    ERR(cfg, g, "address",
+        "'%s' is not HOST:PORT, [IPv6]:PORT or unix:PATH%s", text,
         in->server ? "" : " (or @NAME for the address of [server.NAME])");
     return false;
 }
@@ -397,6 +463,7 @@ static void parse_instance(zl_host_cfg_t *cfg, const char *g, bool server)
         g_free(v);
     }
     parse_options(cfg, g, in);
+    parse_unix_mode(cfg, g, in);
     g_ptr_array_add(server ? cfg->servers : cfg->clients, in);
 }
 
@@ -524,7 +591,7 @@ static const char *kind_text(bool server)
 
 /* Keys the host itself reads in instance groups, besides its tables. */
 static const char *const host_keys[] = {"plugin", "address", "transport",
-                                        NULL};
+                                        "unix-mode", NULL};
 
 static void check_keys(zl_host_cfg_t *cfg, zl_host_instance_t *in)
 {

@@ -94,7 +94,9 @@ static void try_next(zl_conn_t *c);
 
 static const char *peer_text(zl__client_t *cl, char *buf, size_t len)
 {
-    if (strchr(cl->host, ':'))
+    if (zl_addr_is_unix_text(cl->host))
+        snprintf(buf, len, "%s", cl->host);
+    else if (strchr(cl->host, ':'))
         snprintf(buf, len, "[%s]:%u", cl->host, cl->port);
     else
         snprintf(buf, len, "%s:%u", cl->host, cl->port);
@@ -118,6 +120,23 @@ static void record(zl__client_t *cl, int code, int sys, zl_stage_t stage,
     va_end(ap);
 }
 
+/* Why a unix: connect failed, in words a user can act on. */
+static const char *unix_hint(const zl__client_t *cl, int err)
+{
+    if (!zl_addr_is_unix_text(cl->host))
+        return "";
+    switch (err) {
+    case ENOENT:
+        return " (no socket file: is the server running?)";
+    case ECONNREFUSED:
+        return " (a socket file nobody listens on)";
+    case EAGAIN:
+        return " (the server's backlog is full)";
+    default:
+        return "";
+    }
+}
+
 /* "connect to HOST:PORT: why", naming the address tried for names. */
 static void record_connect(zl__client_t *cl, int err, const char *at)
 {
@@ -125,8 +144,8 @@ static void record_connect(zl__client_t *cl, int err, const char *at)
 
     peer_text(cl, peer, sizeof(peer));
     if (cl->numeric)
-        record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s: %s", peer,
-               zl_strerror(-(err)));
+        record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s: %s%s", peer,
+               zl_strerror(-(err)), unix_hint(cl, err));
     else
         record(cl, -err, err, ZL_STAGE_CONNECT, "connect to %s (%s): %s",
                peer, at, zl_strerror(-(err)));
@@ -190,8 +209,9 @@ static void schedule_retry(zl_conn_t *c)
         d = (uint64_t)((int64_t)d - jitter +
                        (int64_t)(jitter_rand() % (uint64_t)(2 * jitter + 1)));
     c->state = ZL__CS_WAIT;
-    g_info("%s: reconnecting to %s:%u in %llu ms (attempt %u)", zl_conn_name(c),
-           cl->host, cl->port, (unsigned long long)d, cl->failures + 1);
+    g_info("%s: reconnecting to %s in %llu ms (attempt %u)", zl_conn_name(c),
+           peer_text(cl, (char[300]){0}, 300), (unsigned long long)d,
+           cl->failures + 1);
     if (zl_poller_add_timer(c->poller, d, retry_fire, c, NULL, &cl->retry) < 0)
         zl__conn_finish(c);
 }
@@ -333,6 +353,8 @@ static void try_next(zl_conn_t *c)
             slot = &cl->att[i];
     for (; slot && cl->idx < cl->naddrs; cl->idx++) {
         const zl_addr_t *a = &cl->addrs[cl->idx];
+        struct sockaddr_storage ss;
+        socklen_t sslen = zl__addr_sockaddr(a, &ss);
         int fd, rc;
 
         zl_addr_format(a, at, sizeof(at));
@@ -343,7 +365,10 @@ static void try_next(zl_conn_t *c)
                    "socket for %s: %s", at, zl_strerror(-errno));
             continue;
         }
-        zl__sock_setup(fd, &cl->cfg);
+        if (a->u.sa.sa_family == AF_UNIX)
+            zl__sock_setup_unix(fd, &cl->cfg);
+        else
+            zl__sock_setup(fd, &cl->cfg);
         if (cl->has_local) {
             int one = 1;
             char lt[ZL_ADDR_STRLEN];
@@ -363,7 +388,7 @@ static void try_next(zl_conn_t *c)
             }
         }
         do
-            rc = connect(fd, &a->u.sa, a->len);
+            rc = connect(fd, (struct sockaddr *)&ss, sslen);
         while (rc < 0 && errno == EINTR);
         if (rc < 0 && errno != EINPROGRESS) {
             record_connect(cl, errno, at);
@@ -654,6 +679,26 @@ static void client_start(void *arg)
     begin_attempt(c);
 }
 
+/* A unix: peer: parsed here, with the message; no local address. */
+static int unix_peer(const zl_client_options_t *o, zl_addr_t *out)
+{
+    const char *who = o->name ? o->name : "zl_client_connect";
+    int rc = zl_addr_from_unix(out, o->host);
+
+    if (rc == -ENAMETOOLONG)
+        g_warning("%s: address '%s' is too long: a Unix socket path holds "
+                  "at most %d bytes, this one has %zu", who, o->host,
+                  ZL_ADDR_UNIX_PATH_MAX, strlen(o->host) - 5);
+    else if (rc < 0)
+        g_warning("%s: address '%s' is not unix:PATH", who, o->host);
+    else if (o->local_ip || o->local_port) {
+        g_warning("%s: local_ip and local_port do not apply to the Unix "
+                  "socket '%s'", who, o->host);
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
 int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
                       const zl_conn_handler_t *h, void *data)
 {
@@ -665,7 +710,8 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
 
     if (out)
         *out = NULL;
-    if (!o || !h || !h->on_recv || !o->host || !*o->host || !o->port) {
+    if (!o || !h || !h->on_recv || !o->host || !*o->host ||
+        (!o->port && !zl_addr_is_unix_text(o->host))) {
         g_warning("zl_client_connect: %s",
                   !h || !h->on_recv ? "the handler needs on_recv"
                                     : "host and a port 1..65535 are required");
@@ -696,7 +742,17 @@ int zl_client_connect(zl_conn_t **out, const zl_client_options_t *o,
     for (unsigned i = 0; i < ZL__ATTEMPTS_MAX; i++)
         cl->att[i].fd = -1;
     cl->workers = o->workers ? o->workers : zl_runtime_workers();
-    if (zl_addr_from_ip(&tmp, o->host, o->port) == 0) {
+    if (zl_addr_is_unix_text(o->host)) {
+        rc = unix_peer(o, &tmp);
+        if (rc < 0)
+            goto fail;
+        cl->numeric = true;
+        cl->addrs = malloc(sizeof(*cl->addrs));
+        if (cl->addrs) {
+            cl->addrs[0] = tmp;
+            cl->naddrs = 1;
+        }
+    } else if (zl_addr_from_ip(&tmp, o->host, o->port) == 0) {
         cl->numeric = true;
         cl->addrs = malloc(sizeof(*cl->addrs));
         if (cl->addrs) {

@@ -60,6 +60,13 @@ void zl__conn_cfg_init(zl__conn_cfg_t *cfg, const zl_conn_options_t *o,
                        const zl_conn_handler_t *h, void *data,
                        const char *kind);
 
+/* net.c: a as a kernel address in *ss (an AF_UNIX one rebuilt from its
+ * path; "@name" is abstract); returns its length.  Any thread. */
+socklen_t zl__addr_sockaddr(const zl_addr_t *a, struct sockaddr_storage *ss);
+/* zl__sock_setup() for an AF_UNIX fd: the buffer sizes (and SO_NOSIGPIPE
+ * where it exists), none of the TCP options (TCP_NODELAY, keepalive). */
+void zl__sock_setup_unix(int fd, const zl__conn_cfg_t *cfg);
+
 /* options.c: 0 (where a field has no "off") or contradicting values are
  * refused with -EINVAL and a message that names who, the field and init
  * (the ZL_*_OPTIONS_INIT to start from).  Any thread. */

@@ -73,5 +73,15 @@ int zl__server_options_check(const zl_server_options_t *o)
     if (o->backlog <= 0)
         return refuse(who, "backlog", o->backlog ? "is negative" : "is 0",
                       init);
+    if (o->unix_mode > 07777) {
+        g_warning("%s: unix_mode %#o is not a file mode (at most 07777)", who,
+                  o->unix_mode);
+        return -EINVAL;
+    }
+    if (o->unix_mode && (!zl_addr_is_unix_text(o->host) || o->host[5] == '@')) {
+        g_warning("%s: unix_mode is set but the address '%s' has no socket "
+                  "file (a unix:/PATH address)", who, o->host ? o->host : "*");
+        return -EINVAL;
+    }
     return 0;
 }

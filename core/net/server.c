@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define ACCEPTS_PER_EVENT 128
@@ -32,6 +34,11 @@ struct zl_server {
     atomic_bool stopping;
     atomic_uint_fast64_t accepted, active, refused_fds, refused_limit;
     uint64_t last_warn_ms;
+    /* A unix: listener's socket file, unlinked at stop if it is still the
+     * one we bound (same device and inode): NULL for TCP and abstract. */
+    char *unix_file;
+    dev_t unix_dev;
+    ino_t unix_ino;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     char name[32];
@@ -101,7 +108,10 @@ static void adopt(void *arg)
         conn_release(s);
         return;
     }
-    zl__sock_setup(fd, &s->cfg);
+    if (s->addr.u.sa.sa_family == AF_UNIX)
+        zl__sock_setup_unix(fd, &s->cfg);
+    else
+        zl__sock_setup(fd, &s->cfg);
     zl__group_add(&s->groups[group_index(s, c->poller)], c);
     if (zl__conn_attach(c, fd) < 0) {
         c->fd = fd;
@@ -253,6 +263,162 @@ static void listener_io(zl_poller_t *p, int lfd, unsigned events, void *arg)
     }
 }
 
+/* ------------------------------------------------------------ unix */
+
+/* Whether a process listens on the socket at ss: a refused connect says
+ * nobody does (the file of a process that ended).  A full backlog
+ * (EAGAIN) or any other answer counts as alive: never remove a file we are
+ * not sure about. */
+static bool unix_live(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc, e;
+
+    if (fd < 0)
+        return true;
+    rc = connect(fd, (const struct sockaddr *)ss, len);
+    e = errno;
+    close(fd);
+    return rc == 0 || (e != ECONNREFUSED && e != ENOENT);
+}
+
+/* Why bind failed, for the message. */
+static const char *unix_hint(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return " (the socket file's directory does not exist)";
+    case EACCES:
+        return " (no permission to create a file in its directory)";
+    default:
+        return "";
+    }
+}
+
+/* Bind fd to the path, replacing a stale socket file (nobody listens on
+ * it) but never a live one or a file that is not a socket.  Logs why it
+ * failed. */
+static int unix_bind(zl_server_t *s, int fd, const char *path,
+                     const struct sockaddr_storage *ss, socklen_t len)
+{
+    struct stat st;
+    int e;
+
+    if (bind(fd, (const struct sockaddr *)ss, len) == 0)
+        return 0;
+    e = errno;
+    if (e == EADDRINUSE && path[0] != '@' && lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            g_warning("%s: cannot listen on unix:%s: the file exists and is "
+                      "not a socket; not removing it (remove it or choose "
+                      "another path)", s->name, path);
+            return -EADDRINUSE;
+        }
+        if (unix_live(ss, len)) {
+            g_warning("%s: cannot listen on unix:%s: address in use "
+                      "(another process listens on it)", s->name, path);
+            return -EADDRINUSE;
+        }
+        if (unlink(path) < 0 && errno != ENOENT) {
+            e = errno;
+            g_warning("%s: cannot listen on unix:%s: a stale socket file is "
+                      "in the way and removing it failed: %s", s->name, path,
+                      zl_strerror(-e));
+            return -e;
+        }
+        g_message("%s: removed the stale socket file %s (nobody listened on "
+                  "it)", s->name, path);
+        if (bind(fd, (const struct sockaddr *)ss, len) == 0)
+            return 0;
+        e = errno;
+    }
+    if (e == EADDRINUSE)
+        g_warning("%s: cannot listen on unix:%s: address in use", s->name,
+                  path);
+    else
+        g_warning("%s: cannot listen on unix:%s: %s%s", s->name, path,
+                  zl_strerror(-e), unix_hint(e));
+    return -e;
+}
+
+/* Remove the socket file at stop, unless another one took its place. */
+static void unix_unlink(zl_server_t *s)
+{
+    struct stat st;
+
+    if (!s->unix_file)
+        return;
+    if (lstat(s->unix_file, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
+        unlink(s->unix_file);
+    free(s->unix_file);
+    s->unix_file = NULL;
+}
+
+/* Listen on "unix:PATH": bind (see unix_bind), the file's mode before
+ * listen() so that no one connects through looser permissions, listen.
+ * The TCP options (SO_REUSEADDR, IPV6_V6ONLY) do not apply. */
+static int unix_listen(zl_server_t *s, const zl_server_options_t *o)
+{
+    struct sockaddr_storage ss;
+    struct stat st;
+    socklen_t len;
+    const char *path;
+    int fd, rc;
+
+    rc = zl_addr_from_unix(&s->addr, o->host);
+    if (rc == -ENAMETOOLONG) {
+        g_warning("%s: listen address '%s' is too long: a Unix socket path "
+                  "holds at most %d bytes, this one has %zu", s->name, o->host,
+                  ZL_ADDR_UNIX_PATH_MAX, strlen(o->host) - 5);
+        return rc;
+    }
+    if (rc < 0) {
+        g_warning("%s: listen address '%s' is not unix:PATH", s->name,
+                  o->host);
+        return rc;
+    }
+    path = zl_addr_unix_path(&s->addr);
+    len = zl__addr_sockaddr(&s->addr, &ss);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        g_warning("%s: socket: %s", s->name, zl_strerror(rc));
+        return rc;
+    }
+    if ((rc = unix_bind(s, fd, path, &ss, len)) < 0) {
+        close(fd);
+        return rc;
+    }
+    if (path[0] != '@') {
+        if (stat(path, &st) == 0) {
+            s->unix_file = strdup(path);
+            s->unix_dev = st.st_dev;
+            s->unix_ino = st.st_ino;
+        }
+        if (o->unix_mode && chmod(path, (mode_t)o->unix_mode) < 0) {
+            rc = -errno;
+            g_warning("%s: cannot set the mode of unix:%s to %04o: %s",
+                      s->name, path, o->unix_mode, zl_strerror(rc));
+            goto fail;
+        }
+    }
+    if (listen(fd, o->backlog) < 0) {
+        rc = -errno;
+        g_warning("%s: cannot listen on unix:%s: %s", s->name, path,
+                  zl_strerror(rc));
+        goto fail;
+    }
+    s->lfd = fd;
+    return 0;
+
+fail:
+    close(fd);
+    unix_unlink(s);
+    return rc;
+}
+
 /* ------------------------------------------------------------ listen */
 
 static int make_listener(zl_server_t *s, const zl_server_options_t *o)
@@ -263,6 +429,8 @@ static int make_listener(zl_server_t *s, const zl_server_options_t *o)
     socklen_t len = sizeof(ss);
     char at[ZL_ADDR_STRLEN];
 
+    if (zl_addr_is_unix_text(o->host))
+        return unix_listen(s, o);
     if (o->host && *o->host) {
         if (zl_addr_from_ip(&a, o->host, o->port) < 0) {
             g_warning("%s: listen address '%s' is not an IP literal", s->name,
@@ -329,6 +497,7 @@ static void listener_stop(void *arg)
         close(s->lfd);
         s->lfd = -1;
     }
+    unix_unlink(s);
     if (s->reserve >= 0)
         close(s->reserve);
     s->reserve = -1;
@@ -349,6 +518,7 @@ static void group_stop_task(void *arg)
 
 static void server_destroy(zl_server_t *s)
 {
+    free(s->unix_file);
     free(s->groups);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
@@ -397,6 +567,7 @@ int zl_server_new(zl_server_t **out, const zl_server_options_t *o,
     }
     rc = make_listener(s, o);
     if (rc < 0) {
+        unix_unlink(s);
         server_destroy(s);
         return rc;
     }

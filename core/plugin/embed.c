@@ -312,8 +312,9 @@ static const char *options_problem(const zl_instance_options_t *o)
                   : zl__client_options_check(&o->client) < 0)
         return "the connection options are refused (the reason is logged): "
                "start from ZL_INSTANCE_OPTIONS_INIT";
-    if (!o->server && (!o->client.host || !*o->client.host || !o->client.port))
-        return "a client needs client.host and client.port";
+    if (!o->server && (!o->client.host || !*o->client.host ||
+                       (!o->client.port && !zl_addr_is_unix_text(o->client.host))))
+        return "a client needs client.host and client.port (or unix:PATH)";
     return NULL;
 }
 

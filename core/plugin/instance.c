@@ -11,6 +11,7 @@
 #include "net-internal.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <time.h>
 
 const char *zl__instance_plugin_name(const zl_instance_t *inst)
@@ -184,6 +185,14 @@ int zl_instance_set_address(zl_instance_t *inst, const char *host,
     return 0;
 }
 
+/* ":PORT" for a message, "" after a unix:PATH host (buf: 8 bytes). */
+static const char *port_text(const char *host, uint16_t port, char *buf)
+{
+    if (!zl_addr_is_unix_text(host))
+        snprintf(buf, 8, ":%u", port);
+    return buf;
+}
+
 typedef struct start_ctx {
     zl_instance_t *inst;
     zl_session_t *s;
@@ -225,8 +234,9 @@ int zl_instance_start(zl_instance_t *inst)
         rc = zl_server_new(&inst->srv, &inst->sopts, &zl__server_conn_handler,
                            inst);
         if (rc < 0)
-            g_warning("server.%s: cannot listen on %s:%u: %s", inst->name,
-                      inst->host ? inst->host : "*", inst->sopts.port,
+            g_warning("server.%s: cannot listen on %s%s: %s", inst->name,
+                      inst->host ? inst->host : "*",
+                      port_text(inst->host, inst->sopts.port, (char[8]){0}),
                       zl_strerror(rc));
         return rc;
     } else {
@@ -243,8 +253,9 @@ int zl_instance_start(zl_instance_t *inst)
         if (rc == 0)
             rc = sc.rc;
         if (rc < 0) {
-            g_warning("client.%s: cannot start connecting to %s:%u: %s",
-                      inst->name, inst->host, inst->copts.port,
+            g_warning("client.%s: cannot start connecting to %s%s: %s",
+                      inst->name, inst->host,
+                      port_text(inst->host, inst->copts.port, (char[8]){0}),
                       zl_strerror(rc));
             zl_session_unref(inst->client); /* ours */
             inst->client = NULL;

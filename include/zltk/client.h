@@ -19,7 +19,12 @@ typedef struct zl_client_options {
      * all within connect_timeout_ms, Happy Eyeballs style (RFC 8305):
      * IPv6 and IPv4 alternate, and when an address has not connected after
      * attempt_delay_ms the next one starts while it stays in flight (at
-     * once if it failed); the first to connect wins. */
+     * once if it failed); the first to connect wins.  Or a Unix-domain
+     * socket, "unix:/PATH" (see zl_addr_from_unix(); port is then ignored,
+     * local_ip and local_port must be unset, and the TCP options of conn
+     * do not apply): the connect ends at once, with "No such file or
+     * directory" (no socket file) or "connection refused" (nobody listens
+     * on it) in the error's message, beside the address. */
     const char *host;
     uint16_t port;
     uint32_t connect_timeout_ms; /* [5000], covers resolution too; 0: off

@@ -15,9 +15,18 @@ ZL_BEGIN_DECLS
 /* ------------------------------------------------------------------ */
 /* Addresses                                                            */
 
-/* An IPv4 or IPv6 socket address.  IPv4-mapped IPv6 addresses
- * (::ffff:a.b.c.d) are normalised to plain IPv4 wherever zltk reports an
- * address, so that peers compare and print the way users expect. */
+/* An IPv4, IPv6 or Unix-domain socket address.  IPv4-mapped IPv6
+ * addresses (::ffff:a.b.c.d) are normalised to plain IPv4 wherever zltk
+ * reports an address, so that peers compare and print the way users
+ * expect.
+ *
+ * Unix-domain addresses (AF_UNIX, "unix:/path") do not fit: a sockaddr_un
+ * is larger than this struct, whose size is part of ABI 1.0.  Such an
+ * address has u.sa.sa_family == AF_UNIX and len == sizeof(sa_family_t)
+ * (handed to the kernel as it is, it names an unnamed socket); its path is
+ * kept out of line, for the life of the process, and read with
+ * zl_addr_unix_path().  Two addresses of the same path are equal bytes.
+ * The rest of u is private. */
 typedef struct zl_addr {
     union {
         struct sockaddr sa;
@@ -27,8 +36,32 @@ typedef struct zl_addr {
     socklen_t len; /* 0: no address */
 } zl_addr_t;
 
-/* Longest text zl_addr_format() writes, with the NUL: "[v6%scope]:65535". */
-#define ZL_ADDR_STRLEN 64
+/* Longest text zl_addr_format() writes, with the NUL:
+ * "unix:" and a path of ZL_ADDR_UNIX_PATH_MAX bytes ("[v6%scope]:65535"
+ * needs less).  Was 64 in zltk 0.1: a smaller buffer still works, and
+ * zl_addr_format() truncates a long path to fit it. */
+#define ZL_ADDR_STRLEN 128
+
+/* The longest path of a Unix-domain address: sun_path's 108 bytes less
+ * the NUL (Linux). */
+#define ZL_ADDR_UNIX_PATH_MAX 107
+
+/* Whether text names a Unix-domain address: it begins with "unix:". */
+ZL_API bool zl_addr_is_unix_text(const char *text);
+
+/* Parse "unix:PATH": an absolute path ("unix:/run/x.sock"), a path
+ * relative to the working directory ("unix:x.sock"), or on Linux a name in
+ * the abstract namespace ("unix:@name": no file; the name is text without
+ * NUL bytes).  Returns 0; -EINVAL if text does not begin with "unix:" or
+ * the path is empty; -ENAMETOOLONG if the path is longer than
+ * ZL_ADDR_UNIX_PATH_MAX bytes; -ENOMEM.  Any thread. */
+ZL_API int zl_addr_from_unix(zl_addr_t *out, const char *text);
+
+/* The path of an AF_UNIX address ("/run/x.sock", "@name" for an abstract
+ * one, "" for an unnamed socket such as most connecting peers), owned by
+ * zltk and valid for the life of the process; NULL for any other address.
+ * Any thread. */
+ZL_API const char *zl_addr_unix_path(const zl_addr_t *a);
 
 /* Parse a numeric host ("127.0.0.1", "::1", "fe80::1%eth0") and a port.
  * Returns 0, or -EINVAL if host is not an IP literal (names need the
@@ -43,15 +76,18 @@ ZL_API int zl_addr_split(const char *text, char *host, size_t hostlen,
                          uint16_t *port, bool allow_zero);
 
 /* Copy a kernel address, normalising v4-mapped IPv6 to IPv4.  Returns 0 or
- * -EAFNOSUPPORT for families other than AF_INET/AF_INET6. */
+ * -EAFNOSUPPORT for families other than AF_INET, AF_INET6 and AF_UNIX.
+ * An AF_UNIX path is kept for the life of the process (see zl_addr_t); a
+ * process that has seen 4096 distinct ones reports new ones as unnamed. */
 ZL_API int zl_addr_from_sockaddr(zl_addr_t *out, const struct sockaddr *sa,
                                  socklen_t len);
 
-/* "1.2.3.4:80" or "[::1]:80" into buf (ZL_ADDR_STRLEN is always enough).
+/* "1.2.3.4:80", "[::1]:80", "unix:/run/x.sock" or "unix:" (an unnamed
+ * Unix-domain socket) into buf (ZL_ADDR_STRLEN is always enough).
  * Returns buf; "-" for an empty address. */
 ZL_API char *zl_addr_format(const zl_addr_t *a, char *buf, size_t len);
 
-/* Port in host order (0 for an empty address). */
+/* Port in host order (0 for an empty or a Unix-domain address). */
 ZL_API uint16_t zl_addr_port(const zl_addr_t *a);
 
 /* ------------------------------------------------------------------ */

@@ -16,7 +16,14 @@ typedef struct zl_server zl_server_t;
  * ZL_SERVER_OPTIONS_INIT (the values in brackets). */
 typedef struct zl_server_options {
     /* Listen address: an IP literal, or NULL for every address: dual-stack
-     * "::" (falling back to 0.0.0.0 when the kernel has no IPv6). */
+     * "::" (falling back to 0.0.0.0 when the kernel has no IPv6); or a
+     * Unix-domain socket, "unix:/PATH" (see zl_addr_from_unix(); port,
+     * v6only and the TCP options of conn are then ignored).  A socket file
+     * already at PATH is replaced if nobody listens on it (a stale file: a
+     * connect is refused); a live socket is "address in use"
+     * (-EADDRINUSE), and a file that is not a socket is never removed
+     * (-EADDRINUSE).  zl_server_free() removes the file, if it is still
+     * the one this server bound. */
     const char *host;
     uint16_t port;        /* [0]: any free port (see zl_server_addr()) */
     bool v6only;          /* [false] with an IPv6 host: refuse IPv4-mapped
@@ -26,6 +33,10 @@ typedef struct zl_server_options {
     zl_conn_options_t conn; /* [ZL_CONN_OPTIONS_INIT] */
     zl_poller_pool_t *pool; /* [NULL: zl_runtime_pollers()] */
     const char *name;     /* for logs [NULL: "server"] */
+    /* [0: as the umask leaves it] a unix: socket file's permission bits
+     * (e.g. 0660: owner and group may connect), set before listening; at
+     * most 07777.  Only with a unix: host that is not abstract. */
+    unsigned unix_mode;
 } zl_server_options_t;
 
 /* The defaults, as a brace initialiser:
@@ -35,7 +46,8 @@ typedef struct zl_server_options {
         NULL, 0, false,       /* host, port, v6only */                      \
         1024, 0,              /* backlog, max_conns */                      \
         ZL_CONN_OPTIONS_INIT, /* conn */                                    \
-        NULL, NULL            /* pool, name */                              \
+        NULL, NULL,           /* pool, name */                              \
+        0                     /* unix_mode */                               \
     }
 
 /* Set *o to ZL_SERVER_OPTIONS_INIT (for C++ and bindings).  Any thread. */
