@@ -503,6 +503,54 @@ static void test_reset_after_half_close(void)
     CU_ASSERT_EQUAL(atomic_load(&h.closed), 1);
 }
 
+static uint64_t runtime_loops(void)
+{
+    zl_poller_pool_t *pool = zl_runtime_pollers();
+    uint64_t n = 0;
+
+    for (size_t i = 0; pool && i < zl_poller_pool_size(pool); i++) {
+        zl_poller_stats_t st;
+        zl_poller_get_stats(zl_poller_pool_at(pool, i), &st);
+        n += st.loops;
+    }
+    return n;
+}
+
+/* Half-open and idle (the peer's end seen, nothing queued, the reply not
+ * due yet): the connection watches nothing, so the poller sleeps, with
+ * either backend (a level-triggered one would report the end of stream on
+ * every round if the fd stayed registered for reading). */
+static void test_half_open_no_spin(void)
+{
+    hc_t h;
+    zl_server_t *s;
+    size_t bad = 1, got;
+    uint64_t l0, l1;
+    int fd;
+
+    hc_init(&h, true, 1000);
+    h.delay_ms = 600;
+    s = hc_server(&h, 0);
+    fd = raw_connect(hc_port(s));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(raw_send_pat(fd, 0, 10));
+    CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
+    CU_ASSERT_EQUAL(wait_ge(&h.eofs, 1, 3000), 1);
+    zl_test_sleep_ms(50);
+    l0 = runtime_loops();
+    zl_test_sleep_ms(300);
+    l1 = runtime_loops();
+    ZL_TEST_CHECK(l1 - l0 < 100, "%llu loop rounds in 300 ms",
+                  (unsigned long long)(l1 - l0));
+    CU_ASSERT_EQUAL(atomic_load(&h.closed), 0);
+    got = raw_read_all(fd, &bad);
+    CU_ASSERT_EQUAL(got, 1000);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    close(fd);
+    zl_server_free(s);
+}
+
 /* ------------------------------------------------------ socat */
 
 static bool have_socat(void)
@@ -785,6 +833,7 @@ int zl_test_register_halfclose(void)
         {"our_shutdown_first_default", test_our_shutdown_first_default},
         {"shutdown_flushes_queue", test_shutdown_flushes_queue},
         {"reset_after_half_close", test_reset_after_half_close},
+        {"half_open_no_spin", test_half_open_no_spin},
         {"socat_client", test_socat_client},
         {"socat_server", test_socat_server},
         {"session_on_eof", test_session_on_eof},

@@ -74,8 +74,9 @@ typedef struct zl_handler {
     void (*on_connect)(zl_session_t *s, void *state, const zl_error_t *err);
     /* Mandatory.  Bytes arrived (plaintext, below any layer). */
     void (*on_recv)(zl_session_t *s, void *state, zl_buf_t *buf);
-    /* Optional.  The connection failed or ended: end of stream (ZL_EOF),
-     * reset, timeout, a TLS failure, …  After end of stream the session
+    /* Optional.  The connection failed or ended: end of stream (ZL_EOF;
+     * to on_eof instead for a handler that sets it), reset, timeout, a
+     * TLS failure, …  After end of stream the session
      * closes gracefully (what is queued is still sent, and the handler may
      * still send from here); after other errors the connection is reset and
      * the queue dropped.  A client with a reconnect policy then reconnects
