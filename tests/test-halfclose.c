@@ -697,9 +697,13 @@ static uint64_t sess_reply(zl_session_t *s, void *state, void *arg)
     return 0;
 }
 
+static bool sess_shut_first; /* shut down at the first on_recv */
+
 static void sess_recv(zl_session_t *s, void *state, zl_buf_t *b)
 {
-    (void)s, (void)state, (void)b;
+    (void)state, (void)b;
+    if (sess_shut_first)
+        zl_session_shutdown(s);
 }
 
 static void sess_late(zl_session_t *s)
@@ -712,7 +716,8 @@ static void sess_eof(zl_session_t *s, void *state)
 {
     (void)state;
     atomic_fetch_add(&S.eofs, 1);
-    sess_late(s);
+    if (!sess_shut_first)
+        sess_late(s);
 }
 
 static void sess_err(zl_session_t *s, void *state, const zl_error_t *err)
@@ -735,6 +740,57 @@ static const char *no_config(void *ctx, const char *key)
     return NULL;
 }
 
+static zl_instance_t *sess_start(zl_instance_options_t *o,
+                                 const zl_handler_t *h)
+{
+    zl_instance_t *inst = NULL;
+
+    memset(&S, 0, sizeof(S));
+    atomic_store(&S.send_rc, INT32_MIN);
+    o->name = "halfclose";
+    o->server = true;
+    o->handler = h;
+    o->config = no_config;
+    o->server_opts.host = "127.0.0.1";
+    CU_ASSERT_EQUAL_FATAL(zl_instance_new(&inst, o), 0);
+    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    return inst;
+}
+
+/* The handler shuts its side down first; the peer goes on sending, then
+ * ends: on_eof once, then the session closes (no on_err). */
+static void test_session_shutdown_first(void)
+{
+    zl_handler_t h = {
+        .struct_size = sizeof(zl_handler_t),
+        .on_recv = sess_recv,
+        .on_err = sess_err,
+        .on_closed = sess_closed,
+        .on_eof = sess_eof,
+    };
+    zl_instance_options_t o = ZL_INSTANCE_OPTIONS_INIT;
+    zl_instance_t *inst;
+    size_t bad = 1;
+    int fd;
+
+    sess_shut_first = true;
+    inst = sess_start(&o, &h);
+    fd = raw_connect(zl_addr_port(zl_instance_server_addr(inst)));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT(raw_send_pat(fd, 0, 10));
+    CU_ASSERT_EQUAL(raw_read_all(fd, &bad), 0); /* the handler's FIN */
+    CU_ASSERT(raw_send_pat(fd, 10, 100 * KIB));
+    zl_test_sleep_ms(50);
+    CU_ASSERT_EQUAL(atomic_load(&S.closed), 0);
+    CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
+    CU_ASSERT_EQUAL(wait_ge(&S.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(atomic_load(&S.eofs), 1);
+    CU_ASSERT_EQUAL(atomic_load(&S.errs), 0);
+    close(fd);
+    zl_instance_free(inst);
+    sess_shut_first = false;
+}
+
 static void session_run(bool with_eof, uint32_t struct_size)
 {
     zl_handler_t h = {
@@ -745,20 +801,12 @@ static void session_run(bool with_eof, uint32_t struct_size)
         .on_eof = with_eof ? sess_eof : NULL,
     };
     zl_instance_options_t o = ZL_INSTANCE_OPTIONS_INIT;
-    zl_instance_t *inst = NULL;
+    zl_instance_t *inst;
     bool expect = with_eof && struct_size > ZL_HANDLER_SIZE_1_0;
     size_t bad = 1, got;
     int fd;
 
-    memset(&S, 0, sizeof(S));
-    atomic_store(&S.send_rc, INT32_MIN);
-    o.name = "halfclose";
-    o.server = true;
-    o.handler = &h;
-    o.config = no_config;
-    o.server_opts.host = "127.0.0.1";
-    CU_ASSERT_EQUAL_FATAL(zl_instance_new(&inst, &o), 0);
-    CU_ASSERT_EQUAL_FATAL(zl_instance_start(inst), 0);
+    inst = sess_start(&o, &h);
     fd = raw_connect(zl_addr_port(zl_instance_server_addr(inst)));
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(raw_send_pat(fd, 0, 300));
@@ -839,6 +887,7 @@ int zl_test_register_halfclose(void)
         {"session_on_eof", test_session_on_eof},
         {"session_default", test_session_default},
         {"session_abi10_handler", test_session_abi10_handler},
+        {"session_shutdown_first", test_session_shutdown_first},
         {NULL, NULL},
     };
 
