@@ -103,10 +103,11 @@ typedef struct zl_handler {
      * sending, and ends its side with host->shutdown() (the session
      * then closes: on_closed follows) or host->close().  Errors and
      * timeouts still come to on_err (a peer's reset is seen at the next
-     * send).  If the handler had shut its side down already, or over a
-     * transport layer (tls today passes no half-close through), the
-     * session closes gracefully after on_eof returns, as after
-     * on_err(ZL_EOF); the handler may still send from inside on_eof.
+     * send).  If the handler had shut its side down already, the session
+     * closes gracefully after on_eof returns, as after on_err(ZL_EOF).
+     * Over a transport layer it closes after on_eof too, as after
+     * on_err(ZL_EOF) there: tls passes no half-close through yet (it
+     * answers the peer's close_notify with its own at once).
      * Without on_eof (and with a host older than this field) the peer's
      * end of stream is on_err(ZL_EOF), which closes, as in ABI 1.0. */
     void (*on_eof)(zl_session_t *s, void *state);
