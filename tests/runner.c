@@ -40,6 +40,7 @@ static const struct {
     {"log", zl_test_register_log},
     {"net", zl_test_register_net},
     {"conn", zl_test_register_conn},
+    {"halfclose", zl_test_register_halfclose},
     {"plugin", zl_test_register_plugin},
     {"handlers", zl_test_register_handlers},
     {"instance", zl_test_register_instance},

@@ -23,6 +23,7 @@ int zl_test_register_runtime(void);
 int zl_test_register_log(void);
 int zl_test_register_net(void);
 int zl_test_register_conn(void);
+int zl_test_register_halfclose(void);
 int zl_test_register_plugin(void);
 int zl_test_register_handlers(void);
 int zl_test_register_instance(void);

@@ -60,6 +60,10 @@ void zl__conn_shutdown_wr(zl_conn_t *c)
         !zl__queued(c) && c->fd >= 0) {
         c->flags |= ZL__CF_SHUT_DONE;
         shutdown(c->fd, SHUT_WR);
+        /* Half-closed by the peer before: now both directions are done. */
+        if ((c->flags & ZL__CF_HALF) && (c->flags & ZL__CF_READ_EOF) &&
+            c->state == ZL__CS_OPEN)
+            zl__conn_finish(c);
     }
 }
 

@@ -506,6 +506,37 @@ void zl__conn_emit_connect(zl_conn_t *c, int code, int sys, zl_stage_t stage,
 static void continue_read(void *arg);
 static void post_read_more(zl_conn_t *c);
 
+/* The peer's end of stream.  By default an error like the others: on_err
+ * (ZL_EOF), then a graceful close.  With half-close on (zl_conn_set_half_
+ * close) while our sending side is still open, on_err(ZL_EOF) is only
+ * news: the connection stays open for sending, and ends when the handler
+ * shuts its side down (zl__conn_shutdown_wr), closes, or an error or
+ * timeout comes, which is then reported as usual (ERRED is not set). */
+static void peer_eof(zl_conn_t *c)
+{
+    char peer[ZL_ADDR_STRLEN];
+    zl_error_t err;
+
+    c->flags |= ZL__CF_READ_EOF;
+    zl__conn_update_interest(c);
+    zl__conn_peer_text(c, peer);
+    if (!(c->flags & ZL__CF_HALF) ||
+        (c->flags & (ZL__CF_SHUT_WR | ZL__CF_USER_CLOSE | ZL__CF_ERRED))) {
+        zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ, "%s closed the connection",
+                      peer);
+        return;
+    }
+    {
+        char msg[ZL_ADDR_STRLEN + 64];
+
+        snprintf(msg, sizeof(msg), "%s ended its stream (half-close: "
+                 "still open for sending)", peer);
+        err = (zl_error_t){zl_err_kind(ZL_EOF), 0, ZL_STAGE_READ, msg};
+        if (zl__cfg(c)->h.on_err)
+            zl__cfg(c)->h.on_err(c, &err);
+    }
+}
+
 /* drain: read until EAGAIN or end of stream even after a short read —
  * needed when the peer's FIN may have come in the same edge as the data
  * (ZL_EV_HUP), and when resuming (the edge was consumed while paused). */
@@ -537,11 +568,7 @@ static void do_read(zl_conn_t *c, bool drain)
             continue;
         }
         if (n == 0) {
-            c->flags |= ZL__CF_READ_EOF;
-            zl__conn_update_interest(c);
-            zl__conn_fail(c, ZL_EOF, 0, ZL_STAGE_READ,
-                          "%s closed the connection",
-                          zl__conn_peer_text(c, (char[ZL_ADDR_STRLEN]){0}));
+            peer_eof(c);
             return;
         }
         if (errno == EINTR) {
@@ -845,6 +872,19 @@ void zl_conn_abort(zl_conn_t *c) { op_any(c, OP_ABORT); }
 void zl_conn_shutdown(zl_conn_t *c) { op_any(c, OP_SHUTDOWN); }
 void zl_conn_pause(zl_conn_t *c) { op_any(c, OP_PAUSE); }
 void zl_conn_resume(zl_conn_t *c) { op_any(c, OP_RESUME); }
+
+void zl_conn_set_half_close(zl_conn_t *c, bool on)
+{
+    if (on)
+        c->flags |= ZL__CF_HALF;
+    else
+        c->flags &= (uint16_t)~ZL__CF_HALF;
+}
+
+bool zl_conn_half_close(const zl_conn_t *c)
+{
+    return c->flags & ZL__CF_HALF;
+}
 
 void zl_conn_set_data(zl_conn_t *c, void *data) { c->data = data; }
 void *zl_conn_get_data(const zl_conn_t *c) { return c->data; }

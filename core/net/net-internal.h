@@ -114,6 +114,8 @@ enum {
     ZL__CF_REGISTERED = 1u << 8, /* fd is in the poller */
     ZL__CF_FLUSH_NOTE = 1u << 9, /* queue was non-empty: on_flush due */
     ZL__CF_WANT_R = 1u << 10,    /* ZL_EV_READ registered */
+    ZL__CF_HALF = 1u << 11,      /* zl_conn_set_half_close(): the peer's
+                                    end of stream leaves sending open */
     ZL__CF_GROUPED = 1u << 12,   /* in its owner's group */
     ZL__CF_READ_MORE = 1u << 13, /* continue_read task pending */
     ZL__CF_ACTIVE = 1u << 14     /* bytes moved since the last tick */
@@ -250,7 +252,9 @@ int zl__conn_send_local(zl_conn_t *c, const uint8_t *data, size_t len,
                         zl_buf_t *buf);
 /* Write the queue until the kernel pushes back or it is empty. */
 void zl__conn_flush(zl_conn_t *c);
-/* shutdown(SHUT_WR) once requested and the queue is empty. */
+/* shutdown(SHUT_WR) once requested and the queue is empty; with
+ * half-close on and the peer's end of stream seen, both directions are
+ * then done and the connection finishes (on_closed, no on_err). */
 void zl__conn_shutdown_wr(zl_conn_t *c);
 /* Drop the queue, return bytes dropped. */
 size_t zl__conn_clear_queue(zl_conn_t *c);

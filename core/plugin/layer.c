@@ -220,8 +220,7 @@ void zl__session_upper_err(zl_session_t *s, const zl_error_t *err)
         return;
     if (!s->failed)
         zl__session_note_error(s->inst, err);
-    if (s->inst->h->on_err)
-        s->inst->h->on_err(s, zl__state_of(s), err);
+    zl__session_handler_err(s, err); /* ZL_EOF: on_eof if it has one */
     /* Graceful, so that the layer's last words (an alert) still go out.
      * From inside the layer's on_err the connection ends by itself (or a
      * client reconnects) once on_err returns: closing it here would turn

@@ -213,6 +213,9 @@ void zl__session_done(zl_instance_t *inst, bool finished, zl_session_t *s);
 void zl__session_note_error(zl_instance_t *inst, const zl_error_t *err);
 /* Tell the handler when the union of the two busy sources changes. */
 void zl__session_busy_note(zl_session_t *s);
+/* Tell the handler of err: on_eof for ZL_EOF when it has one (the
+ * handler's half-close), else on_err (if set). */
+void zl__session_handler_err(zl_session_t *s, const zl_error_t *err);
 
 /* The public session calls (zltk/session.h) live in session.c too. */
 void zl__session_log(zl_session_t *s, zl_log_level_t level, const char *fmt,

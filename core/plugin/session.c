@@ -80,6 +80,17 @@ void zl__session_done(zl_instance_t *inst, bool finished, zl_session_t *s)
     pthread_mutex_unlock(&inst->mu);
 }
 
+/* The handler's on_eof (half-close), if it has one and its struct_size
+ * covers it; NULL otherwise. */
+static void (*eof_fn(const zl_instance_t *inst))(zl_session_t *, void *)
+{
+    const zl_handler_t *h = inst->h;
+
+    if (h->struct_size < offsetof(zl_handler_t, on_eof) + sizeof(h->on_eof))
+        return NULL;
+    return h->on_eof;
+}
+
 /* Every connection callback starts here: the session, opened on first use
  * (on the owner thread, so on_open runs where the other callbacks do).
  * NULL when the handler must not be called. */
@@ -118,6 +129,10 @@ static zl_session_t *enter(zl_conn_t *c)
         zl_conn_abort(c);
         return NULL;
     }
+    /* Half-close: the peer's end of stream leaves the sending side open.
+     * Not through a layer: tls ends both directions at close_notify. */
+    if (!inst->l && eof_fn(inst))
+        zl_conn_set_half_close(c, true);
     return s;
 }
 
@@ -213,7 +228,20 @@ static void on_err(zl_conn_t *c, const zl_error_t *err)
         s->in_layer_err = true;
         s->inst->l->on_err(s, zl__lstate_of(s), err);
         s->in_layer_err = false;
-    } else if (s->inst->h->on_err)
+    } else {
+        zl__session_handler_err(s, err);
+    }
+}
+
+/* The handler hears of an error, or of the peer's end of stream: on_eof
+ * for a handler that has it (half-close), else on_err. */
+void zl__session_handler_err(zl_session_t *s, const zl_error_t *err)
+{
+    void (*eof)(zl_session_t *, void *) = eof_fn(s->inst);
+
+    if (err->code == ZL_EOF && eof)
+        eof(s, zl__state_of(s));
+    else if (s->inst->h->on_err)
         s->inst->h->on_err(s, zl__state_of(s), err);
 }
 

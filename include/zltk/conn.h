@@ -5,7 +5,8 @@
  * thread, never concurrently, never after on_closed.
  *
  * Lifecycle.  A connection reports at most one error (on_err), after which
- * it closes.  Closing is asynchronous and two-phase: once zl_conn_close()
+ * it closes (the one exception: the peer's end of stream with half-close
+ * on, below).  Closing is asynchronous and two-phase: once zl_conn_close()
  * or zl_conn_abort() is called, or an error was reported, no callback
  * arrives except exactly one final on_closed; the memory is freed after it,
  * on the owner thread.  Other threads that keep a pointer take a reference
@@ -25,6 +26,21 @@
  * vanished while the connection is silent.  Both are off in
  * ZL_CONN_OPTIONS_INIT (zltk-host turns them on: see zltk.conf(5)).  Timeouts are
  * checked on the manager tick, so they fire up to one or two ticks late.
+ *
+ * Half-close.  By default the peer's end of stream (it shut down its
+ * sending side) is reported as on_err(ZL_EOF) and the connection closes
+ * gracefully: what is queued still goes out, nothing more can be sent.
+ * A relay needs the other direction to stay open (the peer sent its
+ * request and shut down; the answer comes later): with
+ * zl_conn_set_half_close(c, true), on_err(ZL_EOF) is news only, the
+ * connection stays open for sending, and it closes once both directions
+ * are done: when the owner's zl_conn_shutdown() has flushed the queue and
+ * sent the FIN (then on_closed, no other on_err), or at zl_conn_close(),
+ * zl_conn_abort(), an error or a timeout (on_err once more for those, as
+ * usual).  Our side shutting down first needs no option: the connection
+ * keeps receiving until the peer ends too.  With nothing queued, a
+ * half-closed connection watches no event: a reset by the peer is seen at
+ * the next send (or by the idle timeout).
  *
  * Receiving.  Each readiness event reads once, into a 128 KiB buffer per
  * poller shared by all its connections, so an idle connection holds no
@@ -57,7 +73,8 @@ typedef struct zl_conn_handler {
      * (ZL_EOF), reset, send or idle timeout, …  Called once; the
      * connection then closes gracefully (what is queued is still sent)
      * except after a send timeout or reset.  The handler may still send
-     * from inside on_err. */
+     * from inside on_err.  With half-close on, ZL_EOF does not close
+     * (zl_conn_set_half_close()) and a later error is reported too. */
     void (*on_err)(zl_conn_t *c, const zl_error_t *err);
     /* The send queue drained completely after having been non-empty. */
     void (*on_flush)(zl_conn_t *c);
@@ -150,8 +167,21 @@ ZL_API void zl_conn_abort(zl_conn_t *c);
 
 /* Half-close: after the queue is sent, shut down the sending direction
  * (the peer reads end of stream); keep receiving until the peer closes.
+ * Sends after it return ZL_ESHUTDOWN.  If the peer's end of stream came
+ * first (half-close on), the connection then closes: on_closed follows.
  * Any thread. */
 ZL_API void zl_conn_shutdown(zl_conn_t *c);
+
+/* Half-close by the peer (off by default): on, the peer's end of stream
+ * is delivered as on_err(ZL_EOF) but leaves the connection open for
+ * sending, until zl_conn_shutdown(), a close, or an error (see
+ * "Half-close" above).  Only while our own side is still open: after
+ * zl_conn_shutdown() the peer's end of stream closes the connection as
+ * by default.  Kept across a client's reconnects.  Owner thread, before
+ * the peer's end of stream arrives (e.g. in on_connect); the getter as
+ * the other accessors. */
+ZL_API void zl_conn_set_half_close(zl_conn_t *c, bool on);
+ZL_API bool zl_conn_half_close(const zl_conn_t *c);
 
 /* Stop / resume reading.  Resuming drains what the kernel already holds,
  * even under edge triggering.  Owner thread, or posted from others. */

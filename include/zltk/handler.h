@@ -23,7 +23,9 @@
  *     on_open, then for a client one on_connect per connection attempt
  *     (err != NULL: that attempt failed), for a server one on_connect(NULL);
  *     then any number of on_recv, on_flush, on_busy, on_manager;
- *     at most one on_err per connection; finally exactly one on_closed.
+ *     at most one on_eof and one on_err per connection (on_eof only for
+ *     a handler that sets it: half-close); finally exactly one
+ *     on_closed.
  * on_manager ticks (every 2 s by default) from on_open to close, also while
  * a client is still connecting.
  */
@@ -72,8 +74,9 @@ typedef struct zl_handler {
     void (*on_connect)(zl_session_t *s, void *state, const zl_error_t *err);
     /* Mandatory.  Bytes arrived (plaintext, below any layer). */
     void (*on_recv)(zl_session_t *s, void *state, zl_buf_t *buf);
-    /* Optional.  The connection failed or ended: end of stream (ZL_EOF),
-     * reset, timeout, a TLS failure, …  After end of stream the session
+    /* Optional.  The connection failed or ended: end of stream (ZL_EOF;
+     * to on_eof instead for a handler that sets it), reset, timeout, a
+     * TLS failure, …  After end of stream the session
      * closes gracefully (what is queued is still sent, and the handler may
      * still send from here); after other errors the connection is reset and
      * the queue dropped.  A client with a reconnect policy then reconnects
@@ -89,11 +92,31 @@ typedef struct zl_handler {
     /* Optional.  The last callback: free what hangs off state. */
     void (*on_closed)(zl_session_t *s, void *state);
 
-    void *reserved[8];
+    /* ---- Appended after ABI 1.0: the host reads these only when
+     * struct_size covers them. */
+
+    /* Optional: half-close.  A handler that sets it asks to keep its
+     * sending side open after the peer's end of stream (a relay: the
+     * client sent its request and shut down its side; the answer comes
+     * later).  The peer's end of stream then comes here instead of
+     * on_err(ZL_EOF); the session stays open: the handler may go on
+     * sending, and ends its side with host->shutdown() (the session
+     * then closes: on_closed follows) or host->close().  Errors and
+     * timeouts still come to on_err (a peer's reset is seen at the next
+     * send).  If the handler had shut its side down already, the session
+     * closes gracefully after on_eof returns, as after on_err(ZL_EOF).
+     * Over a transport layer it closes after on_eof too, as after
+     * on_err(ZL_EOF) there: tls passes no half-close through yet (it
+     * answers the peer's close_notify with its own at once).
+     * Without on_eof (and with a host older than this field) the peer's
+     * end of stream is on_err(ZL_EOF), which closes, as in ABI 1.0. */
+    void (*on_eof)(zl_session_t *s, void *state);
+
+    void *reserved[7];
 } zl_handler_t;
 
 /* Size of zl_handler_t as ABI 1.0 defines it (struct_size must cover it). */
-#define ZL_HANDLER_SIZE_1_0 offsetof(zl_handler_t, reserved)
+#define ZL_HANDLER_SIZE_1_0 offsetof(zl_handler_t, on_eof)
 
 /* A transport layer (kind ZL_PROVIDES_LAYER): sits between a session's
  * connection and its handler, as TLS does, and is chosen per instance with

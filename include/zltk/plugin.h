@@ -136,7 +136,8 @@ struct zl_host_api {
     int (*send_buf)(zl_session_t *s, zl_buf_t *buf);
     /* Graceful close (what is queued is sent first), abortive close (RST,
      * queue dropped), half-close (sending side, after the queue; keep
-     * receiving).  Then on_closed follows (not for shutdown).  Idempotent. */
+     * receiving).  Then on_closed follows (not for shutdown, unless the
+     * peer had ended its side first: zl_handler_t.on_eof).  Idempotent. */
     void (*close)(zl_session_t *s);
     void (*abort)(zl_session_t *s);
     void (*shutdown)(zl_session_t *s);

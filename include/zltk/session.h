@@ -38,7 +38,8 @@ ZL_API int zl_session_send_buf(zl_session_t *s, zl_buf_t *buf);
 
 /* Graceful close (what is queued is sent first), abortive close (RST,
  * queue dropped), half-close (sending side, after the queue; keep
- * receiving).  Then on_closed follows (not for shutdown).  Idempotent. */
+ * receiving).  Then on_closed follows (not for shutdown, unless the peer
+ * had ended its side first: zl_handler_t.on_eof).  Idempotent. */
 ZL_API void zl_session_close(zl_session_t *s);
 ZL_API void zl_session_abort(zl_session_t *s);
 ZL_API void zl_session_shutdown(zl_session_t *s);
