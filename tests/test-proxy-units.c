@@ -487,6 +487,12 @@ static void test_upstreams(void)
     CU_ASSERT_STRING_EQUAL(u.v[2].host, "db.example.org");
     CU_ASSERT_EQUAL(u.v[2].port, 5432);
     proxy__upstreams_clear(&u);
+    CU_ASSERT_EQUAL_FATAL(proxy__upstreams_parse("unix:/run/app.sock 10.0.0.1:1",
+                                                 &u, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(u.n, 2);
+    CU_ASSERT_STRING_EQUAL(u.v[0].host, "unix:/run/app.sock");
+    CU_ASSERT_EQUAL(u.v[0].port, 0);
+    proxy__upstreams_clear(&u);
     CU_ASSERT_EQUAL(u.n, 0);
 
     expect_up_error(NULL, "no upstream");
@@ -496,6 +502,14 @@ static void test_upstreams(void)
     expect_up_error("a:65536", "\"a:65536\"");
     expect_up_error("2001:db8::1:443", "needs brackets");
     expect_up_error("a:1, A:1", "\"A:1\" is listed twice");
+    expect_up_error("unix:/x unix:/x", "\"unix:/x\" is listed twice");
+    expect_up_error("unix:", "\"unix:\": not unix:PATH");
+    {
+        char longp[200];
+
+        snprintf(longp, sizeof(longp), "unix:/%0150d", 0);
+        expect_up_error(longp, "at most 107 bytes");
+    }
 }
 
 static void test_balance_and_version(void)

@@ -133,8 +133,8 @@ typedef enum {
 } proxy_balance_t;
 
 typedef struct proxy_upstream {
-    char *host; /* a name or an IP literal, without brackets */
-    uint16_t port;
+    char *host; /* a name, an IP literal without brackets, or unix:PATH */
+    uint16_t port; /* 0 for unix:PATH */
     char *text; /* as configured, for logs: "[::1]:80", "db.example:5432" */
 } proxy_upstream_t;
 
@@ -144,7 +144,8 @@ typedef struct proxy_upstreams {
 } proxy_upstreams_t;
 
 /* "HOST:PORT[, HOST:PORT ...]" (HOST a name, an IPv4 literal or a
- * bracketed IPv6 literal; entries separated by commas and/or spaces) into
+ * bracketed IPv6 literal; or unix:PATH; entries separated by commas and/or
+ * spaces) into
  * *out.  Returns 0, or -1 with *out untouched and a message naming the
  * entry in err: no entry at all, a missing or out-of-range port, a bare
  * IPv6 literal without brackets, a duplicate.  Free with

@@ -2,6 +2,7 @@
  * once, when an instance is configured.  Every error names the entry it
  * refuses and says what would be accepted. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,22 @@ static int up_entry(const char *p, size_t n, proxy_upstream_t *out,
     }
     memcpy(tmp, p, n);
     tmp[n] = '\0';
+    if (zl_addr_is_unix_text(tmp)) {
+        zl_addr_t a;
+        int rc = zl_addr_from_unix(&a, tmp);
+
+        if (rc != 0) {
+            snprintf(err, err_len, "\"%s\": %s", tmp,
+                     rc == -ENAMETOOLONG
+                         ? "a Unix socket path holds at most 107 bytes"
+                         : "not unix:PATH");
+            return -1;
+        }
+        out->host = g_strdup(tmp); /* a client's host takes unix:PATH */
+        out->port = 0;
+        out->text = g_strdup(tmp);
+        return 0;
+    }
     if (zl_addr_split(tmp, host, sizeof(host), &port, false) != 0) {
         const char *colon = strrchr(tmp, ':');
 
@@ -69,7 +86,10 @@ int proxy__upstreams_parse(const char *text, proxy_upstreams_t *out,
         for (guint i = 0; i < v->len; i++) {
             proxy_upstream_t *o = &g_array_index(v, proxy_upstream_t, i);
 
-            if (o->port == u.port && g_ascii_strcasecmp(o->host, u.host) == 0) {
+            /* Names compare without case; Unix paths with it. */
+            if (o->port == u.port &&
+                (u.port ? g_ascii_strcasecmp(o->host, u.host)
+                        : strcmp(o->host, u.host)) == 0) {
                 snprintf(err, err_len, "\"%s\" is listed twice", u.text);
                 g_free(u.host);
                 g_free(u.text);
