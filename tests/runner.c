@@ -180,6 +180,16 @@ int zl_test_wait_flag(atomic_int *flag, unsigned timeout_ms)
     return v;
 }
 
+int zl_test_wait_ge(atomic_int *v, int want, unsigned timeout_ms)
+{
+    uint64_t end = zl_now_ms() + (uint64_t)timeout_ms * zl_test_slow();
+    int x;
+
+    while ((x = atomic_load(v)) < want && zl_now_ms() < end)
+        zl_test_sleep_ms(1);
+    return x;
+}
+
 long zl_test_wait_count(atomic_long *counter, long target, unsigned timeout_ms)
 {
     uint64_t end = zl_now_ms() + (uint64_t)timeout_ms * zl_test_slow();

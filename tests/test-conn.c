@@ -132,15 +132,6 @@ static unsigned slow_ms(unsigned ms)
     return ms * zl_test_slow();
 }
 
-static int wait_ge(atomic_int *v, int want, unsigned ms)
-{
-    uint64_t end = zl_now_ms() + slow_ms(ms);
-    int x;
-
-    while ((x = atomic_load(v)) < want && zl_now_ms() < end)
-        zl_test_sleep_ms(1);
-    return x;
-}
 
 static long long wait_ge_ll(atomic_llong *v, long long want, unsigned ms)
 {
@@ -614,7 +605,7 @@ static uint16_t srv_port(const zl_server_t *s)
  * nothing was wrong on its side. */
 static void srv_stop(zl_server_t *s, srv_t *sv)
 {
-    wait_ge(&sv->closed, atomic_load(&sv->connects), 5000);
+    zl_test_wait_ge(&sv->closed, atomic_load(&sv->connects), 5000);
     zl_server_free(s);
     CU_ASSERT_EQUAL(atomic_load(&sv->closed), atomic_load(&sv->connects));
     CU_ASSERT_EQUAL(atomic_load(&sv->bad), 0);
@@ -933,7 +924,7 @@ static void probe_end(probe_t *p)
         zl_conn_close(p->ref);
         zl_poller_sync(zl_conn_poller(p->ref), mark_closing, p);
     }
-    wait_ge(&p->closed, 1, 3000);
+    zl_test_wait_ge(&p->closed, 1, 3000);
     if (p->ref)
         zl_conn_unref(p->ref);
     p->ref = NULL;
@@ -1071,7 +1062,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
         o.conn.low_water = 64 * KIB;
         probe_connect(&p[i], &o, true);
     }
-    CU_ASSERT_EQUAL(wait_ge(&all, (int)n, timeout_ms), (int)n);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&all, (int)n, timeout_ms), (int)n);
     for (unsigned i = 0; i < n; i++) {
         probe_t *q = &p[i];
         probe_end(q);
@@ -1094,7 +1085,7 @@ static void echo_many(unsigned n, uint64_t bytes, size_t chunk, bool fixed,
     }
     CU_ASSERT_EQUAL(bad_probes, 0);
     /* The server saw each client's end of stream and closed. */
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, (int)n, 5000), (int)n);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, (int)n, 5000), (int)n);
     CU_ASSERT_EQUAL(atomic_load(&sv.connects), (int)n);
     CU_ASSERT_EQUAL(atomic_load(&sv.n_eof), (int)n);
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), (int)n);
@@ -1171,7 +1162,7 @@ static void test_raw_client_zltk_server(void)
     shutdown(fd, SHUT_WR);
     CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* the server closes too */
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 5000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.n_eof), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.rx), (long long)total);
     CU_ASSERT_EQUAL(atomic_load(&sv.tx), (long long)total);
@@ -1239,7 +1230,7 @@ static void test_zltk_client_raw_server(void)
     o.conn.high_water = 128 * KIB;
     o.conn.low_water = 32 * KIB;
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 20000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 20000), 1);
     probe_end(&p);
     pthread_join(th, NULL);
     close(pe.lfd);
@@ -1270,7 +1261,7 @@ static void test_refused(void)
     probe_init(&p, 1);
     copts_init(&o, &e, "127.0.0.1", port);
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(100);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.cerrs), 1);
@@ -1301,7 +1292,7 @@ static void test_connect_timeout(void)
     o.connect_timeout_ms = 300;
     t0 = zl_now_ms();
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     dt = zl_now_ms() - t0;
     zl_test_sleep_ms(50);
     probe_check_clean(&p);
@@ -1328,7 +1319,7 @@ static void test_dns_fail(void)
     probe_init(&p, 1);
     copts_init(&o, &e, "bad.test", 80);
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(50);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&res_calls), 1);
@@ -1366,7 +1357,7 @@ static void test_dns_second_address(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "good.test", srv_port(s));
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&res_calls), 1);
@@ -1414,11 +1405,11 @@ static void test_dns_first_address_hangs(void)
     o.attempt_delay_ms = 100;
     t0 = zl_now_ms();
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL(wait_ge(&p.connected, 1, 4000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.connected, 1, 4000), 1);
     dt = zl_now_ms() - t0;
     CU_ASSERT(dt >= 90);           /* the first address had its delay */
     CU_ASSERT(dt < slow_ms(2000)); /* and not the whole timeout */
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&res_calls), 1);
@@ -1455,13 +1446,13 @@ static void test_dns_slow(void)
     o.connect_timeout_ms = 200;
     t0 = zl_now_ms();
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     dt = zl_now_ms() - t0;
     CU_ASSERT(dt >= 190 && dt < 900);
     CU_ASSERT_EQUAL(atomic_load(&p.cerr_code), ZL_ETIMEOUT);
     CU_ASSERT_EQUAL(atomic_load(&p.cerr_stage), ZL_STAGE_RESOLVE);
     /* The resolver answers later: nothing may come of it. */
-    CU_ASSERT_EQUAL(wait_ge(&res_slow_done, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&res_slow_done, 1, 3000), 1);
     zl_test_sleep_ms(100);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.cerrs), 1);
@@ -1492,7 +1483,7 @@ static void test_reset_by_client(void)
     CU_ASSERT(zl_test_send_all(fd, "ping", 4));
     CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     raw_reset(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ERESET);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_READ);
@@ -1523,7 +1514,7 @@ static void test_reset_by_server(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     raw_reset(fd);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.connected), 1);
@@ -1560,7 +1551,7 @@ static void half_close_run(bool check_spin)
     stream_fill(9, 0, data, total);
     CU_ASSERT(zl_test_send_all(fd, data, total));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.errs, 1, 5000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_EOF);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_READ);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_sys), 0);
@@ -1582,7 +1573,7 @@ static void half_close_run(bool check_spin)
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0); /* then end of stream */
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.tx), (long long)total);
     CU_ASSERT_EQUAL(atomic_load(&sv.rx), (long long)total);
@@ -1618,7 +1609,7 @@ static void test_eof_with_last_data(void)
         /* The session saw the end of stream and closed. */
         CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), 0);
         close(fd);
-        CU_ASSERT_EQUAL(wait_ge(&sv.closed, round + 1, 2000), round + 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, round + 1, 2000), round + 1);
     }
     CU_ASSERT_EQUAL(atomic_load(&sv.n_eof), 3);
     CU_ASSERT_EQUAL(atomic_load(&sv.rx_live), 15);
@@ -1661,8 +1652,8 @@ static void test_stalled_peer_send_timeout(void)
     s = srv_start(&e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 5000), 1);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.errs, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.busy_on), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.busy_off), 0);
     CU_ASSERT_EQUAL(atomic_load(&sv.push_busy_rc), 1);
@@ -1703,10 +1694,10 @@ static int stalled_errors(env_t *e, srv_t *sv, uint32_t send_timeout_ms,
     s = srv_start(e, sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv->push_busy_rc, 1, 5000), 1);
-    errs = wait_ge(&sv->errs, 1, wait_ms);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv->push_busy_rc, 1, 5000), 1);
+    errs = zl_test_wait_ge(&sv->errs, 1, wait_ms);
     raw_reset(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv->closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv->closed, 1, 3000), 1);
     srv_stop(s, sv);
     return errs;
 }
@@ -1758,8 +1749,8 @@ static void test_idle_server_session(void)
     s = srv_start(&e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 3000), 1);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.errs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_stage), ZL_STAGE_READ);
     srv_err_msg(&sv, msg, sizeof(msg));
@@ -1801,7 +1792,7 @@ static void test_idle_traffic_keeps_alive(void)
     s = srv_start(&e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&sv.connects, 1, 3000), 1);
     end = zl_now_ms() + 3 * idle;
     while (zl_now_ms() < end) {
         CU_ASSERT_EQUAL(send(fd, "c", 1, MSG_NOSIGNAL), 1);
@@ -1818,7 +1809,7 @@ static void test_idle_traffic_keeps_alive(void)
     CU_ASSERT_EQUAL(atomic_load(&sv.errs), 0);
     CU_ASSERT(atomic_load(&sv.rx_live) >= 3);
     /* Then silence. */
-    CU_ASSERT_EQUAL(wait_ge(&sv.errs, 1, 3000 + 2 * idle), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.errs, 1, 3000 + 2 * idle), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.err_code), ZL_ETIMEOUT);
     srv_err_msg(&sv, msg, sizeof(msg));
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "idle"));
@@ -1853,8 +1844,8 @@ static void test_idle_client(void)
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&p.errs, 1, 3000), 1);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.errs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&p.err_code), ZL_ETIMEOUT);
     CU_ASSERT_EQUAL(atomic_load(&p.err_stage), ZL_STAGE_READ);
     if (atomic_load(&p.closed))
@@ -1963,7 +1954,7 @@ static zl_conn_t *blackhole_pair(blackhole_t *bh, env_t *e, srv_t *sv,
     CU_ASSERT(*fd >= 0);
     if (rc != 0 || *fd < 0)
         return NULL;
-    CU_ASSERT_EQUAL(wait_ge(&sv->connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv->connects, 1, 3000), 1);
     held = atomic_load(&sv->held);
     CU_ASSERT_PTR_NOT_NULL(held);
     if (!held)
@@ -1987,7 +1978,7 @@ static void check_blackhole_err(srv_t *sv, long long t0, long long lo,
     char msg[256];
     long long dt;
 
-    CU_ASSERT_EQUAL(wait_ge(&sv->errs, 1, (unsigned)hi + 2000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv->errs, 1, (unsigned)hi + 2000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv->err_code), ZL_ETIMEOUT);
     CU_ASSERT_EQUAL(atomic_load(&sv->err_sys), ETIMEDOUT);
     CU_ASSERT_EQUAL(atomic_load(&sv->queued_at_err), 0);
@@ -2095,10 +2086,10 @@ static long long trim_burst(env_t *e, size_t high_water)
     s = srv_start(e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 4096);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.push_busy_rc, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.push_busy_rc, 1, 5000), 1);
     q = atomic_load(&sv.push_queued_busy);
     raw_reset(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     srv_stop(s, &sv);
     srv_fini(&sv);
     return q;
@@ -2160,7 +2151,7 @@ static void test_drain_notice(void)
     probe_connect(&p, &o, true);
     fd = raw_accept(lfd, 3000);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&p.busy_on, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.busy_on, 1, 3000), 1);
     zl_test_sleep_ms(200);
     CU_ASSERT_EQUAL(atomic_load(&p.busy_off), 0); /* nobody read yet */
     CU_ASSERT_EQUAL(atomic_load(&p.flushes), 0);
@@ -2249,7 +2240,7 @@ static void test_drain_at_low_water(void)
                         "water (queued %zu)\n", q);
     CU_ASSERT_FATAL(landed);
     /* The queue is below low water: the notice is due. */
-    if (wait_ge(&p.busy_off, 1, 500) != 1)
+    if (zl_test_wait_ge(&p.busy_off, 1, 500) != 1)
         fprintf(stderr, "\n  no on_busy(false) with %zu bytes queued "
                         "(low water %zu, still busy: %d)\n",
                 q, low, (int)busy);
@@ -2259,7 +2250,7 @@ static void test_drain_at_low_water(void)
     CU_ASSERT_EQUAL(raw_recv_stream(fd, 12, got, total - got, &bad),
                     total - got);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&p.flushes, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.flushes, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&p.busy_off), 1);
     probe_end(&p);
     probe_check_clean(&p);
@@ -2288,7 +2279,7 @@ static void test_pause_no_spin(void)
     s = srv_start(&e, &sv, &so);
     fd = raw_connect("127.0.0.1", srv_port(s), 0);
     CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.connects, 1, 3000), 1);
     stream_fill(21, 0, out, sizeof(out));
     CU_ASSERT(zl_test_send_all(fd, out, sizeof(out)));
     zl_test_sleep_ms(100);
@@ -2306,7 +2297,7 @@ static void test_pause_no_spin(void)
     CU_ASSERT(zl_test_recv_exact(fd, in, sizeof(in)));
     CU_ASSERT_EQUAL(memcmp(in, out, sizeof(in)), 0);
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.n_eof), 1);
     zl_conn_unref(held);
     srv_stop(s, &sv);
@@ -2409,7 +2400,7 @@ static void test_emfile(void)
     CU_ASSERT(zl_test_recv_exact(fd, buf, 4));
     CU_ASSERT_EQUAL(memcmp(buf, "ping", 4), 0);
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     zl_server_get_stats(s, &st);
     CU_ASSERT_EQUAL(st.accepted, 1);
     srv_stop(s, &sv);
@@ -2479,7 +2470,7 @@ static void close_in_run(int at)
     if (at == AT_BUSY) {
         zl_conn_t *held;
 
-        CU_ASSERT_EQUAL(wait_ge(&p.busy_on, 1, 5000), 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&p.busy_on, 1, 5000), 1);
         for (int i = 0; i < 5000 && !atomic_load(&sv.held); i++)
             zl_test_sleep_ms(1);
         held = atomic_load(&sv.held);
@@ -2489,7 +2480,7 @@ static void close_in_run(int at)
             zl_conn_unref(held);
         }
     }
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     zl_test_sleep_ms(150); /* room for anything that should not come */
     probe_check_clean(&p);
     switch (at) {
@@ -2522,7 +2513,7 @@ static void close_in_run(int at)
     if (at != AT_ERR)
         CU_ASSERT_EQUAL(atomic_load(&p.errs), 0);
     if (s) {
-        CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 5000), 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 5000), 1);
         /* A graceful close sends everything that was accepted. */
         if (at == AT_FLUSH || at == AT_BUSY) {
             CU_ASSERT_EQUAL(atomic_load(&sv.rx), atomic_load(&p.sent_accepted));
@@ -2576,7 +2567,7 @@ static void test_close_other_thread(void)
     CU_ASSERT(wait_ge_ll(&p.rx, 256 * KIB, 5000) >= 256 * (long long)KIB);
     zl_conn_close(p.ref);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(100);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 0);
@@ -2639,11 +2630,11 @@ static void test_close_abort_race(void)
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(100);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 0);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     probe_end(&p);
     srv_stop(s, &sv);
     env_down(&e);
@@ -2677,7 +2668,7 @@ static void test_send_other_thread(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&p.connected, 1, 3000), 1);
     while (off < total) {
         size_t n;
         int rc;
@@ -2700,7 +2691,7 @@ static void test_send_other_thread(void)
         off += n;
     }
     CU_ASSERT_EQUAL(fails, 0);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 10000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 10000), 1);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 0);
@@ -2765,10 +2756,10 @@ static void test_send_other_thread_while_closing(void)
     p.no_pump = true;
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&p.connected, 1, 3000), 1);
     sd.c = p.ref;
     CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, sender_main, &sd), 0);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     zl_test_sleep_ms(20);
     atomic_store(&sd.stop, 1);
     pthread_join(th, NULL);
@@ -2821,7 +2812,7 @@ static void test_shutdown_half_close(void)
     CU_ASSERT_EQUAL(wait_ge_ll(&p.rx, 3, 3000), 3);
     CU_ASSERT_EQUAL(atomic_load(&p.closed), 0);
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     probe_end(&p);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 1);
@@ -2858,7 +2849,7 @@ static void test_abort_resets(void)
     CU_ASSERT(conn_queued(p.ref, NULL) > 0);
     zl_conn_abort(p.ref);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(zl_test_read_end(fd, NULL), ECONNRESET);
     CU_ASSERT(atomic_load(&p.final_sent) < (long long)MIB);
     zl_test_sleep_ms(50);
@@ -2965,15 +2956,15 @@ static void test_socket_options(void)
     o.conn.rcvbuf = 20 * KIB;
     o.conn.send_timeout_ms = 0; /* and no keepalive: neither option */
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&p.connected, 1, 3000), 1);
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&p.connected, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&sv.connects, 1, 3000), 1);
     check_sockopts(p.ref, 0, 0, 0, 24 * KIB, 20 * KIB);
     held = atomic_load(&sv.held);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
     check_sockopts(held, 6, 2, 7000, 48 * KIB, 40 * KIB);
     probe_end(&p);
     probe_check_clean(&p);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     zl_conn_unref(held);
     srv_stop(s, &sv);
     env_down(&e);
@@ -3065,15 +3056,15 @@ static void test_reconnect_lifts_busy(void)
     o.conn.high_water = 64 * 1024;
     o.conn.low_water = 16 * 1024;
     CU_ASSERT_EQUAL_FATAL(zl_client_connect(&c, &o, &busyrc_handler, &b), 0);
-    CU_ASSERT_EQUAL(wait_ge(&b.busy_on, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&b.busy_on, 1, 5000), 1);
     CU_ASSERT_EQUAL(atomic_load(&b.sends_busy), 1);
     CU_ASSERT_EQUAL(atomic_load(&b.busy_off), 0);
     /* The server resets the first session: the client loses it. */
-    CU_ASSERT_EQUAL_FATAL(wait_ge(&sv.connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL_FATAL(zl_test_wait_ge(&sv.connects, 1, 3000), 1);
     held = atomic_load(&sv.held);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
     zl_conn_abort(held);
-    CU_ASSERT_EQUAL(wait_ge(&b.connects, 2, 5000), 2);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&b.connects, 2, 5000), 2);
     CU_ASSERT_EQUAL(atomic_load(&b.busy_off), 1);
     /* ...and it came before the second connection's on_connect. */
     CU_ASSERT_EQUAL(atomic_load(&b.off_at_connects), 1);
@@ -3113,15 +3104,15 @@ static void test_reconnect_until_server(void)
     o.reconnect_min_ms = 40;
     o.reconnect_max_ms = 80;
     probe_connect(&p, &o, true);
-    CU_ASSERT(wait_ge(&p.cerrs, 3, 3000) >= 3);
+    CU_ASSERT(zl_test_wait_ge(&p.cerrs, 3, 3000) >= 3);
     so.port = port;
     s = srv_start(&e, &sv, &so);
-    CU_ASSERT_EQUAL(wait_ge(&p.connected, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.connected, 1, 3000), 1);
     CU_ASSERT(wait_ge_ll(&p.rx, 1000, 3000) == 1000);
     n = atomic_load(&p.cerrs);
     zl_conn_close(p.ref);
     zl_poller_sync(zl_conn_poller(p.ref), mark_closing, &p);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(100);
     probe_check_clean(&p);
     CU_ASSERT(n >= 3);
@@ -3189,7 +3180,7 @@ static void test_reconnect_storm(void)
     zl_server_free(s); /* sessions closed before it returns */
     CU_ASSERT_EQUAL(atomic_load(&sv.closed), atomic_load(&sv.connects));
     CU_ASSERT_EQUAL(atomic_load(&sv.bad), 0);
-    CU_ASSERT_EQUAL(wait_ge(&all, STORM_CLIENTS, 5000), STORM_CLIENTS);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&all, STORM_CLIENTS, 5000), STORM_CLIENTS);
     zl_test_sleep_ms(150);
     for (int i = 0; i < STORM_CLIENTS; i++) {
         probe_end(&p[i]);
@@ -3227,7 +3218,7 @@ static void test_server_free_with_clients(void)
             probe_connect(&p[i], &o, true);
         }
     }
-    CU_ASSERT_EQUAL(wait_ge(&sv.connects, 8, 3000), 8);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.connects, 8, 3000), 8);
     for (int i = 0; i < 4; i++)
         CU_ASSERT(wait_ge_ll(&p[i].rx, 16 * KIB, 3000) >= 16 * (long long)KIB);
     zl_server_free(s);
@@ -3235,7 +3226,7 @@ static void test_server_free_with_clients(void)
     CU_ASSERT_EQUAL(atomic_load(&sv.bad), 0);
     for (int i = 0; i < 8; i++) {
         int code;
-        CU_ASSERT_EQUAL(wait_ge(&p[i].closed, 1, 3000), 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&p[i].closed, 1, 3000), 1);
         probe_end(&p[i]);
         probe_check_clean(&p[i]);
         CU_ASSERT_EQUAL(atomic_load(&p[i].errs), 1);
@@ -3267,7 +3258,7 @@ static void test_addresses_after_err(void)
     probe_init(&p, 80);
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.errs), 1);
     CU_ASSERT_EQUAL(atomic_load(&p.err_code), ZL_EOF);
@@ -3279,7 +3270,7 @@ static void test_addresses_after_err(void)
     CU_ASSERT(lport != 0 && lport != srv_port(s));
     CU_ASSERT_STRING_EQUAL(p.local_at_err, p.local_at_closed);
     CU_ASSERT_STRING_EQUAL(p.local_at_connect, p.local_at_closed);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     pthread_mutex_lock(&sv.lock);
     /* The accepted side: its peer is the client's local address, its
      * local address the server's, both still there in on_closed (kept
@@ -3315,11 +3306,11 @@ static void test_byte_counters(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.final_sent), total);
     CU_ASSERT_EQUAL(atomic_load(&p.final_recv), total);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&sv.rx), total);
     CU_ASSERT_EQUAL(atomic_load(&sv.tx), total);
     srv_stop(s, &sv);
@@ -3346,8 +3337,8 @@ static void test_manager_ticks(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     o.conn.manager_ms = 50;
     probe_connect(&p, &o, true);
-    CU_ASSERT_EQUAL(wait_ge(&p.connected, 1, 3000), 1);
-    CU_ASSERT_EQUAL(wait_ge(&sv.connects, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.connected, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.connects, 1, 3000), 1);
     m0 = atomic_load(&p.managers);
     s0 = atomic_load(&sv.managers);
     zl_test_sleep_ms(500);
@@ -3380,7 +3371,7 @@ static void test_manager_while_connecting(void)
     o.connect_timeout_ms = 600;
     o.conn.manager_ms = 50;
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     zl_test_sleep_ms(150);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.cerr_code), ZL_ETIMEOUT);
@@ -3415,7 +3406,7 @@ static void test_ipv6_loopback(void)
     p.close_when_echoed = true;
     copts_init(&o, &e, "::1", srv_port(s));
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 5000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 5000), 1);
     probe_check_clean(&p);
     CU_ASSERT_EQUAL(atomic_load(&p.final_recv), 64 * (long long)KIB);
     snprintf(want, sizeof(want), "[::1]:%u", srv_port(s));
@@ -3425,7 +3416,7 @@ static void test_ipv6_loopback(void)
     CU_ASSERT_STRING_EQUAL(p.local_at_closed, p.local_at_connect);
     CU_ASSERT_TRUE(srv_has_peer(&sv, "[::1]:"));
     /* The accepted side keeps both IPv6 addresses past on_closed. */
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     pthread_mutex_lock(&sv.lock);
     CU_ASSERT_STRING_EQUAL(sv.closed_peer, p.local_at_closed);
     CU_ASSERT_STRING_EQUAL(sv.closed_local, want);
@@ -3465,7 +3456,7 @@ static void test_dual_stack(void)
         p[i].close_when_echoed = true;
         copts_init(&o, &e, i ? "::1" : "127.0.0.1", srv_port(s));
         probe_connect(&p[i], &o, false);
-        CU_ASSERT_EQUAL(wait_ge(&p[i].closed, 1, 5000), 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&p[i].closed, 1, 5000), 1);
         probe_check_clean(&p[i]);
         CU_ASSERT_EQUAL(atomic_load(&p[i].final_recv), 1000);
     }
@@ -3539,7 +3530,7 @@ static void test_max_conns(void)
         CU_ASSERT(zl_test_send_all(fd[i], "abcd", 4));
         CU_ASSERT(zl_test_recv_exact(fd[i], buf, 4));
     }
-    CU_ASSERT_EQUAL(wait_ge(&sv.connects, 2, 3000), 2);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.connects, 2, 3000), 2);
     for (int i = 2; i < 4; i++) {
         fd[i] = raw_connect("127.0.0.1", srv_port(s), 0);
         CU_ASSERT_FATAL(fd[i] >= 0);
@@ -3552,7 +3543,7 @@ static void test_max_conns(void)
     CU_ASSERT_EQUAL(st.refused_fds, 0);
     CU_ASSERT_EQUAL(atomic_load(&sv.connects), 2);
     close(fd[0]);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     zl_server_get_stats(s, &st);
     CU_ASSERT_EQUAL(st.active, 1);
     fd[4] = raw_connect("127.0.0.1", srv_port(s), 0);
@@ -3743,11 +3734,11 @@ static void test_client_options(void)
     p.verify = true;
     p.close_when_echoed = true;
     probe_connect(&p, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&p.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&p.closed, 1, 3000), 1);
     probe_check_clean(&p);
     snprintf(want, sizeof(want), "127.0.0.1:%u", lport);
     CU_ASSERT_STRING_EQUAL(p.local_at_connect, want);
-    CU_ASSERT_EQUAL(wait_ge(&sv.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sv.closed, 1, 3000), 1);
     CU_ASSERT_TRUE(srv_has_peer(&sv, want));
 
     /* An IPv6 local address for an IPv4 peer cannot bind. */
@@ -3755,7 +3746,7 @@ static void test_client_options(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     o.local_ip = "::1";
     probe_connect(&q, &o, false);
-    CU_ASSERT_EQUAL(wait_ge(&q.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&q.closed, 1, 3000), 1);
     probe_check_clean(&q);
     CU_ASSERT_EQUAL(atomic_load(&q.cerrs), 1);
     CU_ASSERT_EQUAL(atomic_load(&q.cerr_stage), ZL_STAGE_BIND);
@@ -3814,7 +3805,7 @@ static void test_keep_recv_buffer(void)
         memset(chunk, 'a' + i, sizeof(chunk));
         CU_ASSERT(zl_test_send_all(fd, chunk, sizeof(chunk)));
         /* One read per chunk: wait until the session kept this one. */
-        CU_ASSERT_EQUAL(wait_ge(&k.n, i + 1, 3000), i + 1);
+        CU_ASSERT_EQUAL(zl_test_wait_ge(&k.n, i + 1, 3000), i + 1);
     }
     for (int i = 0; i < KEEP_CHUNKS && i < atomic_load(&k.n); i++) {
         zl_buf_t *b = k.bufs[i];
@@ -3826,7 +3817,7 @@ static void test_keep_recv_buffer(void)
             CU_ASSERT_PTR_NOT_EQUAL(b->data, k.bufs[j]->data);
     }
     close(fd);
-    CU_ASSERT_EQUAL(wait_ge(&k.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&k.closed, 1, 3000), 1);
     zl_server_free(s);
     env_down(&e);
     for (int i = 0; i < atomic_load(&k.n); i++) {
@@ -3890,7 +3881,7 @@ static void test_sessions_spread(void)
         fds[i] = raw_connect("127.0.0.1", srv_port(s), 0);
         CU_ASSERT_FATAL(fds[i] >= 0);
     }
-    CU_ASSERT_EQUAL(wait_ge(&sp.n, SPREAD_CONNS, 5000), SPREAD_CONNS);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sp.n, SPREAD_CONNS, 5000), SPREAD_CONNS);
     for (int i = 0; i < SPREAD_CONNS && i < atomic_load(&sp.n); i++) {
         zl_poller_t *p = atomic_load(&sp.pollers[i]);
         CU_ASSERT(zl_poller_pool_contains(e.pool, p));
@@ -3905,7 +3896,7 @@ static void test_sessions_spread(void)
     CU_ASSERT(used >= 2);
     for (int i = 0; i < SPREAD_CONNS; i++)
         close(fds[i]);
-    CU_ASSERT_EQUAL(wait_ge(&sp.closed, SPREAD_CONNS, 5000), SPREAD_CONNS);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&sp.closed, SPREAD_CONNS, 5000), SPREAD_CONNS);
     zl_server_free(s);
     env_down(&e);
 }
@@ -4022,8 +4013,8 @@ static void test_names_client_and_accepted(void)
     copts_init(&o, &e, "127.0.0.1", srv_port(s));
     CU_ASSERT_EQUAL_FATAL(zl_client_connect(&cli, &o, &names_cli_handler, &n),
                           0);
-    CU_ASSERT_EQUAL(wait_ge(&n.cli_done, 1, slow_ms(5000)), 1);
-    CU_ASSERT_EQUAL(wait_ge(&n.srv_done, 1, slow_ms(5000)), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&n.cli_done, 1, slow_ms(5000)), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&n.srv_done, 1, slow_ms(5000)), 1);
     zl_server_free(s);
 
     pthread_mutex_lock(&n.lock);

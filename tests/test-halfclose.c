@@ -65,15 +65,6 @@ static unsigned slow_ms(unsigned ms)
     return ms * zl_test_slow();
 }
 
-static int wait_ge(atomic_int *v, int want, unsigned ms)
-{
-    uint64_t end = zl_now_ms() + slow_ms(ms);
-    int x;
-
-    while ((x = atomic_load(v)) < want && zl_now_ms() < end)
-        zl_test_sleep_ms(1);
-    return x;
-}
 
 /* ------------------------------------------------------ the zltk end */
 
@@ -325,7 +316,7 @@ static void peer_first_run(bool half)
     t0 = zl_now_ms();
     got = raw_read_all(fd, &bad);
     t1 = zl_now_ms();
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     if (half) {
         ZL_TEST_CHECK(got == 64 * KIB, "the reply: %zu bytes of %u", got,
                       64 * KIB);
@@ -384,7 +375,7 @@ static void test_client_reply_after_peer_eof(void)
     ZL_TEST_CHECK(got == 100 * KIB, "the reply: %zu bytes of %u", got,
                   100 * KIB);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.connects), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.eofs), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.errs), 0);
@@ -418,7 +409,7 @@ static void our_first_run(bool half)
     zl_test_sleep_ms(50);
     CU_ASSERT_EQUAL(atomic_load(&h.closed), 0); /* still receiving */
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.rx), (long long)total);
     CU_ASSERT_EQUAL(atomic_load(&h.rx_at_eof), (long long)total);
     CU_ASSERT_EQUAL(atomic_load(&h.eofs), 1);
@@ -456,12 +447,12 @@ static void test_shutdown_flushes_queue(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(raw_send_pat(fd, 0, 100));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.eofs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.eofs, 1, 3000), 1);
     zl_test_sleep_ms(100); /* let the queue stand */
     got = raw_read_all(fd, &bad);
     ZL_TEST_CHECK(got == total, "%zu bytes of %zu", got, total);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.send_rc), ZL_CONN_BUSY); /* queued */
     CU_ASSERT(atomic_load(&h.queued_at_shut) > 0);
     CU_ASSERT_EQUAL(atomic_load(&h.send_after_shut), ZL_ESHUTDOWN);
@@ -487,11 +478,11 @@ static void test_reset_after_half_close(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(raw_send_pat(fd, 0, 100));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.eofs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.eofs, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.closed), 0); /* half-open */
     CU_ASSERT_EQUAL(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(fd); /* RST */
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     zl_test_sleep_ms(100);
     CU_ASSERT_EQUAL(atomic_load(&h.errs), 1);
     CU_ASSERT_NOT_EQUAL(atomic_load(&h.err_kind), ZL_EOF);
@@ -535,7 +526,7 @@ static void test_half_open_no_spin(void)
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(raw_send_pat(fd, 0, 10));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.eofs, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.eofs, 1, 3000), 1);
     zl_test_sleep_ms(50);
     l0 = runtime_loops();
     zl_test_sleep_ms(300);
@@ -546,7 +537,7 @@ static void test_half_open_no_spin(void)
     got = raw_read_all(fd, &bad);
     CU_ASSERT_EQUAL(got, 1000);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     close(fd);
     zl_server_free(s);
 }
@@ -626,7 +617,7 @@ static void test_socat_client(void)
     ZL_TEST_CHECK(got == 64 * KIB, "socat printed %zu bytes of %u", got,
                   64 * KIB);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.rx), 1000);
     CU_ASSERT_EQUAL(atomic_load(&h.eofs), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.errs), 0);
@@ -672,7 +663,7 @@ static void test_socat_server(void)
     ZL_TEST_CHECK(got == 64 * KIB, "socat printed %zu bytes of %u", got,
                   64 * KIB);
     CU_ASSERT_EQUAL(bad, 0);
-    CU_ASSERT_EQUAL(wait_ge(&h.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&h.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.connects), 1);
     CU_ASSERT_EQUAL(atomic_load(&h.rx), 2000);
     CU_ASSERT_EQUAL(atomic_load(&h.eofs), 1);
@@ -783,7 +774,7 @@ static void test_session_shutdown_first(void)
     zl_test_sleep_ms(50);
     CU_ASSERT_EQUAL(atomic_load(&S.closed), 0);
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
-    CU_ASSERT_EQUAL(wait_ge(&S.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&S.closed, 1, 3000), 1);
     CU_ASSERT_EQUAL(atomic_load(&S.eofs), 1);
     CU_ASSERT_EQUAL(atomic_load(&S.errs), 0);
     close(fd);
@@ -812,7 +803,7 @@ static void session_run(bool with_eof, uint32_t struct_size)
     CU_ASSERT(raw_send_pat(fd, 0, 300));
     CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
     got = raw_read_all(fd, &bad);
-    CU_ASSERT_EQUAL(wait_ge(&S.closed, 1, 3000), 1);
+    CU_ASSERT_EQUAL(zl_test_wait_ge(&S.closed, 1, 3000), 1);
     if (expect) {
         ZL_TEST_CHECK(got == 32 * KIB, "the reply: %zu bytes", got);
         CU_ASSERT_EQUAL(bad, 0);

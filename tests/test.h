@@ -37,6 +37,8 @@ int zl_test_register_unix(void);
 /* Wait until *flag becomes non-zero or timeout_ms passes; returns the final
  * value.  Polls every millisecond. */
 int zl_test_wait_flag(atomic_int *flag, unsigned timeout_ms);
+/* Wait until *v >= want or timeout_ms passes; returns the last value. */
+int zl_test_wait_ge(atomic_int *v, int want, unsigned timeout_ms);
 /* Wait until *counter >= target or timeout_ms passes; returns the value. */
 long zl_test_wait_count(atomic_long *counter, long target, unsigned timeout_ms);
 /* Sleep for ms milliseconds. */
