@@ -3,7 +3,7 @@
  * holds them all idle and reports the growth of the server's resident set.
  *
  *   tls-idle --port PORT --server-pid PID [--host ADDR] [--conns N]
- *            [--settle S] [--name LABEL]
+ *            [--settle S] [--name LABEL] [--tls12]
  *
  * One warm-up connection is made and closed first (the server's one-time
  * allocations), then the server's VmRSS is read, the N connections are
@@ -12,6 +12,7 @@
  * idle buffers at its manager tick, every 2 s) and reads VmRSS again:
  *   LABEL: N idle TLS sessions, server RSS +X KiB, Y bytes/session
  * (plain OpenSSL client; everything is checked; exit 1 on any failure).
+ * --tls12: TLS 1.2 instead, here and with --floor.
  *
  *   tls-idle --floor N --cert PEM --key PEM
  *
@@ -20,8 +21,10 @@
  * both ends, one 64-byte echo each, then each end's BIO replaced by an
  * empty one, as an idle zltk session holds one empty BIO of its own, and
  * SSL_free_buffers on both, as the layer calls at idle);
- * mallinfo2() before, with both ends held, and after freeing the clients:
- *   floor: N idle pairs, server X bytes/session, client Y bytes/session
+ * mallinfo2() before, with both ends held, after freeing the clients, and
+ * after freeing the servers (what the server's session cache still holds):
+ *   floor: N idle pairs, server X bytes/session, client Y bytes/session;
+ *   after both ends are freed the server's session cache keeps Z ...
  * (heap in use, malloc's chunk headers included: what OpenSSL keeps per
  * idle connection however the application around it is written).
  */
@@ -44,7 +47,7 @@
 static const char *host = "127.0.0.1", *label = "tls-idle";
 static int port, server_pid, nconns = 4000;
 static double settle = 5.0;
-static int floor_n;
+static int floor_n, version = TLS1_3_VERSION;
 static const char *cert_file, *key_file;
 
 /* The server's VmRSS in KiB, or -1. */
@@ -130,6 +133,8 @@ static void parse(int argc, char **argv)
             settle = atof(argv[++i]);
         else if (!strcmp(argv[i], "--name") && i + 1 < argc)
             label = argv[++i];
+        else if (!strcmp(argv[i], "--tls12"))
+            version = TLS1_2_VERSION;
         else if (!strcmp(argv[i], "--floor") && i + 1 < argc)
             floor_n = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
@@ -139,8 +144,9 @@ static void parse(int argc, char **argv)
         else {
             fprintf(stderr, "usage: %s --port PORT --server-pid PID "
                             "[--host ADDR] [--conns N] [--settle S] "
-                            "[--name LABEL]\n"
-                            "       %s --floor N --cert PEM --key PEM\n",
+                            "[--name LABEL] [--tls12]\n"
+                            "       %s --floor N --cert PEM --key PEM "
+                            "[--tls12]\n",
                     argv[0], argv[0]);
             exit(2);
         }
@@ -167,7 +173,8 @@ static SSL_CTX *floor_ctx(bool server)
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method()
                                       : TLS_client_method());
 
-    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION))
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, version) ||
+        !SSL_CTX_set_max_proto_version(ctx, version))
         fail(-1, "SSL_CTX_new");
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (server && (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
@@ -256,7 +263,7 @@ static void floor_mode(void)
     SSL_CTX *sctx = floor_ctx(true), *cctx = floor_ctx(false);
     SSL **srv = calloc((size_t)floor_n + 1, sizeof(*srv));
     SSL **cli = calloc((size_t)floor_n + 1, sizeof(*cli));
-    size_t m0, m1, m2;
+    size_t m0, m1, m2, m3;
 
     if (!srv || !cli)
         fail(-1, "calloc");
@@ -270,11 +277,15 @@ static void floor_mode(void)
     for (int i = 0; i < floor_n; i++)
         SSL_free(cli[i]);
     m2 = mallinfo2().uordblks;
-    printf("floor: %d idle pairs, server %.0f bytes/session, client %.0f "
-           "bytes/session\n", floor_n, ((double)m2 - (double)m0) / floor_n,
-           ((double)m1 - (double)m2) / floor_n);
     for (int i = 0; i < floor_n; i++)
         SSL_free(srv[i]);
+    m3 = mallinfo2().uordblks;
+    printf("floor: %d idle pairs, server %.0f bytes/session, client %.0f "
+           "bytes/session; after both ends are freed the server's session "
+           "cache keeps %.0f bytes/session\n", floor_n,
+           ((double)m2 - (double)m0) / floor_n,
+           ((double)m1 - (double)m2) / floor_n,
+           ((double)m3 - (double)m0) / floor_n);
     free(srv);
     free(cli);
     SSL_CTX_free(sctx);
@@ -298,7 +309,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION))
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, version) ||
+        !SSL_CTX_set_max_proto_version(ctx, version))
         fail(-1, "SSL_CTX_new");
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* the client's own */
     if (!(conns = calloc((size_t)nconns, sizeof(*conns))))
