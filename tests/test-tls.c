@@ -2460,16 +2460,22 @@ static bool idle_client(SSL_CTX *ctx, uint16_t port, SSL **ssl, int *fd)
         return false;
     while (got < sizeof(in) && SSL_read_ex(*ssl, in + got, sizeof(in) - got, &n))
         got += n;
+    /* This client's last read keeps its record buffer (16 KiB): not the
+     * server's to answer for. */
+    SSL_free_buffers(*ssl);
     return got == sizeof(in) && !memcmp(in, out, sizeof(in));
 }
 
 /* An idle session holds neither the layer's 16 KiB plaintext buffer nor
  * OpenSSL's 16 KiB record buffer (issue 13): 32 connections to the echo
  * plugin over tls, one echo each, then idle for less than a manager tick.
- * Measured on Debian 12 (OpenSSL 3.0), both ends of a connection counted:
- * 67 KB of heap each while the layer held its buffers, 51 KB since; the
- * bound sits between.  Not under a sanitizer, whose allocator mallinfo2()
- * does not see. */
+ * Both ends of a connection are counted; this test's client frees its own
+ * record buffer (SSL_free_buffers), so what is left is OpenSSL's floor on
+ * both ends plus the layer's and the host's records.  Measured on Debian 12
+ * (OpenSSL 3.0.22): 34 KB each (server about 14.5, client about 19.2: the
+ * server's certificate), 50 KB with tls-io.c's release of the buffers
+ * reverted; the bound sits between.  Not under a sanitizer, whose
+ * allocator mallinfo2() does not see. */
 static void test_idle_releases_buffers(void)
 {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -2500,7 +2506,8 @@ static void test_idle_releases_buffers(void)
     m1 = heap_used();
     CHECK(ok, "a TLS echo through the server failed");
     per = m1 > m0 ? (m1 - m0) / IDLE_CONNS : 0;
-    CHECK(per < 58 * 1024,
+    fprintf(stderr, "(%zu B per idle connection) ", per);
+    CHECK(per < 40 * 1024,
           "%zu bytes of heap per idle TLS connection (both ends): the "
           "sessions keep their 16 KiB buffers", per);
     for (int i = 0; i <= IDLE_CONNS; i++) {

@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 
 #include <zltk/clock.h>
+#include <zltk/log.h>
 
 #include "tls-internal.h"
 
@@ -15,11 +16,14 @@ static void handshake_done(tls_sess_t *ls)
 
     ls->phase = PH_OPEN;
     ls->hs_deadline = 0;
-    tls__host->session_log(
-        ls->s, ZL_LOG_DEBUG, "TLS handshake with %s done: %s, %s%s",
-        tls__peer_text(ls, peer, sizeof(peer)), SSL_get_version(ls->ssl),
-        SSL_get_cipher_name(ls->ssl),
-        SSL_session_reused(ls->ssl) ? ", resumed" : "");
+    /* Only when it is logged: the peer's address makes the connection
+     * allocate a block for its addresses (76 bytes per session). */
+    if (zl_log_get_level() >= ZL_LOG_DEBUG)
+        tls__host->session_log(
+            ls->s, ZL_LOG_DEBUG, "TLS handshake with %s done: %s, %s%s",
+            tls__peer_text(ls, peer, sizeof(peer)), SSL_get_version(ls->ssl),
+            SSL_get_cipher_name(ls->ssl),
+            SSL_session_reused(ls->ssl) ? ", resumed" : "");
     /* What the handler sent early goes first, then its on_connect.  Once
      * it is in the connection's queue, that queue's marks alone decide
      * whether the handler is busy. */

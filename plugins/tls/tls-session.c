@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -97,16 +98,43 @@ void tls__on_err(zl_session_t *s, void *state, const zl_error_t *err)
     ls->dead = true;
 }
 
+/* Whether SSL_free_buffers is safe with a partial record in the read
+ * buffer: before OpenSSL 3.0.14, 3.1.6, 3.2.2 and 3.3.1 it freed one
+ * that a record header already pointed into (CVE-2024-4741), which
+ * SSL_has_pending does not report. */
+static bool free_buffers_safe(void)
+{
+    unsigned long v = OpenSSL_version_num() >> 4; /* 0xMNN00PP */
+    unsigned long mm = v >> 16, patch = v & 0xff;
+
+    switch (mm) {
+    case 0x300: return patch >= 14;
+    case 0x301: return patch >= 6;
+    case 0x302: return patch >= 2;
+    case 0x303: return patch >= 1;
+    default: return mm > 0x303;
+    }
+}
+
 void tls__on_manager(zl_session_t *s, void *state)
 {
     tls_sess_t *ls = state;
 
     (void)s;
-    /* An idle connection keeps no plaintext buffer (OpenSSL releases its
-     * own: SSL_MODE_RELEASE_BUFFERS). */
-    if (!ls->pbuf_used && ls->pbuf) {
-        zl_buf_unref(ls->pbuf);
-        ls->pbuf = NULL;
+    /* An idle connection keeps no plaintext buffer, nor OpenSSL's record
+     * buffers: SSL_MODE_RELEASE_BUFFERS frees them as a read finds nothing
+     * left, but not after a read that returned the last bytes (a client's
+     * read of the server's last record keeps its 16 KiB).  Never while
+     * OpenSSL holds unread plaintext or ciphertext (SSL_has_pending), or
+     * the layer ciphertext (keep, a paused session). */
+    if (!ls->pbuf_used) {
+        if (ls->pbuf) {
+            zl_buf_unref(ls->pbuf);
+            ls->pbuf = NULL;
+        }
+        if (ls->ssl && ls->phase == PH_OPEN && !ls->dead && !ls->keep_len &&
+            !SSL_has_pending(ls->ssl) && free_buffers_safe())
+            SSL_free_buffers(ls->ssl);
     }
     ls->pbuf_used = false;
     if (!ls->keep_used && !ls->keep_len && ls->keep) {
