@@ -156,6 +156,22 @@ static zl_conn_t *client_to(env_t *e, const char *addr, cli_t *t)
     return c;
 }
 
+/* Until the client received n bytes (read under its lock: the poller
+ * thread writes them), or 2 s. */
+static void cli_wait_bytes(cli_t *t, size_t n)
+{
+    for (int i = 0; i < 2000; i++) {
+        size_t got;
+
+        pthread_mutex_lock(&t->lock);
+        got = t->n;
+        pthread_mutex_unlock(&t->lock);
+        if (got >= n)
+            return;
+        zl_test_sleep_ms(1);
+    }
+}
+
 static void client_done(zl_conn_t *c, cli_t *t)
 {
     if (!c)
@@ -260,8 +276,7 @@ static void test_echo(void)
     CU_ASSERT_TRUE(is_socket(addr + 5));
     c = client_to(&e, addr, &t);
     CU_ASSERT_EQUAL(atomic_load(&t.connected), 1);
-    for (int i = 0; i < 2000 && t.n < 14; i++)
-        zl_test_sleep_ms(1);
+    cli_wait_bytes(&t, 14);
     pthread_mutex_lock(&t.lock);
     CU_ASSERT_EQUAL(t.n, 14);
     CU_ASSERT_EQUAL(memcmp(t.got, "ping over unix", 14), 0);
@@ -447,8 +462,7 @@ static void test_abstract(void)
                            addr);
     c = client_to(&e, addr, &t);
     CU_ASSERT_EQUAL(atomic_load(&t.connected), 1);
-    for (int i = 0; i < 2000 && t.n < 14; i++)
-        zl_test_sleep_ms(1);
+    cli_wait_bytes(&t, 14);
     pthread_mutex_lock(&t.lock);
     CU_ASSERT_EQUAL(t.n, 14);
     pthread_mutex_unlock(&t.lock);
