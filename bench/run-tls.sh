@@ -40,36 +40,6 @@ name=run-tls.sh
 . "$(dirname "$0")/tls-common.sh"
 tck=$(getconf CLK_TCK)
 
-start_server() { # name: starts it on $port (or the next free one), sets spid
-    for _ in 1 2 3 4 5; do
-        try_server "$1" && return 0
-        port=$((port + 1))
-    done
-    echo "run-tls.sh: $1 did not start:" >&2
-    cat "$out/$1.srv" >&2
-    exit 1
-}
-
-try_server() { # name
-    case $1 in
-    baseline) exec "$dir/tls-baseline" --port "$port" --cert "$out/cert.pem" \
-                  --key "$out/key.pem" ;;
-    zltk) exec "$dir/../zltk-host" --listen "tls://127.0.0.1:$port" \
-              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-              --pollers 1 --workers 1 -P "$dir/../plugins/.libs" ;;
-    s_server) exec openssl s_server -accept "127.0.0.1:$port" \
-                  -cert "$out/cert.pem" -key "$out/key.pem" -tls1_3 -www ;;
-    esac </dev/null >"$out/$1.srv" 2>&1 &
-    spid=$!
-    for _ in $(seq 1 50); do
-        grep -qE 'listening|ACCEPT' "$out/$1.srv" 2>/dev/null && return 0
-        kill -0 "$spid" 2>/dev/null || break  # exited: port taken?
-        sleep 0.1
-    done
-    stop_server
-    return 1
-}
-
 cpu_ticks() { # utime+stime of $spid
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$spid/stat"
 }
