@@ -20,34 +20,8 @@ done
 name=run-tls-idle.sh
 . "$(dirname "$0")/tls-common.sh"
 
-try_server() { # name
-    case $1 in
-    baseline) exec "$dir/tls-baseline" --port "$port" --cert "$out/cert.pem" \
-                  --key "$out/key.pem" ;;
-    zltk) exec "$dir/../zltk-host" --listen "tls://127.0.0.1:$port" \
-              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-              --pollers 1 --workers 1 -P "$dir/../plugins/.libs" ;;
-    before) exec "$before/zltk-host" --listen "tls://127.0.0.1:$port" \
-              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-              --pollers 1 --workers 1 -P "$before/plugins/.libs" ;;
-    esac </dev/null >"$out/$1.srv" 2>&1 &
-    spid=$!
-    for _ in $(seq 1 50); do
-        grep -qE 'listening' "$out/$1.srv" 2>/dev/null && return 0
-        kill -0 "$spid" 2>/dev/null || break
-        sleep 0.1
-    done
-    stop_server
-    return 1
-}
-
 one() { # name round
-    for _ in 1 2 3 4 5; do
-        try_server "$1" && break
-        port=$((port + 1))
-    done
-    [ -n "$spid" ] || { echo "run-tls-idle.sh: $1 did not start" >&2
-                        cat "$out/$1.srv" >&2; exit 1; }
+    start_server "$1"
     "$dir/tls-idle" --port "$port" --server-pid "$spid" --conns "$conns" \
         --name "$1" >"$out/$1.$2" || { cat "$out/$1.srv" >&2; exit 1; }
     stop_server

@@ -17,7 +17,10 @@
 #              server's CPU time per handshake
 # and, once per round, s_time against "openssl s_server -www" as a third
 # handshake reference.  The last lines give per-figure medians and the
-# ratios zltk/baseline.  Build first with "make bench" in the build
+# ratios zltk/baseline.  With ZLTK_BEFORE=DIR (the build directory of
+# another checkout, say the commit before a change) its zltk-host runs too,
+# as "before", in the same alternation, with columns of its own: a
+# before/after comparison in one run.  Build first with "make bench" in the build
 # directory (bench/tls-baseline needs libevent-dev at configure time); run
 # from there.  About 9 * SECONDS + 5 seconds per round (3 rounds of 3 s:
 # about 100 s).
@@ -25,6 +28,7 @@ set -eu
 rounds=${1:-3}
 secs=${2:-2}
 dir=${ZLTK_BENCH_DIR:-./bench}   # the built programs (run from the build dir)
+before=${ZLTK_BEFORE:-}
 st_secs=$(printf '%.0f' "$secs")
 [ "$st_secs" -ge 1 ] || st_secs=1
 for p in "$dir/tls-loadgen" "$dir/tls-baseline" "$dir/../zltk-host"; do
@@ -34,41 +38,15 @@ for p in "$dir/tls-loadgen" "$dir/tls-baseline" "$dir/../zltk-host"; do
         exit 1
     fi
 done
+if [ -n "$before" ] && [ ! -x "$before/zltk-host" ]; then
+    echo "run-tls.sh: ZLTK_BEFORE=$before has no zltk-host" >&2
+    exit 1
+fi
 command -v openssl >/dev/null || { echo "run-tls.sh: no openssl" >&2; exit 1; }
 
 name=run-tls.sh
 . "$(dirname "$0")/tls-common.sh"
 tck=$(getconf CLK_TCK)
-
-start_server() { # name: starts it on $port (or the next free one), sets spid
-    for _ in 1 2 3 4 5; do
-        try_server "$1" && return 0
-        port=$((port + 1))
-    done
-    echo "run-tls.sh: $1 did not start:" >&2
-    cat "$out/$1.srv" >&2
-    exit 1
-}
-
-try_server() { # name
-    case $1 in
-    baseline) exec "$dir/tls-baseline" --port "$port" --cert "$out/cert.pem" \
-                  --key "$out/key.pem" ;;
-    zltk) exec "$dir/../zltk-host" --listen "tls://127.0.0.1:$port" \
-              --tls-cert "$out/cert.pem" --tls-key "$out/key.pem" \
-              --pollers 1 --workers 1 -P "$dir/../plugins/.libs" ;;
-    s_server) exec openssl s_server -accept "127.0.0.1:$port" \
-                  -cert "$out/cert.pem" -key "$out/key.pem" -tls1_3 -www ;;
-    esac </dev/null >"$out/$1.srv" 2>&1 &
-    spid=$!
-    for _ in $(seq 1 50); do
-        grep -qE 'listening|ACCEPT' "$out/$1.srv" 2>/dev/null && return 0
-        kill -0 "$spid" 2>/dev/null || break  # exited: port taken?
-        sleep 0.1
-    done
-    stop_server
-    return 1
-}
 
 cpu_ticks() { # utime+stime of $spid
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$spid/stat"
@@ -106,9 +84,12 @@ one() { # name round
     sed "s/^/round $2 $1: /" "$out/$1.$2"
 }
 
+names="baseline zltk"
+[ -n "$before" ] && names="baseline before zltk"
 for r in $(seq 1 "$rounds"); do
-    if [ $((r % 2)) = 1 ]; then one baseline "$r"; one zltk "$r"
-    else one zltk "$r"; one baseline "$r"; fi
+    if [ $((r % 2)) = 1 ]; then list=$names
+    else list=$(echo "$names" | tr ' ' '\n' | tac | tr '\n' ' '); fi
+    for n in $list; do one "$n" "$r"; done
     start_server s_server
     handshakes s_server >"$out/s_server.$r"
     stop_server
@@ -125,7 +106,7 @@ fig() { # name line-prefix word
             if (k == w) { v = $(i+1); sub(/[,;)]*$/, "", v); print v; break }
         } }' | median
 }
-before() { # name line-prefix word
+preceding() { # name line-prefix word
     cat "$out"/$1.* 2>/dev/null | grep "^$2:" | awk -v w="$3" '{
         for (i = 2; i <= NF; i++)
             if ($i == w || $i == w "," || $i == w ";") { print $(i-1); break }
@@ -135,24 +116,39 @@ first() { # name line-prefix: the first number
     cat "$out"/$1.* 2>/dev/null | grep "^$2:" | awk '{print $2}' | median
 }
 ratio() { awk -v b="$1" -v z="$2" 'BEGIN { if (b > 0) printf "%.3f", z / b; else print "-" }'; }
-row() { # label baseline zltk [s_server]
-    printf '%-26s %10s %10s %9s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")" "${4:-}"
+# row LABEL GETTER LINE-PREFIX [WORD]: the medians of baseline, before (with
+# ZLTK_BEFORE), zltk, the ratios of zltk to them, and s_server (handshakes).
+row() {
+    bv=$($2 baseline "$3" ${4:-}); zv=$($2 zltk "$3" ${4:-}); sv=
+    [ "$3" = hs ] && sv=$($2 s_server "$3" ${4:-})
+    if [ -n "$before" ]; then
+        pv=$($2 before "$3" ${4:-})
+        printf '%-26s %10s %10s %10s %9s %9s %10s\n' "$1" "$bv" "$pv" "$zv" \
+            "$(ratio "$bv" "$zv")" "$(ratio "$pv" "$zv")" "$sv"
+    else
+        printf '%-26s %10s %10s %9s %10s\n' "$1" "$bv" "$zv" \
+            "$(ratio "$bv" "$zv")" "$sv"
+    fi
 }
 echo
-printf '%-26s %10s %10s %9s %10s\n' figure baseline zltk zltk/base s_server
+if [ -n "$before" ]; then
+    printf '%-26s %10s %10s %10s %9s %9s %10s\n' figure baseline before zltk \
+        zltk/base zltk/bef s_server
+else
+    printf '%-26s %10s %10s %9s %10s\n' figure baseline zltk zltk/base s_server
+fi
 for l in tls16k tls16k-d8 tls16k-d16; do
-    row "$l MB/s" "$(first baseline $l)" "$(first zltk $l)"
-    row "$l p50 us" "$(fig baseline $l p50)" "$(fig zltk $l p50)"
-    row "$l p99 us" "$(fig baseline $l p99)" "$(fig zltk $l p99)"
-    row "$l p99.9 us" "$(fig baseline $l p99.9)" "$(fig zltk $l p99.9)"
-    row "$l conn min/max" "$(fig baseline $l min/max)" "$(fig zltk $l min/max)"
-    row "$l server us/msg" "$(before baseline $l us/msg)" \
-        "$(before zltk $l us/msg)"
+    row "$l MB/s" first $l
+    row "$l p50 us" fig $l p50
+    row "$l p99 us" fig $l p99
+    row "$l p99.9 us" fig $l p99.9
+    row "$l conn min/max" fig $l min/max
+    row "$l server us/msg" preceding $l us/msg
 done
-row "handshakes/s" "$(first baseline hs)" "$(first zltk hs)" "$(first s_server hs)"
-row "server us/handshake" "$(before baseline hs us/handshake)" \
-    "$(before zltk hs us/handshake)" "$(before s_server hs us/handshake)"
+row "handshakes/s" first hs
+row "server us/handshake" preceding hs us/handshake
 echo "(baseline = libevent bufferevent_openssl, zltk = zltk-host + echo over"
 echo " tls; medians of $rounds rounds of ${secs} s; conn min/max: slowest over"
 echo " fastest connection's MB/s, 1 = fair; server us: its CPU time per"
 echo " 16 KiB message / per handshake, lower is better)"
+[ -z "$before" ] || echo "(before = zltk-host and plugins of $before)"

@@ -172,7 +172,25 @@ void tls__fail_ssl(tls_sess_t *ls, int sslerr, bool handshake)
          handshake ? "handshake" : "connection", peer, why);
 }
 
-/* SSL_write everything (memory BIOs take it all), then drain. */
+/* While tls__read_plain delivers a session's plaintext, what its handler
+ * sends back is gathered in ls->out (up to TLS_GATHER_MAX of ciphertext)
+ * and goes down in one write when the delivery ends, rather than one
+ * system call per record: an echo of 4 records read together costs one
+ * send, and the peer one wake-up.  Only for that session (a handler that
+ * writes to another one sends at once), only while its connection queue is
+ * empty (otherwise the bytes are queued without a system call anyway, and
+ * the handler hears ZL_CONN_BUSY from the send that crosses the mark). */
+#define TLS_GATHER_MAX (64 * 1024)
+static _Thread_local tls_sess_t *gathering;
+
+static bool gather(tls_sess_t *ls)
+{
+    return gathering == ls && ls->out && ls->out->len < TLS_GATHER_MAX &&
+           !tls__host->queued(ls->s);
+}
+
+/* SSL_write everything (memory BIOs take it all), then drain (or leave it
+ * for the end of the delivery: gather). */
 int tls__write_plain(tls_sess_t *ls, const void *data, size_t len)
 {
     size_t done = 0;
@@ -192,7 +210,7 @@ int tls__write_plain(tls_sess_t *ls, const void *data, size_t len)
         }
         done += w;
     }
-    return tls__flush_out(ls);
+    return gather(ls) ? 0 : tls__flush_out(ls);
 }
 
 /* close_notify, then flush.  Once per connection. */
@@ -294,7 +312,7 @@ static void release_plain_buf(tls_sess_t *ls)
 }
 
 /* Deliver every byte of plaintext OpenSSL can produce now. */
-void tls__read_plain(tls_sess_t *ls)
+static void read_records(tls_sess_t *ls)
 {
     for (;;) {
         zl_buf_t *b;
@@ -328,8 +346,9 @@ void tls__read_plain(tls_sess_t *ls)
             }
             got += n;
         }
-        /* Tickets, KeyUpdate replies, alerts: out now. */
-        if (tls__flush_out(ls) == ZL_ESHUTDOWN && ls->dead)
+        /* Tickets, KeyUpdate replies, alerts: out now, unless they join
+         * the handler's gathered replies (tls__read_plain flushes them). */
+        if (!gather(ls) && tls__flush_out(ls) == ZL_ESHUTDOWN && ls->dead)
             return;
         if (got) {
             b->len = got;
@@ -363,4 +382,15 @@ void tls__read_plain(tls_sess_t *ls)
             return;
         }
     }
+}
+
+void tls__read_plain(tls_sess_t *ls)
+{
+    tls_sess_t *outer = gathering;
+
+    gathering = ls;
+    read_records(ls);
+    gathering = outer;
+    if (ls->ssl && !ls->dead)
+        tls__flush_out(ls); /* what was gathered */
 }
